@@ -1,0 +1,84 @@
+//! `plexus` without `CNI_COMMAND`: tools for operators and policy authors.
+
+mod demo;
+mod policy;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::DEFAULT_STATE_DIR;
+use crate::state::StateStore;
+
+#[derive(Parser)]
+#[command(
+    name = "plexus",
+    version,
+    about = "A CNI meta-plugin whose network choice is a WebAssembly policy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: CliCommand,
+}
+
+#[derive(Subcommand)]
+enum CliCommand {
+    /// Run, test and precompile policies offline.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Print the recorded network-status of a container's attachments.
+    Status {
+        container_id: String,
+        /// The `stateDir` of the plexus configuration.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+    /// The main job on this machine: two networks into one pod, then gone again.
+    Demo(demo::DemoArgs),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::logging::init(None, "warn");
+    let outcome = match cli.command {
+        CliCommand::Policy(command) => policy::run(command),
+        CliCommand::Status {
+            container_id,
+            state_dir,
+        } => status(&container_id, &state_dir),
+        CliCommand::Demo(args) => demo::run(&args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("plexus: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A CLI failure: a message for a person.
+type CliResult = Result<ExitCode, String>;
+
+fn status(container_id: &str, state_dir: &std::path::Path) -> CliResult {
+    plexus_cni::validate_container_id(container_id)
+        .map_err(|reason| format!("container id {container_id:?}: {reason}"))?;
+    let store = StateStore::open(state_dir).map_err(|err| err.to_string())?;
+    let records = store
+        .records_of(container_id)
+        .map_err(|err| err.to_string())?;
+    if records.is_empty() {
+        return Err(format!(
+            "no attachment recorded for container {container_id} in {}",
+            state_dir.display()
+        ));
+    }
+    let statuses: Vec<_> = records
+        .iter()
+        .flat_map(|record| record.network_status.iter())
+        .collect();
+    let json = serde_json::to_string_pretty(&statuses).map_err(|err| err.to_string())?;
+    println!("{json}");
+    Ok(ExitCode::SUCCESS)
+}

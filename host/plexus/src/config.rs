@@ -1,0 +1,252 @@
+//! The meta-plugin's own configuration: the plugin entry a runtime hands Plexus on stdin.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use plexus_cni::CniVersion;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// Where the pod's annotations arrive when the runtime declares the capability.
+pub const POD_ANNOTATIONS_CAPABILITY: &str = "io.kubernetes.cri.pod-annotations";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("the network configuration on stdin is not valid JSON: {0}")]
+    Decode(#[source] serde_json::Error),
+    #[error("configuration key `{key}`: {reason}")]
+    Key { key: &'static str, reason: String },
+    #[error("configuration key `cniVersion`: {0}")]
+    Version(#[source] plexus_cni::VersionError),
+}
+
+/// The validated meta-plugin configuration.
+#[derive(Debug, Clone)]
+pub struct PluginConfig {
+    /// The version the caller speaks; results and errors are printed in it.
+    pub cni_version: CniVersion,
+    pub networks_dir: PathBuf,
+    pub default_networks: Vec<String>,
+    pub select: String,
+    pub merge: String,
+    /// `policyConfig`, handed to every policy as JSON text.
+    pub policy_config: String,
+    pub parallel: bool,
+    pub state_dir: PathBuf,
+    pub log_file: Option<PathBuf>,
+    pub log_level: String,
+    pub policy_timeout: Duration,
+    pub policy_memory_bytes: usize,
+    /// `runtimeConfig` as the runtime filled it in (capability arguments).
+    pub runtime_config: Map<String, Value>,
+    /// `cni.dev/valid-attachments` on GC.
+    pub valid_attachments: Option<Value>,
+}
+
+/// The keys as written; CNI-Genie's names are accepted as aliases and unknown keys ignored,
+/// so an existing Genie config keeps working.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawConfig {
+    cni_version: Option<String>,
+    networks_dir: Option<PathBuf>,
+    default_networks: Option<NetworkList>,
+    #[serde(rename = "default_plugin")]
+    genie_default_plugin: Option<NetworkList>,
+    select: Option<String>,
+    merge: Option<String>,
+    policy_config: Option<Value>,
+    #[serde(default)]
+    parallel: bool,
+    state_dir: Option<PathBuf>,
+    log_file: Option<PathBuf>,
+    log_level: Option<String>,
+    policy_timeout_ms: Option<u64>,
+    #[serde(rename = "policyMemoryMiB")]
+    policy_memory_mib: Option<usize>,
+    #[serde(default)]
+    runtime_config: Map<String, Value>,
+    #[serde(rename = "cni.dev/valid-attachments")]
+    valid_attachments: Option<Value>,
+}
+
+/// A list of network names: a JSON list, or Genie's comma-separated string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NetworkList {
+    List(Vec<String>),
+    Csv(String),
+}
+
+impl NetworkList {
+    fn into_names(self) -> Vec<String> {
+        match self {
+            NetworkList::List(names) => names,
+            NetworkList::Csv(csv) => csv
+                .split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+}
+
+pub const DEFAULT_NETWORKS_DIR: &str = "/etc/cni/net.d";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/plexus";
+pub const DEFAULT_SELECT: &str = "builtin:annotations";
+pub const DEFAULT_MERGE: &str = "builtin:merge-all";
+const DEFAULT_POLICY_TIMEOUT_MS: u64 = 500;
+const DEFAULT_POLICY_MEMORY_MIB: usize = 64;
+
+impl PluginConfig {
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let raw: RawConfig = serde_json::from_slice(bytes).map_err(ConfigError::Decode)?;
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
+        let cni_version = raw
+            .cni_version
+            .as_deref()
+            .ok_or(ConfigError::Key {
+                key: "cniVersion",
+                reason: "missing".into(),
+            })?
+            .parse()
+            .map_err(ConfigError::Version)?;
+        let default_networks = raw
+            .default_networks
+            .or(raw.genie_default_plugin)
+            .map(NetworkList::into_names)
+            .unwrap_or_default();
+        let select = raw.select.unwrap_or_else(|| DEFAULT_SELECT.into());
+        let merge = raw.merge.unwrap_or_else(|| DEFAULT_MERGE.into());
+        check_policy_spec("select", &select)?;
+        check_policy_spec("merge", &merge)?;
+        let networks_dir = raw
+            .networks_dir
+            .unwrap_or_else(|| DEFAULT_NETWORKS_DIR.into());
+        let state_dir = raw.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into());
+        check_absolute("networksDir", &networks_dir)?;
+        check_absolute("stateDir", &state_dir)?;
+        if let Some(log_file) = &raw.log_file {
+            check_absolute("logFile", log_file)?;
+        }
+        let policy_timeout_ms = raw.policy_timeout_ms.unwrap_or(DEFAULT_POLICY_TIMEOUT_MS);
+        if policy_timeout_ms == 0 {
+            return Err(ConfigError::Key {
+                key: "policyTimeoutMs",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let policy_memory_mib = raw.policy_memory_mib.unwrap_or(DEFAULT_POLICY_MEMORY_MIB);
+        if policy_memory_mib == 0 {
+            return Err(ConfigError::Key {
+                key: "policyMemoryMiB",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(PluginConfig {
+            cni_version,
+            networks_dir,
+            default_networks,
+            select,
+            merge,
+            policy_config: raw
+                .policy_config
+                .unwrap_or_else(|| Value::Object(Map::new()))
+                .to_string(),
+            parallel: raw.parallel,
+            state_dir,
+            log_file: raw.log_file,
+            log_level: raw.log_level.unwrap_or_else(|| "info".into()),
+            policy_timeout: Duration::from_millis(policy_timeout_ms),
+            policy_memory_bytes: policy_memory_mib.saturating_mul(1 << 20),
+            runtime_config: raw.runtime_config,
+            valid_attachments: raw.valid_attachments,
+        })
+    }
+
+    /// The pod's annotations when the runtime passed them through the capability.
+    pub fn runtime_annotations(&self) -> Option<&Map<String, Value>> {
+        self.runtime_config
+            .get(POD_ANNOTATIONS_CAPABILITY)
+            .and_then(Value::as_object)
+    }
+}
+
+/// A policy is a built-in or an absolute path: a relative one would depend on the
+/// runtime's working directory, and `..` has no business in a node's policy path.
+fn check_policy_spec(key: &'static str, spec: &str) -> Result<(), ConfigError> {
+    if spec.starts_with("builtin:") {
+        return Ok(());
+    }
+    let path = Path::new(spec);
+    check_absolute(key, path)?;
+    if path
+        .components()
+        .any(|part| matches!(part, std::path::Component::ParentDir))
+    {
+        return Err(ConfigError::Key {
+            key,
+            reason: format!("policy path {spec} must not contain `..`"),
+        });
+    }
+    Ok(())
+}
+
+fn check_absolute(key: &'static str, path: &Path) -> Result<(), ConfigError> {
+    if path.is_absolute() {
+        Ok(())
+    } else {
+        Err(ConfigError::Key {
+            key,
+            reason: format!("{} is not an absolute path", path.display()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<PluginConfig, ConfigError> {
+        PluginConfig::from_slice(json.as_bytes())
+    }
+
+    #[test]
+    fn defaults_fill_unset_keys() {
+        let config = parse(r#"{"cniVersion":"1.1.0","name":"pods","type":"plexus"}"#).unwrap();
+        assert_eq!(config.networks_dir, Path::new(DEFAULT_NETWORKS_DIR));
+        assert_eq!(config.select, DEFAULT_SELECT);
+        assert_eq!(config.merge, DEFAULT_MERGE);
+        assert_eq!(config.policy_config, "{}");
+        assert!(!config.parallel);
+    }
+
+    #[test]
+    fn genie_default_plugin_is_an_alias_and_unknown_keys_are_ignored() {
+        let config = parse(
+            r#"{"cniVersion":"0.3.1","name":"k8s-pod-network","type":"genie",
+                "default_plugin":"calico, flannel","log_level":"info",
+                "policy":{"type":"k8s"},"kubernetes":{"kubeconfig":"/x"}}"#,
+        )
+        .unwrap();
+        assert_eq!(config.default_networks, ["calico", "flannel"]);
+    }
+
+    #[test]
+    fn relative_or_parent_policy_paths_name_the_key() {
+        let err = parse(r#"{"cniVersion":"1.0.0","select":"policies/a.wasm"}"#).unwrap_err();
+        assert!(err.to_string().contains("`select`"), "{err}");
+        let err = parse(r#"{"cniVersion":"1.0.0","merge":"/etc/../tmp/a.wasm"}"#).unwrap_err();
+        assert!(err.to_string().contains("`merge`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_version_is_rejected() {
+        let err = parse(r#"{"cniVersion":"9.9.9"}"#).unwrap_err();
+        assert!(err.to_string().contains("cniVersion"), "{err}");
+    }
+}

@@ -1,0 +1,163 @@
+//! Every way an invocation can fail, and the one place they become CNI error codes.
+
+use std::fmt;
+use std::io;
+
+use plexus_cni::{CniError, DelegateError, code};
+use plexus_policy::PolicyError;
+
+use crate::config::ConfigError;
+use crate::networks::NetworksError;
+use crate::pod::PodError;
+use crate::state::StateError;
+
+/// Plexus's own error codes (the CNI spec leaves 100 and up to plugins).
+pub mod plexus_code {
+    /// A policy could not be loaded: missing file, not a component, wrong world, unknown built-in.
+    pub const POLICY_LOAD: u32 = 100;
+    /// A policy trapped: it ran out of time, memory or stack, or panicked.
+    pub const POLICY_FAULT: u32 = 101;
+    /// A policy returned an error of its own, e.g. a pod asks for a network that does not exist.
+    pub const POLICY_REJECTED: u32 = 102;
+    /// A selection policy returned attachments that cannot be made (bad or duplicate names).
+    pub const INVALID_SELECTION: u32 = 103;
+    /// A delegate plugin failed; what was already attached has been rolled back.
+    pub const DELEGATE_FAILED: u32 = 104;
+    /// Undoing attachments failed for some delegates; the record is kept so DEL can retry.
+    pub const TEARDOWN_INCOMPLETE: u32 = 105;
+    /// ADD for an interface that is already attached (DEL it first).
+    pub const ALREADY_ATTACHED: u32 = 106;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlexusError {
+    #[error(transparent)]
+    Env(#[from] plexus_cni::EnvError),
+    #[error("cannot read the network configuration from stdin: {0}")]
+    Stdin(#[source] io::Error),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Networks(#[from] NetworksError),
+    #[error(transparent)]
+    Pod(#[from] PodError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("configuration key `{key}`: {source}")]
+    PolicySpec {
+        key: &'static str,
+        #[source]
+        source: PolicyError,
+    },
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("selection policy {policy}: {reason}")]
+    InvalidSelection { policy: String, reason: String },
+    #[error("{}", delegate_message(network, source, rollback))]
+    Delegate {
+        network: String,
+        source: DelegateError,
+        /// Failures while rolling back the attachments already made.
+        rollback: Vec<TeardownFailure>,
+    },
+    #[error("{}", teardown_message(.0))]
+    Teardown(Vec<TeardownFailure>),
+    #[error("container {container_id} already has interface {ifname} attached; DEL it first")]
+    AlreadyAttached {
+        container_id: String,
+        ifname: String,
+    },
+    #[error("container {container_id} has no attachment on interface {ifname}")]
+    UnknownAttachment {
+        container_id: String,
+        ifname: String,
+    },
+    #[error("{0}")]
+    NotAvailable(String),
+}
+
+/// One delegate that could not be undone.
+#[derive(Debug)]
+pub struct TeardownFailure {
+    pub network: String,
+    pub error: DelegateError,
+}
+
+impl fmt::Display for TeardownFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "network {}: {}", self.network, self.error)
+    }
+}
+
+fn delegate_message(network: &str, error: &DelegateError, rollback: &[TeardownFailure]) -> String {
+    let mut message = format!("network {network}: {error}");
+    if !rollback.is_empty() {
+        message.push_str("; rolling back also failed: ");
+        message.push_str(&join(rollback));
+    }
+    message
+}
+
+fn teardown_message(failures: &[TeardownFailure]) -> String {
+    format!(
+        "{} delegate(s) could not be removed: {}",
+        failures.len(),
+        join(failures)
+    )
+}
+
+fn join(failures: &[TeardownFailure]) -> String {
+    failures
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl PlexusError {
+    /// The error as the CNI spec wants it on stdout.
+    pub fn to_cni(&self) -> CniError {
+        let code = match self {
+            PlexusError::Env(_) => code::INVALID_ENVIRONMENT,
+            PlexusError::Stdin(_) => code::IO_FAILURE,
+            PlexusError::Config(ConfigError::Decode(_)) => code::DECODE,
+            PlexusError::Config(ConfigError::Version(_)) => code::INCOMPATIBLE_VERSION,
+            PlexusError::Config(_) | PlexusError::PolicySpec { .. } => code::INVALID_CONFIG,
+            PlexusError::Networks(NetworksError::ReadDir { .. }) => code::INVALID_CONFIG,
+            PlexusError::Networks(NetworksError::UnknownFile { .. }) => {
+                plexus_code::INVALID_SELECTION
+            }
+            PlexusError::Pod(_) => code::DECODE,
+            PlexusError::State(_) => code::IO_FAILURE,
+            PlexusError::Policy(error) => policy_code(error),
+            PlexusError::InvalidSelection { .. } => plexus_code::INVALID_SELECTION,
+            PlexusError::Delegate { .. } => plexus_code::DELEGATE_FAILED,
+            PlexusError::Teardown(_) => plexus_code::TEARDOWN_INCOMPLETE,
+            PlexusError::AlreadyAttached { .. } => plexus_code::ALREADY_ATTACHED,
+            PlexusError::UnknownAttachment { .. } => code::UNKNOWN_CONTAINER,
+            PlexusError::NotAvailable(_) => code::NOT_AVAILABLE,
+        };
+        let error = CniError::new(code, self.to_string());
+        match self {
+            PlexusError::Delegate { source, .. } => match source.code() {
+                Some(delegate_code) => {
+                    error.with_details(format!("the delegate returned code {delegate_code}"))
+                }
+                None => error,
+            },
+            _ => error,
+        }
+    }
+}
+
+fn policy_code(error: &PolicyError) -> u32 {
+    match error {
+        PolicyError::Rejected { .. } => plexus_code::POLICY_REJECTED,
+        PolicyError::Timeout { .. }
+        | PolicyError::MemoryLimit { .. }
+        | PolicyError::StackOverflow { .. }
+        | PolicyError::Panic { .. }
+        | PolicyError::Trap { .. } => plexus_code::POLICY_FAULT,
+        _ => plexus_code::POLICY_LOAD,
+    }
+}

@@ -1,0 +1,30 @@
+//! Logs go to the configured file or to stderr: stdout is the CNI protocol channel.
+
+use std::fs::OpenOptions;
+use std::path::Path;
+use std::sync::Mutex;
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the process's logger. A log file that cannot be opened falls back to stderr,
+/// since failing the pod because of its log would be worse than logging elsewhere.
+pub fn init(log_file: Option<&Path>, level: &str) {
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let file = log_file.and_then(|path| {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .inspect_err(|err| eprintln!("plexus: cannot open logFile {}: {err}", path.display()))
+            .ok()
+    });
+    // A second init (the CLI after a failed first) keeps the first logger.
+    let _ = match file {
+        Some(file) => builder
+            .with_ansi(false)
+            .with_writer(Mutex::new(file))
+            .try_init(),
+        None => builder.with_writer(std::io::stderr).try_init(),
+    };
+}

@@ -1,0 +1,235 @@
+//! ADD: select the pod's networks, run their delegates, merge their results, record it all.
+
+use std::collections::HashSet;
+
+use plexus_cni::{RuntimeConf, validate_ifname};
+use plexus_policy::types::{Attachment, DelegateResult, MergeRequest};
+use serde_json::{Map, Value};
+use tracing::info;
+
+use super::delegates;
+use super::{Context, policy_source};
+use crate::error::PlexusError;
+use crate::network_status;
+use crate::networks::{self, Network};
+use crate::policy_io;
+use crate::state::{AttachmentRecord, Record};
+
+pub fn add(context: &Context) -> Result<Value, PlexusError> {
+    let container_id = context.container_id();
+    let ifname = context.ifname();
+    let _lock = context.store.lock(container_id)?;
+    if context.store.load(container_id, ifname)?.is_some() {
+        return Err(PlexusError::AlreadyAttached {
+            container_id: container_id.to_owned(),
+            ifname: ifname.to_owned(),
+        });
+    }
+
+    let networks = networks::scan(&context.config.networks_dir)?;
+    let runtime = context.policy_runtime()?;
+    let selector = runtime.load(&policy_source("select", &context.config.select)?)?;
+    // The merge policy is loaded before any delegate runs: a broken one must fail the
+    // pod before anything is made, not after.
+    let merger = runtime.load(&policy_source("merge", &context.config.merge)?)?;
+
+    let request = policy_io::select_request(context, &networks)?;
+    let chosen = selector.select(&runtime, &request)?;
+    let planned = plan(context, selector.name(), &networks, chosen)?;
+
+    let mut record = Record {
+        container_id: container_id.to_owned(),
+        ifname: ifname.to_owned(),
+        netns: context.invocation.netns.clone(),
+        cni_version: context.config.cni_version,
+        attachments: planned,
+        network_status: Vec::new(),
+    };
+    // Recorded before the first delegate runs, so that a DEL after a crash finds it.
+    context.store.save(&record)?;
+
+    let outcomes = delegates::add_all(
+        &record.attachments,
+        &context.invocation.path,
+        context.config.parallel,
+    );
+    let mut failure = None;
+    for (attachment, outcome) in record.attachments.iter_mut().zip(outcomes) {
+        match outcome {
+            Ok(result) => attachment.result = Some(result),
+            Err(error) => {
+                failure.get_or_insert((attachment.network.clone(), error));
+            }
+        }
+    }
+    if let Some((network, source)) = failure {
+        let rollback = roll_back(context, &record);
+        return Err(PlexusError::Delegate {
+            network,
+            source,
+            rollback,
+        });
+    }
+    context.store.save(&record)?;
+
+    let merged = match merge(context, &runtime, &merger, &record, &request.pod) {
+        Ok(merged) => merged,
+        Err(error) => {
+            roll_back(context, &record);
+            return Err(error);
+        }
+    };
+    record.network_status = status_of(&record);
+    context.store.save(&record)?;
+    info!(
+        container = container_id,
+        attachments = record.attachments.len(),
+        "pod attached"
+    );
+    Ok(merged.to_json(context.config.cni_version))
+}
+
+/// Undoes a half-made ADD: DEL for what was attached, then the record goes. If some
+/// delegate cannot be undone the record stays, so the runtime's DEL can try again.
+fn roll_back(context: &Context, record: &Record) -> Vec<crate::error::TeardownFailure> {
+    let failures = delegates::teardown(
+        &record.attachments,
+        &context.invocation.path,
+        record.netns.as_deref(),
+    );
+    if failures.is_empty() {
+        if let Err(error) = context.store.remove(&record.container_id, &record.ifname) {
+            tracing::warn!(%error, "cannot remove the record of a rolled-back ADD");
+        }
+    }
+    failures
+}
+
+/// Checks the selection and turns it into attachment records: every interface name valid
+/// and unique, every network one of the node's, before any delegate runs.
+fn plan(
+    context: &Context,
+    policy: &str,
+    networks: &[Network],
+    chosen: Vec<Attachment>,
+) -> Result<Vec<AttachmentRecord>, PlexusError> {
+    let invalid = |reason: String| PlexusError::InvalidSelection {
+        policy: policy.to_owned(),
+        reason,
+    };
+    if chosen.is_empty() {
+        return Err(invalid("it chose no network".into()));
+    }
+    let mut names = HashSet::new();
+    let mut planned = Vec::with_capacity(chosen.len());
+    for (index, attachment) in chosen.into_iter().enumerate() {
+        validate_ifname(&attachment.ifname).map_err(|reason| {
+            invalid(format!("interface name {:?}: {reason}", attachment.ifname))
+        })?;
+        if !names.insert(attachment.ifname.clone()) {
+            return Err(invalid(format!(
+                "interface name {} is chosen twice",
+                attachment.ifname
+            )));
+        }
+        let network = networks::by_file(
+            networks,
+            &attachment.network_file,
+            &context.config.networks_dir,
+        )?;
+        let runtime = runtime_conf(context, index, &attachment).map_err(invalid)?;
+        planned.push(AttachmentRecord {
+            network: network.config.name.clone(),
+            selected: attachment,
+            config: network.config.clone(),
+            runtime,
+            result: None,
+        });
+    }
+    Ok(planned)
+}
+
+/// The delegate's view of the invocation. The runtime's capability arguments (port
+/// mappings, bandwidth, ...) belong to the pod's primary network, as Multus passes them;
+/// addresses and MACs the selection asked for go to their own attachment.
+fn runtime_conf(
+    context: &Context,
+    index: usize,
+    attachment: &Attachment,
+) -> Result<RuntimeConf, String> {
+    let mut capability_args = if index == 0 {
+        context.config.runtime_config.clone()
+    } else {
+        Map::new()
+    };
+    if !attachment.ips.is_empty() {
+        capability_args.insert("ips".into(), Value::from(attachment.ips.clone()));
+    }
+    if let Some(mac) = &attachment.mac {
+        capability_args.insert("mac".into(), Value::from(mac.clone()));
+    }
+    let cni_args = attachment
+        .cni_args
+        .as_deref()
+        .map(|json| match serde_json::from_str::<Value>(json) {
+            Ok(Value::Object(map)) => Ok(map),
+            _ => Err(format!(
+                "cni-args of {} is not a JSON object",
+                attachment.ifname
+            )),
+        })
+        .transpose()?;
+    Ok(RuntimeConf {
+        container_id: context.container_id().to_owned(),
+        netns: context.invocation.netns.clone(),
+        ifname: attachment.ifname.clone(),
+        args: context.invocation.args.clone(),
+        capability_args,
+        cni_args,
+    })
+}
+
+fn merge(
+    context: &Context,
+    runtime: &plexus_policy::PolicyRuntime,
+    merger: &plexus_policy::Policy,
+    record: &Record,
+    pod: &plexus_policy::types::Pod,
+) -> Result<plexus_cni::CniResult, PlexusError> {
+    let results = record
+        .attachments
+        .iter()
+        .map(|attachment| DelegateResult {
+            attachment: attachment.selected.clone(),
+            network: policy_io::network_of(attachment.file(), &attachment.config),
+            result: policy_io::to_policy_result(
+                attachment.result.as_ref().unwrap_or(&Default::default()),
+            ),
+        })
+        .collect();
+    let request = MergeRequest {
+        pod: pod.clone(),
+        results,
+        policy_config: context.config.policy_config.clone(),
+    };
+    Ok(policy_io::from_policy_result(
+        merger.merge(runtime, &request)?,
+    ))
+}
+
+fn status_of(record: &Record) -> Vec<network_status::NetworkStatus> {
+    record
+        .attachments
+        .iter()
+        .enumerate()
+        .filter_map(|(index, attachment)| {
+            let result = attachment.result.as_ref()?;
+            Some(network_status::entry(
+                &attachment.network,
+                attachment.ifname(),
+                result,
+                index == 0,
+            ))
+        })
+        .collect()
+}

@@ -1,0 +1,39 @@
+//! CHECK: ask every recorded delegate whether its attachment is still as it made it.
+
+use super::Context;
+use crate::error::PlexusError;
+
+pub fn check(context: &Context) -> Result<(), PlexusError> {
+    let container_id = context.container_id();
+    let ifname = context.ifname();
+    let _lock = context.store.lock(container_id)?;
+    let record = context.store.load(container_id, ifname)?.ok_or_else(|| {
+        PlexusError::UnknownAttachment {
+            container_id: container_id.to_owned(),
+            ifname: ifname.to_owned(),
+        }
+    })?;
+    for attachment in &record.attachments {
+        let Some(result) = &attachment.result else {
+            // An ADD that never finished has nothing to check; DEL will clean it.
+            return Err(PlexusError::UnknownAttachment {
+                container_id: container_id.to_owned(),
+                ifname: ifname.to_owned(),
+            });
+        };
+        // CHECK is skipped by the library for delegates older than 0.4.0 or with
+        // disableCheck, as the spec asks.
+        plexus_cni::check_list(
+            &attachment.config,
+            &attachment.runtime,
+            &context.invocation.path,
+            result,
+        )
+        .map_err(|source| PlexusError::Delegate {
+            network: attachment.network.clone(),
+            source,
+            rollback: Vec::new(),
+        })?;
+    }
+    Ok(())
+}

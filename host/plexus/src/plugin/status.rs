@@ -1,0 +1,42 @@
+//! STATUS and VERSION: can this node add pods, and which versions do we speak.
+
+use plexus_cni::CniVersion;
+use serde_json::{Value, json};
+
+use super::{Context, policy_source};
+use crate::error::PlexusError;
+use crate::networks;
+
+/// Ready means: both configured policies load and at least one delegate network exists,
+/// and every delegate that has a STATUS says it is ready.
+pub fn status(context: &Context) -> Result<(), PlexusError> {
+    let not_available = |reason: String| PlexusError::NotAvailable(reason);
+    let runtime = context.policy_runtime()?;
+    for (key, spec) in [
+        ("select", &context.config.select),
+        ("merge", &context.config.merge),
+    ] {
+        runtime
+            .load(&policy_source(key, spec)?)
+            .map_err(|error| not_available(format!("configuration key `{key}`: {error}")))?;
+    }
+    let networks = networks::scan(&context.config.networks_dir)?;
+    if networks.is_empty() {
+        return Err(not_available(format!(
+            "no delegate network configuration in networksDir {}",
+            context.config.networks_dir.display()
+        )));
+    }
+    for network in &networks {
+        plexus_cni::status_list(&network.config, &context.invocation.path)
+            .map_err(|error| not_available(format!("network {}: {error}", network.config.name)))?;
+    }
+    Ok(())
+}
+
+pub fn version() -> Value {
+    json!({
+        "cniVersion": CniVersion::LATEST.as_str(),
+        "supportedVersions": CniVersion::ALL.iter().map(|version| version.as_str()).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,138 @@
+//! What crosses the policy boundary: requests built from an invocation, and CNI results
+//! translated between the protocol's model and the WIT types.
+
+use plexus_cni::NetworkConfigList;
+use plexus_policy::types as wit;
+use serde_json::Value;
+
+use crate::error::PlexusError;
+use crate::networks::Network;
+use crate::plugin::Context;
+use crate::pod::{self, PodIdentity};
+
+/// The selection request for this invocation.
+pub(crate) fn select_request(
+    context: &Context,
+    networks: &[Network],
+) -> Result<wit::SelectRequest, PlexusError> {
+    let invocation = &context.invocation;
+    let config = &context.config;
+    let identity = PodIdentity::from_args(&invocation.args);
+    Ok(wit::SelectRequest {
+        pod: wit::Pod {
+            namespace: identity.namespace,
+            name: identity.name,
+            uid: identity.uid,
+            container_id: invocation.container_id.clone().unwrap_or_default(),
+            ifname: invocation.ifname.clone().unwrap_or_default(),
+        },
+        annotations: pod::annotations(config, &invocation.args)?,
+        cni_args: invocation.args.clone(),
+        runtime_config: Value::Object(config.runtime_config.clone()).to_string(),
+        networks: networks
+            .iter()
+            .map(|network| network_of(&network.file, &network.config))
+            .collect(),
+        default_networks: config.default_networks.clone(),
+        policy_config: config.policy_config.clone(),
+    })
+}
+
+pub(crate) fn network_of(file: &str, config: &NetworkConfigList) -> wit::Network {
+    wit::Network {
+        name: config.name.clone(),
+        plugin_type: config.first_plugin_type().to_owned(),
+        cni_version: config.cni_version.as_str().to_owned(),
+        file: file.to_owned(),
+    }
+}
+
+pub(crate) fn to_policy_result(result: &plexus_cni::CniResult) -> wit::CniResult {
+    wit::CniResult {
+        interfaces: result
+            .interfaces
+            .iter()
+            .map(|iface| wit::Interface {
+                name: iface.name.clone(),
+                mac: iface.mac.clone(),
+                mtu: iface.mtu,
+                sandbox: iface.sandbox.clone(),
+                socket_path: iface.socket_path.clone(),
+                pci_id: iface.pci_id.clone(),
+            })
+            .collect(),
+        ips: result
+            .ips
+            .iter()
+            .map(|ip| wit::IpConfig {
+                address: ip.address.clone(),
+                gateway: ip.gateway.clone(),
+                interface: ip.interface,
+            })
+            .collect(),
+        routes: result
+            .routes
+            .iter()
+            .map(|route| wit::Route {
+                dst: route.dst.clone(),
+                gw: route.gw.clone(),
+                mtu: route.mtu,
+                advmss: route.advmss,
+                priority: route.priority,
+                table: route.table,
+                scope: route.scope,
+            })
+            .collect(),
+        dns: wit::Dns {
+            nameservers: result.dns.nameservers.clone(),
+            domain: result.dns.domain.clone(),
+            search: result.dns.search.clone(),
+            options: result.dns.options.clone(),
+        },
+    }
+}
+
+pub(crate) fn from_policy_result(result: wit::CniResult) -> plexus_cni::CniResult {
+    plexus_cni::CniResult {
+        interfaces: result
+            .interfaces
+            .into_iter()
+            .map(|iface| plexus_cni::Interface {
+                name: iface.name,
+                mac: iface.mac,
+                mtu: iface.mtu,
+                sandbox: iface.sandbox,
+                socket_path: iface.socket_path,
+                pci_id: iface.pci_id,
+            })
+            .collect(),
+        ips: result
+            .ips
+            .into_iter()
+            .map(|ip| plexus_cni::IpConfig {
+                address: ip.address,
+                gateway: ip.gateway,
+                interface: ip.interface,
+            })
+            .collect(),
+        routes: result
+            .routes
+            .into_iter()
+            .map(|route| plexus_cni::Route {
+                dst: route.dst,
+                gw: route.gw,
+                mtu: route.mtu,
+                advmss: route.advmss,
+                priority: route.priority,
+                table: route.table,
+                scope: route.scope,
+            })
+            .collect(),
+        dns: plexus_cni::Dns {
+            nameservers: result.dns.nameservers,
+            domain: result.dns.domain,
+            search: result.dns.search,
+            options: result.dns.options,
+        },
+    }
+}

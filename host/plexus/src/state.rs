@@ -1,0 +1,261 @@
+//! What ADD did, on disk under `stateDir`, so that DEL, CHECK, GC and `plexus status` can
+//! work from it whatever happened to the configuration since.
+//!
+//! Layout: `attachments/<container-id>/<ifname>.json` (one record per plexus attachment),
+//! `locks/<container-id>.lock` (serialises invocations for one container), `cache/` (the
+//! policy runtime's compiled artifacts). Everything is root-only.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use plexus_cni::{CniResult, CniVersion, NetworkConfigList, RuntimeConf};
+use plexus_policy::types::Attachment;
+use serde::{Deserialize, Serialize};
+
+use crate::network_status::NetworkStatus;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("state record {path} is corrupt: {source}")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
+    move |source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// One plexus attachment: everything needed to undo or check it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    pub container_id: String,
+    pub ifname: String,
+    pub netns: Option<String>,
+    /// The caller's version, for printing results of later commands.
+    pub cni_version: CniVersion,
+    pub attachments: Vec<AttachmentRecord>,
+    /// Written once every delegate succeeded; empty while ADD is under way.
+    #[serde(default)]
+    pub network_status: Vec<NetworkStatus>,
+}
+
+/// One delegate attachment as ADD ran it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentRecord {
+    /// The network's `name`.
+    pub network: String,
+    /// What the selection policy asked for: network file, interface name, addresses...
+    pub selected: Attachment,
+    /// The delegate configuration exactly as ADD used it.
+    pub config: NetworkConfigList,
+    pub runtime: RuntimeConf,
+    /// The delegate's result; `None` while its ADD has not returned.
+    pub result: Option<CniResult>,
+}
+
+impl AttachmentRecord {
+    pub fn ifname(&self) -> &str {
+        &self.selected.ifname
+    }
+
+    pub fn file(&self) -> &str {
+        &self.selected.network_file
+    }
+}
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    root: PathBuf,
+}
+
+/// Held while one invocation works on one container.
+pub struct ContainerLock {
+    _lock: Flock<File>,
+}
+
+impl StateStore {
+    pub fn open(root: &Path) -> Result<Self, StateError> {
+        for dir in [
+            root.to_owned(),
+            root.join("attachments"),
+            root.join("locks"),
+        ] {
+            create_private_dir(&dir)?;
+        }
+        Ok(StateStore {
+            root: root.to_owned(),
+        })
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+
+    /// Waits for exclusive use of one container's state.
+    ///
+    /// The lock file is removed when the container's last record goes; a waiter that
+    /// locked a file removed meanwhile sees that its inode is no longer the path's and
+    /// tries again, so two invocations never both believe they hold the lock.
+    pub fn lock(&self, container_id: &str) -> Result<ContainerLock, StateError> {
+        let path = self.lock_path(container_id);
+        loop {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io_error(&path))?;
+            let locked = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, source)| {
+                StateError::Lock {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            let held = locked.metadata().map_err(io_error(&path))?;
+            match fs::metadata(&path) {
+                Ok(current) if current.ino() == held.ino() && current.dev() == held.dev() => {
+                    return Ok(ContainerLock { _lock: locked });
+                }
+                Ok(_) => continue,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(io_error(&path)(err)),
+            }
+        }
+    }
+
+    pub fn load(&self, container_id: &str, ifname: &str) -> Result<Option<Record>, StateError> {
+        let path = self.record_path(container_id, ifname);
+        read_record(&path)
+    }
+
+    /// Writes a record so that a crash leaves either the old or the new one, never a mix.
+    pub fn save(&self, record: &Record) -> Result<(), StateError> {
+        let dir = self.container_dir(&record.container_id);
+        create_private_dir(&dir)?;
+        let path = self.record_path(&record.container_id, &record.ifname);
+        let json = serde_json::to_vec_pretty(record).map_err(|source| StateError::Corrupt {
+            path: path.clone(),
+            source,
+        })?;
+        let mut temp = tempfile::NamedTempFile::new_in(&dir).map_err(io_error(&dir))?;
+        temp.write_all(&json).map_err(io_error(&path))?;
+        temp.as_file().sync_all().map_err(io_error(&path))?;
+        temp.persist(&path)
+            .map_err(|err| io_error(&path)(err.error))?;
+        Ok(())
+    }
+
+    /// Forgets an attachment; removing what is already gone is not an error.
+    pub fn remove(&self, container_id: &str, ifname: &str) -> Result<(), StateError> {
+        let path = self.record_path(container_id, ifname);
+        ignore_missing(fs::remove_file(&path)).map_err(io_error(&path))?;
+        let dir = self.container_dir(container_id);
+        // The directory, and with it the lock, stays while the container has other
+        // attachments.
+        if ignore_missing(fs::remove_dir(&dir)).is_ok() {
+            let lock = self.lock_path(container_id);
+            ignore_missing(fs::remove_file(&lock)).map_err(io_error(&lock))?;
+        }
+        Ok(())
+    }
+
+    /// Every record of one container, ordered by interface name.
+    pub fn records_of(&self, container_id: &str) -> Result<Vec<Record>, StateError> {
+        let dir = self.container_dir(container_id);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(io_error(&dir)(err)),
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+            .collect();
+        paths.sort();
+        let mut records = Vec::new();
+        for path in paths {
+            records.extend(read_record(&path)?);
+        }
+        Ok(records)
+    }
+
+    /// The ids of every container with state.
+    pub fn container_ids(&self) -> Result<Vec<String>, StateError> {
+        let dir = self.root.join("attachments");
+        let mut ids: Vec<String> = fs::read_dir(&dir)
+            .map_err(io_error(&dir))?
+            .filter_map(Result::ok)
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn container_dir(&self, container_id: &str) -> PathBuf {
+        self.root.join("attachments").join(container_id)
+    }
+
+    fn record_path(&self, container_id: &str, ifname: &str) -> PathBuf {
+        self.container_dir(container_id)
+            .join(format!("{ifname}.json"))
+    }
+
+    fn lock_path(&self, container_id: &str) -> PathBuf {
+        self.root.join("locks").join(format!("{container_id}.lock"))
+    }
+}
+
+fn read_record(path: &Path) -> Result<Option<Record>, StateError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(io_error(path)(err)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| StateError::Corrupt {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StateError> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_error(dir))
+}
+
+fn ignore_missing(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
