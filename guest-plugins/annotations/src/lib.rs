@@ -2,19 +2,22 @@
 //! its networks, the way CNI-Genie and Multus read them.
 //!
 //! 1. CNI-Genie's `cni: "calico,flannel"`: exactly these networks, in order. The first
-//!    is named `CNI_IFNAME`, the others `eth1`, `eth2`, ...; `name@ifname` picks a name.
+//!    is named `CNI_IFNAME`, the others `eth<position>` (`eth1`, `eth2`, ...);
+//!    `name@ifname` picks a name.
 //! 2. Else Multus's `k8s.v1.cni.cncf.io/networks` (short list or JSON list): the
 //!    `defaultNetworks` first (the first named `CNI_IFNAME`, the others `eth1`, ...), then
-//!    these, named `net1`, `net2`, ... unless `interface` (or `@ifname`) says; their
+//!    these, named `net<position in the annotation>` (`net1`, `net2`, ...) unless
+//!    `interface` (or `@ifname`) says; their
 //!    `ips`, `mac`, `default-route` and `cni-args` go into the attachment.
 //! 3. Else the `defaultNetworks` (the first named `CNI_IFNAME`, the others `eth1`, ...).
 //!
 //! If a pod carries both annotations, `cni` wins and the Multus annotation is ignored, as
 //! CNI-Genie does. A blank annotation counts as absent.
 //!
-//! Names a pod asks for (and `CNI_IFNAME`) are reserved before any is generated, so a
-//! generated name skips them; every name is checked (1–15 bytes, no `/`, `:` or
-//! whitespace) and must be unique, before any delegate runs. `policyConfig` takes no keys
+//! Generated names follow the position, as CNI-Genie and Multus name them, so a pod that
+//! moves from either keeps its interface names; a name the pod asks for that clashes
+//! with one is an error naming both networks. Every name is checked (1–15 bytes, no `/`,
+//! `:` or whitespace) and must be unique, before any delegate runs. `policyConfig` takes no keys
 //! yet: it must be a JSON object (or empty), and unknown keys are ignored.
 
 use plexus_policy_sdk::annotations::{self, NetworkRequest};
@@ -40,14 +43,6 @@ plexus_policy_sdk::export_selector!(AnnotationsPolicy);
 #[derive(Deserialize)]
 struct AnnotationsConfig {}
 
-/// How an attachment gets its interface name.
-enum IfnameRule {
-    /// This exact name: asked for by the pod, or `CNI_IFNAME` for the first attachment.
-    Fixed(String),
-    /// The first free `<prefix>1`, `<prefix>2`, ...
-    Generated(&'static str),
-}
-
 /// Prefix of the names CNI-Genie gives attachments after the first, and of defaults.
 const GENIE_PREFIX: &str = "eth";
 /// Prefix of the names Multus gives the networks its annotation adds.
@@ -57,24 +52,23 @@ const MULTUS_PREFIX: &str = "net";
 pub fn select(request: &SelectRequest) -> Result<Vec<Attachment>, String> {
     config::parse::<AnnotationsConfig>(&request.policy_config)?;
     let pod_ifname = &request.pod.ifname;
-    let planned: Vec<(NetworkRequest, IfnameRule)> =
+    let planned: Vec<(NetworkRequest, String)> =
         if let Some(value) = annotations::get(&request.annotations, annotations::GENIE) {
-            with_default_names(
+            named(
                 annotations::parse_genie(value)?,
                 Some(pod_ifname),
                 GENIE_PREFIX,
             )
         } else if let Some(value) = annotations::get(&request.annotations, annotations::MULTUS) {
-            let mut planned =
-                with_default_names(default_requests(request), Some(pod_ifname), GENIE_PREFIX);
-            planned.extend(with_default_names(
+            let mut planned = named(default_requests(request), Some(pod_ifname), GENIE_PREFIX);
+            planned.extend(named(
                 annotations::parse_multus(value)?,
                 None,
                 MULTUS_PREFIX,
             ));
             planned
         } else if !request.default_networks.is_empty() {
-            with_default_names(default_requests(request), Some(pod_ifname), GENIE_PREFIX)
+            named(default_requests(request), Some(pod_ifname), GENIE_PREFIX)
         } else {
             return Err(no_choice_error(request));
         };
@@ -92,51 +86,44 @@ fn default_requests(request: &SelectRequest) -> Vec<NetworkRequest> {
         .collect()
 }
 
-/// Pairs each request with its naming rule: its own `interface` if it asked for one, else
-/// `first_ifname` for the first request if given, else a name with `prefix`.
-fn with_default_names(
+/// Names each request: its own `interface` if it asked for one, else `first_ifname` for
+/// the first request if given, else `<prefix><position>`, counting the first as 0 when it
+/// takes `first_ifname` (Genie's `eth1` is the second network) and as 1 otherwise
+/// (Multus's `net1` is the first network of its annotation).
+fn named(
     requests: Vec<NetworkRequest>,
     first_ifname: Option<&str>,
-    prefix: &'static str,
-) -> Vec<(NetworkRequest, IfnameRule)> {
+    prefix: &str,
+) -> Vec<(NetworkRequest, String)> {
+    let first_number = usize::from(first_ifname.is_none());
     requests
         .into_iter()
         .enumerate()
         .map(|(index, request)| {
-            let rule = match &request.interface {
-                Some(interface) => IfnameRule::Fixed(interface.clone()),
-                None => match first_ifname {
-                    Some(first_ifname) if index == 0 => IfnameRule::Fixed(first_ifname.to_owned()),
-                    _ => IfnameRule::Generated(prefix),
-                },
+            let ifname = match (&request.interface, first_ifname) {
+                (Some(interface), _) => interface.clone(),
+                (None, Some(first_ifname)) if index == 0 => first_ifname.to_owned(),
+                (None, _) => format!("{prefix}{}", first_number + index),
             };
-            (request, rule)
+            (request, ifname)
         })
         .collect()
 }
 
-/// Looks up every network and names every interface: fixed names are claimed first, so
-/// generated names skip them wherever they appear in the list.
+/// Looks up every network; every name must be valid and unused, or the error names the
+/// networks involved.
 fn attachments(
     request: &SelectRequest,
-    planned: Vec<(NetworkRequest, IfnameRule)>,
+    planned: Vec<(NetworkRequest, String)>,
 ) -> Result<Vec<Attachment>, String> {
     let mut allocator = IfnameAllocator::new();
-    for (network, rule) in &planned {
-        if let IfnameRule::Fixed(name) = rule {
-            allocator.claim(name, &network.name)?;
-        }
-    }
     planned
         .into_iter()
-        .map(|(network, rule)| {
+        .map(|(network, ifname)| {
+            allocator.claim(&ifname, &network.name)?;
             let file = networks::lookup(&request.networks, &network.name)?
                 .file
                 .clone();
-            let ifname = match rule {
-                IfnameRule::Fixed(name) => name,
-                IfnameRule::Generated(prefix) => allocator.next(prefix, &network.name)?,
-            };
             Ok(Attachment {
                 network_file: file,
                 ifname,
@@ -236,16 +223,18 @@ mod tests {
     }
 
     #[test]
-    fn genie_ifnames_are_reserved_before_generated_ones() {
-        let chosen = select(&request(&[("cni", "calico, flannel, storage@eth1")], &[])).unwrap();
+    fn genie_names_follow_the_position_and_clashes_are_errors() {
+        let chosen = select(&request(&[("cni", "calico, flannel@data, storage")], &[])).unwrap();
         assert_eq!(
             files_and_names(&chosen),
             [
                 ("10-calico.conf", "eth0"),
-                ("10-flannel.conflist", "eth2"),
-                ("30-storage.json", "eth1")
+                ("10-flannel.conflist", "data"),
+                ("30-storage.json", "eth2")
             ]
         );
+        let err = select(&request(&[("cni", "calico, flannel, storage@eth1")], &[])).unwrap_err();
+        assert!(err.contains("\"eth1\" is used twice"), "{err}");
     }
 
     #[test]
@@ -287,7 +276,7 @@ mod tests {
                 ("10-flannel.conflist", "eth1"),
                 ("30-storage.json", "net1"),
                 ("31-backup.json", "data"),
-                ("30-storage.json", "net2"),
+                ("30-storage.json", "net3"),
             ]
         );
     }

@@ -1,1 +1,93 @@
-//! placeholder
+//! Runs Plexus policies: WebAssembly components in a sandbox, with a compile cache.
+//!
+//! A policy is a component of the `plexus:policy@0.1.0` WIT package (`wit/v0.1.0`) that
+//! implements one world: `selector` (which networks a pod gets) or `merger` (how the
+//! delegates' results become the pod's result). This crate knows nothing of CNI or
+//! netlink: it loads policies, calls them with the [`types`] records, and reports every
+//! failure as a [`PolicyError`] that names the policy and the cause.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), plexus_policy::PolicyError> {
+//! use plexus_policy::{Limits, PolicyRuntime, PolicySource, types};
+//!
+//! let runtime = PolicyRuntime::new(Some("/var/lib/plexus/cache".into()), Limits::default())?;
+//! let selector = runtime.load(&PolicySource::parse("/etc/plexus/select.wasm", &[])?)?;
+//! let attachments = selector.select(&runtime, &types::SelectRequest::default())?;
+//! # Ok(()) }
+//! ```
+//!
+//! # The sandbox
+//! Each call runs in a fresh store: WASI preview 2 with no preopened directories, no
+//! environment, no arguments, no network, an empty stdin, and stdout and stderr captured
+//! in memory (the last 64 KiB of each, logged at debug level; a panic message is taken
+//! from stderr). A call is stopped after [`Limits::timeout`] of wall-clock time, even
+//! when it is blocked sleeping in a host call, and may grow its linear memory to
+//! [`Limits::memory_bytes`] in total; its wasm stack is bounded too.
+//!
+//! # The compile cache
+//! Compiling a component takes far longer than running it, so a runtime given a cache
+//! directory keeps each policy's machine code there, keyed by the sha256 of the `.wasm`
+//! and by the engine (wasmtime version and settings). See [`PolicyRuntime::new`] for
+//! the conditions a directory must meet.
+
+mod cache;
+mod error;
+mod output;
+mod runtime;
+mod sandbox;
+mod source;
+pub mod types;
+
+use std::fmt;
+use std::time::Duration;
+
+pub use error::PolicyError;
+pub use runtime::{Policy, PolicyRuntime};
+pub use source::PolicySource;
+
+/// What one policy call may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time for one call, instantiation included (default 500 ms).
+    pub timeout: Duration,
+    /// Linear memory of one call, all memories together (default 64 MiB).
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_millis(500),
+            memory_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The world a policy implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PolicyKind {
+    /// `plexus:policy/selector`: exports `select`.
+    Selector,
+    /// `plexus:policy/merger`: exports `merge`.
+    Merger,
+}
+
+impl PolicyKind {
+    /// The function the world exports.
+    pub fn export(self) -> &'static str {
+        match self {
+            Self::Selector => "select",
+            Self::Merger => "merge",
+        }
+    }
+}
+
+/// The world's name: `selector` or `merger`.
+impl fmt::Display for PolicyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Selector => "selector",
+            Self::Merger => "merger",
+        })
+    }
+}

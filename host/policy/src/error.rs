@@ -1,0 +1,67 @@
+use std::io;
+use std::time::Duration;
+
+use crate::PolicyKind;
+
+/// Why a policy could not be loaded or did not produce an answer.
+///
+/// Every message names the policy (`builtin:NAME` or the `.wasm` path) and the cause, so
+/// that it can become a CNI error as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The policy runtime itself could not be set up (engine, linker, ticker thread).
+    #[error("cannot set up the policy runtime: {reason}")]
+    Setup { reason: String },
+
+    /// The `.wasm` file could not be read.
+    #[error("policy {policy}: cannot read it: {source}")]
+    Read {
+        policy: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// `builtin:NAME` names no policy compiled into the binary.
+    #[error("unknown policy builtin:{name}; the built-in policies are: {}", known.join(", "))]
+    UnknownBuiltin { name: String, known: Vec<String> },
+
+    /// Not a component, not compilable, or not one of the policy worlds.
+    #[error("policy {policy} is not a valid Plexus policy: {reason}")]
+    Invalid { policy: String, reason: String },
+
+    /// A valid policy of the other world, e.g. a merger configured as `select`.
+    #[error("policy {policy} is a {found} (plexus:policy/{found}), but it is used as a {expected}")]
+    WrongWorld {
+        policy: String,
+        expected: PolicyKind,
+        found: PolicyKind,
+    },
+
+    /// The policy ran and returned an error; `message` is its own words.
+    #[error("policy {policy} refused: {message}")]
+    Rejected { policy: String, message: String },
+
+    /// The call ran past [`Limits::timeout`](crate::Limits::timeout).
+    #[error("policy {policy} did not finish within its time limit of {limit:?}")]
+    Timeout { policy: String, limit: Duration },
+
+    /// The policy wanted more linear memory than [`Limits::memory_bytes`](crate::Limits::memory_bytes).
+    #[error("policy {policy} ran out of memory: it wanted more than its limit of {limit} bytes")]
+    MemoryLimit { policy: String, limit: usize },
+
+    /// The policy exhausted its wasm stack, typically by unbounded recursion.
+    #[error("policy {policy} overflowed its stack (unbounded recursion?)")]
+    StackOverflow { policy: String },
+
+    /// The policy panicked; `message` comes from what it wrote to stderr.
+    #[error("policy {policy} panicked: {message}")]
+    Panic { policy: String, message: String },
+
+    /// Any other trap or failure while the policy ran.
+    #[error("policy {policy} failed: {reason}")]
+    Trap { policy: String, reason: String },
+
+    /// The compile cache could not be used where it was required (`precompile`).
+    #[error("policy {policy}: compile cache: {reason}")]
+    Cache { policy: String, reason: String },
+}

@@ -1,0 +1,336 @@
+//! What one policy call runs in: a fresh store with a WASI context that grants nothing,
+//! limits on memory, tables and instances, and a wall-clock deadline that even blocking
+//! host calls respect.
+
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{HasData, Linker, ResourceTable};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::clocks::{WasiClocksCtxView, WasiClocksView};
+use wasmtime_wasi::p2::DynPollable;
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::output::OutputTail;
+use crate::{Limits, PolicyError};
+
+/// Bytes of a guest's stdout and stderr kept (the tail) for logs and panic messages.
+const CAPTURED_OUTPUT: usize = 64 * 1024;
+/// Table elements (a pointer each on the host) across all tables of one call.
+const TABLE_ELEMENTS: usize = 1 << 20;
+/// Core instances, tables and memories of one call: far more than any policy component
+/// built by wit-bindgen needs, far fewer than could exhaust the host.
+const INSTANCES: usize = 64;
+const TABLES: usize = 64;
+const MEMORIES: usize = 16;
+
+/// The store data of one policy call.
+pub(crate) struct Sandbox {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    stdout: OutputTail,
+    stderr: OutputTail,
+    /// When the call's wall-clock time is up (`None`: beyond what `Instant` can hold);
+    /// see [`DeadlineClock`].
+    deadline: Option<Instant>,
+}
+
+impl Sandbox {
+    /// A store for one call, which must finish by `deadline` and within `epoch_ticks`.
+    pub(crate) fn store(
+        engine: &Engine,
+        limits: &Limits,
+        deadline: Option<Instant>,
+        epoch_ticks: u64,
+    ) -> Store<Self> {
+        let stdout = OutputTail::new(CAPTURED_OUTPUT);
+        let stderr = OutputTail::new(CAPTURED_OUTPUT);
+        // The builder's defaults already grant no preopens, env, args or stdin; sockets
+        // are switched off outright rather than left to the (deny-all) address check.
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let sandbox = Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter::new(limits.memory_bytes),
+            stdout,
+            stderr,
+            deadline,
+        };
+        let mut store = Store::new(engine, sandbox);
+        store.limiter(|sandbox| &mut sandbox.limiter);
+        store.set_epoch_deadline(epoch_ticks);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// What the guest wrote to stdout and stderr (tails), for the logs.
+    pub(crate) fn output(&self) -> (String, String) {
+        (self.stdout.text(), self.stderr.text())
+    }
+
+    /// Turns the error that ended a call into the reason a user can act on.
+    pub(crate) fn failure(
+        &self,
+        policy: &str,
+        error: &wasmtime::Error,
+        limits: &Limits,
+    ) -> PolicyError {
+        let policy = policy.to_owned();
+        let trap = error.downcast_ref::<Trap>();
+        if trap == Some(&Trap::Interrupt) {
+            return PolicyError::Timeout {
+                policy,
+                limit: limits.timeout,
+            };
+        }
+        // Checked before the trap kind: a guest told "no more memory" typically aborts
+        // (an `unreachable` trap), which is only the symptom.
+        if self.limiter.memory_refused {
+            return PolicyError::MemoryLimit {
+                policy,
+                limit: limits.memory_bytes,
+            };
+        }
+        if trap == Some(&Trap::StackOverflow) {
+            return PolicyError::StackOverflow { policy };
+        }
+        let stderr = self.stderr.text();
+        if let Some(message) = panic_message(&stderr) {
+            return PolicyError::Panic { policy, message };
+        }
+        let stderr = stderr.trim();
+        let reason = if stderr.is_empty() {
+            format!("{error:#}")
+        } else {
+            format!("{error:#}; its stderr ends with: {stderr}")
+        };
+        PolicyError::Trap { policy, reason }
+    }
+}
+
+impl WasiView for Sandbox {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The message of a Rust panic, from the guest's stderr:
+/// `thread '<unnamed>' panicked at src/lib.rs:9:9:\nMESSAGE\nnote: run with ...`.
+fn panic_message(stderr: &str) -> Option<String> {
+    let (_, report) = stderr.rsplit_once("panicked at ")?;
+    let (location, rest) = report.split_once('\n').unwrap_or((report, ""));
+    let message = rest.split("\nnote: ").next().unwrap_or_default().trim();
+    let location = location.trim_end_matches(':');
+    Some(if message.is_empty() {
+        format!("(no message) at {location}")
+    } else {
+        format!("{message} (at {location})")
+    })
+}
+
+/// Caps the linear memory of the whole store (not of each memory) at the configured
+/// limit, and remembers whether it refused, so that the guest's reaction (usually an
+/// abort) is reported as what it is.
+struct Limiter {
+    memory_limit: usize,
+    memory_used: usize,
+    memory_refused: bool,
+    table_elements_used: usize,
+}
+
+impl Limiter {
+    fn new(memory_limit: usize) -> Self {
+        Self {
+            memory_limit,
+            memory_used: 0,
+            memory_refused: false,
+            table_elements_used: 0,
+        }
+    }
+}
+
+/// `used` after growing one of its parts from `current` to `desired`, if that stays within `limit`.
+fn grown(used: usize, current: usize, desired: usize, limit: usize) -> Option<usize> {
+    used.checked_sub(current)?
+        .checked_add(desired)
+        .filter(|&total| total <= limit)
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|maximum| desired > maximum) {
+            return Ok(false);
+        }
+        match grown(self.memory_used, current, desired, self.memory_limit) {
+            Some(total) => {
+                self.memory_used = total;
+                Ok(true)
+            }
+            None => {
+                self.memory_refused = true;
+                Ok(false)
+            }
+        }
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|maximum| desired > maximum) {
+            return Ok(false);
+        }
+        match grown(self.table_elements_used, current, desired, TABLE_ELEMENTS) {
+            Some(total) => {
+                self.table_elements_used = total;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn instances(&self) -> usize {
+        INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MEMORIES
+    }
+}
+
+/// Replaces `wasi:clocks/monotonic-clock` in `linker` with [`DeadlineClock`].
+pub(crate) fn add_deadline_clock(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let added = monotonic_clock::add_to_linker::<Sandbox, DeadlineClock>(linker, |sandbox| {
+        DeadlineClockView {
+            deadline: sandbox.deadline,
+            clocks: sandbox.clocks(),
+        }
+    });
+    linker.allow_shadowing(false);
+    added
+}
+
+/// `wasi:clocks/monotonic-clock` whose timers never outlive the call.
+///
+/// Epoch interruption stops a guest only while it runs wasm code. A guest blocked in a
+/// host call (`poll` on a timer: a `sleep`) would hold the CNI invocation for as long as
+/// it asked. So a timer fires at the call's deadline at the latest; the guest then runs
+/// again, and the epoch deadline, which is just past it, traps it.
+struct DeadlineClock;
+
+impl HasData for DeadlineClock {
+    type Data<'a> = DeadlineClockView<'a>;
+}
+
+struct DeadlineClockView<'a> {
+    deadline: Option<Instant>,
+    clocks: WasiClocksCtxView<'a>,
+}
+
+impl DeadlineClockView<'_> {
+    fn capped(&self, duration: Duration) -> u64 {
+        let capped = match self.deadline {
+            Some(deadline) => duration.min(deadline.saturating_duration_since(Instant::now())),
+            None => duration,
+        };
+        // Never saturates: `duration` came from the guest as a `u64` of nanoseconds.
+        u64::try_from(capped.as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+impl monotonic_clock::Host for DeadlineClockView<'_> {
+    fn now(&mut self) -> wasmtime::Result<monotonic_clock::Instant> {
+        monotonic_clock::Host::now(&mut self.clocks)
+    }
+
+    fn resolution(&mut self) -> wasmtime::Result<monotonic_clock::Duration> {
+        monotonic_clock::Host::resolution(&mut self.clocks)
+    }
+
+    fn subscribe_instant(
+        &mut self,
+        when: monotonic_clock::Instant,
+    ) -> wasmtime::Result<wasmtime::component::Resource<DynPollable>> {
+        let now = monotonic_clock::Host::now(&mut self.clocks)?;
+        self.subscribe_duration(when.saturating_sub(now))
+    }
+
+    fn subscribe_duration(
+        &mut self,
+        duration: monotonic_clock::Duration,
+    ) -> wasmtime::Result<wasmtime::component::Resource<DynPollable>> {
+        let capped = self.capped(Duration::from_nanos(duration));
+        monotonic_clock::Host::subscribe_duration(&mut self.clocks, capped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_message_and_location_come_from_rust_stderr() {
+        let stderr = "some log line\n\
+            thread '<unnamed>' panicked at src/lib.rs:9:9:\n\
+            policy panicked on purpose\n\
+            note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(
+            panic_message(stderr).as_deref(),
+            Some("policy panicked on purpose (at src/lib.rs:9:9)")
+        );
+    }
+
+    #[test]
+    fn multi_line_panic_messages_are_kept_whole() {
+        let stderr = "thread 'x' panicked at src/a.rs:1:1:\nline one\nline two\n";
+        assert_eq!(
+            panic_message(stderr).as_deref(),
+            Some("line one\nline two (at src/a.rs:1:1)")
+        );
+    }
+
+    #[test]
+    fn no_panic_without_the_marker() {
+        assert_eq!(panic_message("memory allocation of 8 bytes failed\n"), None);
+    }
+
+    #[test]
+    fn limiter_caps_the_sum_of_all_memories() {
+        let mut limiter = Limiter::new(4 << 16);
+        assert!(limiter.memory_growing(0, 2 << 16, None).unwrap());
+        assert!(limiter.memory_growing(0, 1 << 16, None).unwrap());
+        assert!(!limiter.memory_refused);
+        assert!(!limiter.memory_growing(2 << 16, 4 << 16, None).unwrap());
+        assert!(limiter.memory_refused);
+        assert!(limiter.memory_growing(1 << 16, 2 << 16, None).unwrap());
+    }
+
+    #[test]
+    fn a_memory_maximum_is_not_our_limit() {
+        let mut limiter = Limiter::new(4 << 16);
+        assert!(!limiter.memory_growing(0, 2 << 16, Some(1 << 16)).unwrap());
+        assert!(!limiter.memory_refused);
+    }
+}

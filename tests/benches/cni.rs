@@ -1,0 +1,200 @@
+//! `cargo bench -p plexus-tests`: what Plexus costs, as ratios against a baseline measured
+//! side by side in the same run (absolute times on a shared machine are not stable).
+//!
+//! 1. ADD+DEL of the same two delegates (bridge and ptp, host-local IPAM), called
+//!    directly one after the other vs through `plexus`, sequential and `parallel: true`.
+//! 2. In process: loading a cached policy and calling it, and the first use of a policy
+//!    never seen before (compile included).
+//!
+//! Rounds are interleaved (direct, plexus, plexus parallel, direct, ...) so that a slow
+//! patch of the machine hits every contender alike; medians are reported.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use plexus_policy::types::{Network, Pod, SelectRequest};
+use plexus_policy::{Limits, PolicyRuntime, PolicySource};
+use plexus_tests::{Bench, REFERENCE_PLUGINS, pod_args};
+use serde_json::{Value, json};
+
+const ROUNDS: usize = 25;
+const POLICY_ROUNDS: usize = 200;
+const FIRST_USE_ROUNDS: usize = 10;
+
+fn main() {
+    let bench = Bench::new();
+    let calico = bench.bridge("calico", "br-calico", "10.11.0.0/24", "1.0.0");
+    let flannel = bench.ptp_list("flannel", "10.12.0.0/24", "1.0.0");
+    bench.write_network("10-calico.conf", &calico);
+    bench.write_network("20-flannel.conflist", &flannel);
+    let args = pod_args("default", "web-0", &json!({"cni": "calico,flannel"}));
+    let sequential = bench.config("1.1.0", json!({"logLevel": "warn"}));
+    let parallel = bench.config("1.1.0", json!({"logLevel": "warn", "parallel": true}));
+    let mut flannel_plugin = flannel["plugins"][0].clone();
+    flannel_plugin["name"] = json!("flannel");
+    flannel_plugin["cniVersion"] = json!("1.0.0");
+
+    let direct = || {
+        delegate(&bench, "bridge", "ADD", "eth0", &calico, &args);
+        delegate(&bench, "ptp", "ADD", "eth1", &flannel_plugin, &args);
+        delegate(&bench, "ptp", "DEL", "eth1", &flannel_plugin, &args);
+        delegate(&bench, "bridge", "DEL", "eth0", &calico, &args);
+    };
+    let through_plexus = |config: &Value| {
+        bench.invoke("ADD", "bench", "eth0", &args, config).ok();
+        bench.invoke("DEL", "bench", "eth0", &args, config).ok();
+    };
+
+    // One untimed round of each warms the page cache and the compiled-policy cache.
+    direct();
+    through_plexus(&sequential);
+    through_plexus(&parallel);
+    let (mut direct_times, mut sequential_times, mut parallel_times) = (vec![], vec![], vec![]);
+    for _ in 0..ROUNDS {
+        direct_times.push(time(direct));
+        sequential_times.push(time(|| through_plexus(&sequential)));
+        parallel_times.push(time(|| through_plexus(&parallel)));
+    }
+    let direct_median = median(&mut direct_times);
+    let sequential_median = median(&mut sequential_times);
+    let parallel_median = median(&mut parallel_times);
+
+    println!("ADD+DEL of two delegates, median of {ROUNDS} interleaved rounds");
+    println!("  direct (baseline)      {}", ms(direct_median));
+    println!(
+        "  plexus sequential      {}   ratio {:.2} (target <= 1.10)",
+        ms(sequential_median),
+        ratio(sequential_median, direct_median)
+    );
+    println!(
+        "  plexus parallel        {}   ratio {:.2} (target <= 0.75)",
+        ms(parallel_median),
+        ratio(parallel_median, direct_median)
+    );
+
+    policy_costs(&bench);
+}
+
+fn policy_costs(bench: &Bench) {
+    let size = std::fs::metadata(env!("POLICY_BUILTIN_ANNOTATIONS"))
+        .expect("the built-in policy")
+        .len();
+    let source = PolicySource::File(env!("POLICY_BUILTIN_ANNOTATIONS").into());
+    let request = request();
+    let cache = bench.dir.path().join("bench-cache");
+
+    // Cached: what every pod event after the first pays.
+    let warm = PolicyRuntime::new(Some(cache.clone()), Limits::default()).expect("runtime");
+    warm.precompile(&source).expect("precompile");
+    let mut cached = Vec::new();
+    for _ in 0..POLICY_ROUNDS {
+        cached.push(time(|| {
+            let runtime =
+                PolicyRuntime::new(Some(cache.clone()), Limits::default()).expect("runtime");
+            let policy = runtime.load(&source).expect("load");
+            assert!(policy.from_cache());
+            policy.select(&runtime, &request).expect("select");
+        }));
+    }
+    // First use: a policy the node has never compiled.
+    let mut first = Vec::new();
+    for round in 0..FIRST_USE_ROUNDS {
+        let fresh = bench.dir.path().join(format!("fresh-cache-{round}"));
+        first.push(time(|| {
+            let runtime =
+                PolicyRuntime::new(Some(fresh.clone()), Limits::default()).expect("runtime");
+            let policy = runtime.load(&source).expect("load");
+            assert!(!policy.from_cache());
+            policy.select(&runtime, &request).expect("select");
+        }));
+    }
+    println!("policy cost in process ({} KiB component)", size / 1024);
+    println!(
+        "  cached load + call     {}   (median of {POLICY_ROUNDS}; target <= 2 ms)",
+        ms(median(&mut cached))
+    );
+    println!(
+        "  first use + call       {}   (median of {FIRST_USE_ROUNDS}; target <= 300 ms)",
+        ms(median(&mut first))
+    );
+}
+
+fn request() -> SelectRequest {
+    SelectRequest {
+        pod: Pod {
+            namespace: "default".into(),
+            name: "web-0".into(),
+            uid: "u1".into(),
+            container_id: "bench".into(),
+            ifname: "eth0".into(),
+        },
+        annotations: vec![("cni".into(), "calico,flannel".into())],
+        cni_args: vec![],
+        runtime_config: "{}".into(),
+        networks: vec![
+            network("calico", "bridge", "10-calico.conf"),
+            network("flannel", "ptp", "20-flannel.conflist"),
+        ],
+        default_networks: vec![],
+        policy_config: "{}".into(),
+    }
+}
+
+fn network(name: &str, plugin_type: &str, file: &str) -> Network {
+    Network {
+        name: name.into(),
+        plugin_type: plugin_type.into(),
+        cni_version: "1.0.0".into(),
+        file: file.into(),
+    }
+}
+
+/// Runs one reference plugin in the node namespace, as a runtime would without Plexus.
+fn delegate(bench: &Bench, plugin: &str, command: &str, ifname: &str, config: &Value, args: &str) {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &bench.node.name])
+        .arg(format!("{REFERENCE_PLUGINS}/{plugin}"))
+        .env_clear()
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", "bench")
+        .env("CNI_NETNS", bench.pod.path())
+        .env("CNI_IFNAME", ifname)
+        .env("CNI_ARGS", args)
+        .env("CNI_PATH", REFERENCE_PLUGINS)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the delegate");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(config.to_string().as_bytes())
+        .expect("write the config");
+    let output = child.wait_with_output().expect("the delegate ran");
+    assert!(
+        output.status.success(),
+        "{plugin} {command}: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+fn time(work: impl FnOnce()) -> Duration {
+    let started = Instant::now();
+    work();
+    started.elapsed()
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn ratio(value: Duration, baseline: Duration) -> f64 {
+    value.as_secs_f64() / baseline.as_secs_f64()
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:8.2} ms", duration.as_secs_f64() * 1000.0)
+}

@@ -1,0 +1,44 @@
+//! Builds the guest policies the tests and benches run, for `wasm32-wasip2`, and tells
+//! them where the components are: the test policies of `policies/` as `POLICY_<NAME>`
+//! (e.g. `POLICY_LOOP_FOREVER`), the built-in policies of `guest-plugins/` as
+//! `POLICY_BUILTIN_<NAME>` (e.g. `POLICY_BUILTIN_ANNOTATIONS`).
+
+use std::path::Path;
+
+use plexus_wasm_build::{GuestComponent, build_guests};
+
+const TEST_POLICIES: &[&str] = &[
+    "alloc-unbounded",
+    "echo-merge",
+    "loop-forever",
+    "noisy-panic",
+    "panic",
+    "pick-first",
+    "pick-second",
+    "recurse",
+    "reject",
+    "sandbox-probe",
+    "sleep-forever",
+];
+const BUILTIN_POLICIES: &[&str] = &["annotations", "merge-all", "primary-only"];
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The guests are generated from the WIT package, which lives outside their workspaces.
+    println!("cargo:rerun-if-changed={}", root.join("../wit").display());
+    export(
+        "POLICY",
+        build_guests(&root.join("policies"), TEST_POLICIES),
+    );
+    export(
+        "POLICY_BUILTIN",
+        build_guests(&root.join("../guest-plugins"), BUILTIN_POLICIES),
+    );
+}
+
+fn export(prefix: &str, guests: Vec<GuestComponent>) {
+    for guest in guests {
+        let name = guest.name.to_uppercase().replace('-', "_");
+        println!("cargo:rustc-env={prefix}_{name}={}", guest.path.display());
+    }
+}

@@ -1,0 +1,175 @@
+//! The binary's edges: VERSION, malformed invocations, and the offline policy tools.
+
+use std::fs;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use plexus_tests::plexus_binary;
+use serde_json::{Value, json};
+
+/// Runs the plugin with exactly `vars` in its environment and `stdin`.
+fn plugin(vars: &[(&str, &str)], stdin: &[u8]) -> (bool, Value) {
+    let mut child = Command::new(plexus_binary())
+        .env_clear()
+        .envs(vars.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let json = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|err| panic!("stdout must be one JSON document ({err}): {output:?}"));
+    (output.status.success(), json)
+}
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(plexus_binary()).args(args).output().unwrap()
+}
+
+#[test]
+fn version_lists_every_supported_version() {
+    let (ok, answer) = plugin(&[("CNI_COMMAND", "VERSION")], br#"{"cniVersion":"1.1.0"}"#);
+    assert!(ok);
+    assert_eq!(answer["cniVersion"], "1.1.0");
+    assert_eq!(
+        answer["supportedVersions"],
+        json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+    );
+}
+
+#[test]
+fn malformed_invocations_get_the_spec_codes() {
+    let config = br#"{"cniVersion":"1.0.0","name":"pods","type":"plexus","stateDir":"/tmp/plexus-cli-test"}"#;
+    let add = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_NETNS", "/var/run/netns/x"),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", "/usr/lib/cni"),
+    ];
+    let (ok, error) = plugin(&add, config);
+    assert!(!ok);
+    assert_eq!(error["code"], 4, "missing CNI_CONTAINERID: {error}");
+    assert!(
+        error["msg"].as_str().unwrap().contains("CNI_CONTAINERID"),
+        "{error}"
+    );
+    assert_eq!(
+        error["cniVersion"], "1.0.0",
+        "printed in the caller's version"
+    );
+
+    let mut bad_id = add.to_vec();
+    bad_id.push(("CNI_CONTAINERID", "../../etc"));
+    let (_, error) = plugin(&bad_id, config);
+    assert_eq!(error["code"], 4, "{error}");
+
+    let mut good = add.to_vec();
+    good.push(("CNI_CONTAINERID", "c1"));
+    let (_, error) = plugin(&good, b"{not json");
+    assert_eq!(error["code"], 6, "{error}");
+
+    let (_, error) = plugin(&good, br#"{"cniVersion":"7.0.0","name":"pods"}"#);
+    assert_eq!(error["code"], 1, "{error}");
+
+    let (_, error) = plugin(&good, br#"{"cniVersion":"1.0.0","select":"relative.wasm"}"#);
+    assert_eq!(error["code"], 7, "{error}");
+    assert!(error["msg"].as_str().unwrap().contains("select"), "{error}");
+}
+
+#[test]
+fn policy_run_prints_the_selection() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("request.json");
+    fs::write(&input, select_request(&[["cni", "calico"]]).to_string()).unwrap();
+    let output = cli(&[
+        "policy",
+        "run",
+        "builtin:annotations",
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let chosen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(chosen[0]["network-file"], "10-calico.conf");
+    assert_eq!(chosen[0]["ifname"], "eth0");
+}
+
+#[test]
+fn policy_test_runs_cases_and_reports_like_a_test_runner() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = json!({"cases": [
+        {"name": "genie pair", "input": select_request(&[["cni", "flannel,calico"]]),
+         "output": [
+            {"network-file": "20-flannel.conflist", "ifname": "eth0", "ips": [], "mac": null, "cni-args": null, "default-route": []},
+            {"network-file": "10-calico.conf", "ifname": "eth1", "ips": [], "mac": null, "cni-args": null, "default-route": []}]},
+        {"name": "unknown network", "input": select_request(&[["cni", "weave"]]), "error": "weave"},
+    ]});
+    let file = dir.path().join("cases.json");
+    fs::write(&file, cases.to_string()).unwrap();
+    let output = cli(&[
+        "policy",
+        "test",
+        "builtin:annotations",
+        file.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("2 passed, 0 failed"), "{stdout}");
+
+    let failing = json!({"name": "wrong expectation", "input": select_request(&[["cni", "calico"]]), "error": "nope"});
+    fs::write(dir.path().join("more.json"), failing.to_string()).unwrap();
+    let output = cli(&[
+        "policy",
+        "test",
+        "builtin:annotations",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success());
+    assert!(stdout.contains("2 passed, 1 failed"), "{stdout}");
+    assert!(stdout.contains("FAIL wrong expectation"), "{stdout}");
+}
+
+#[test]
+fn policy_compile_fills_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = cli(&[
+        "policy",
+        "compile",
+        "builtin:merge-all",
+        "--state-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let artifact = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    assert!(
+        artifact.starts_with(dir.path().join("cache").to_str().unwrap()),
+        "{artifact}"
+    );
+    assert!(fs::metadata(&artifact).unwrap().len() > 0);
+}
+
+fn select_request(annotations: &[[&str; 2]]) -> Value {
+    json!({
+        "pod": {"namespace": "default", "name": "web-0", "uid": "u1", "container-id": "c1", "ifname": "eth0"},
+        "annotations": annotations,
+        "cni-args": [],
+        "runtime-config": "{}",
+        "networks": [
+            {"name": "calico", "plugin-type": "bridge", "cni-version": "1.0.0", "file": "10-calico.conf"},
+            {"name": "flannel", "plugin-type": "ptp", "cni-version": "1.0.0", "file": "20-flannel.conflist"},
+        ],
+        "default-networks": [],
+        "policy-config": "{}",
+    })
+}

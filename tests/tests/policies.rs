@@ -1,0 +1,134 @@
+//! Policies as an operator meets them through the plugin: a hostile one fails the pod
+//! quickly and clearly without harming the next pod, and a new `.wasm` dropped on the
+//! node changes the very next ADD.
+
+use std::fs;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use plexus_tests::{Bench, plexus_binary, pod_args};
+use serde_json::json;
+
+fn two_networks(bench: &Bench) {
+    bench.write_network(
+        "10-calico.conf",
+        &bench.bridge("calico", "br-calico", "10.11.0.0/24", "1.0.0"),
+    );
+    bench.write_network(
+        "20-flannel.conflist",
+        &bench.ptp_list("flannel", "10.12.0.0/24", "1.0.0"),
+    );
+}
+
+/// Fills the node's compile cache, as an operator does with `plexus policy compile`, so
+/// that the timing below measures the policy's run, not the first compile.
+fn precompile(bench: &Bench, wasm: &str) {
+    let output = Command::new(plexus_binary())
+        .args(["policy", "compile", wasm, "--state-dir"])
+        .arg(bench.state_dir())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn hostile_policies_fail_the_pod_within_a_second_and_the_next_pod_works() {
+    let bench = Bench::new();
+    two_networks(&bench);
+    let args = pod_args("default", "web-0", &json!({"cni": "calico"}));
+    let hostile = [
+        (env!("POLICY_LOOP_FOREVER"), "time limit"),
+        (env!("POLICY_ALLOC_UNBOUNDED"), "memory limit"),
+        (env!("POLICY_RECURSE"), "stack"),
+        (env!("POLICY_PANIC"), "policy panicked on purpose"),
+    ];
+    for (wasm, cause) in hostile {
+        precompile(&bench, wasm);
+        let config = bench.config("1.1.0", json!({ "select": wasm }));
+        let started = Instant::now();
+        let error = bench.invoke("ADD", "c1", "eth0", &args, &config).err();
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(1), "{wasm} took {took:?}");
+        assert_eq!(error["code"], 101, "{error}");
+        let message = error["msg"].as_str().unwrap();
+        assert!(message.contains(wasm), "names the policy: {message}");
+        assert!(
+            message.to_lowercase().contains(cause),
+            "says why ({cause}): {message}"
+        );
+        assert_eq!(bench.pod.links(), ["lo"]);
+
+        let good = bench.config("1.1.0", json!({}));
+        bench.invoke("ADD", "c1", "eth0", &args, &good).ok();
+        bench.invoke("DEL", "c1", "eth0", &args, &good).ok();
+    }
+}
+
+#[test]
+fn a_policy_that_rejects_the_pod_gives_its_own_message() {
+    let bench = Bench::new();
+    two_networks(&bench);
+    let config = bench.config("1.1.0", json!({ "select": env!("POLICY_REJECT") }));
+    let error = bench
+        .invoke("ADD", "c1", "eth0", "IgnoreUnknown=1", &config)
+        .err();
+    assert_eq!(error["code"], 102, "{error}");
+    assert!(
+        error["msg"]
+            .as_str()
+            .unwrap()
+            .contains("no network for this pod"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_missing_or_wrong_policy_names_the_key() {
+    let bench = Bench::new();
+    two_networks(&bench);
+    let cases = [
+        (json!({"select": "/nonexistent/select.wasm"}), "select"),
+        (json!({"select": "builtin:no-such-policy"}), "select"),
+        (json!({"merge": "builtin:annotations"}), "merge"),
+    ];
+    for (extra, key) in cases {
+        let config = bench.config("1.1.0", extra.clone());
+        let error = bench
+            .invoke("ADD", "c1", "eth0", "IgnoreUnknown=1", &config)
+            .err();
+        assert!(
+            error["msg"].as_str().unwrap().contains(key),
+            "{extra}: {error}"
+        );
+        assert_eq!(bench.pod.links(), ["lo"]);
+    }
+}
+
+#[test]
+fn a_new_wasm_copied_over_the_old_changes_the_next_add() {
+    let bench = Bench::new();
+    two_networks(&bench);
+    let policy = bench.dir.path().join("select.wasm");
+    let config = bench.config("1.1.0", json!({ "select": policy }));
+    let args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0";
+
+    fs::copy(env!("POLICY_PICK_FIRST"), &policy).unwrap();
+    bench.invoke("ADD", "c1", "eth0", args, &config).ok();
+    assert!(
+        bench.pod.addresses("eth0")[0].starts_with("10.11.0."),
+        "first network: calico"
+    );
+    bench.invoke("DEL", "c1", "eth0", args, &config).ok();
+
+    fs::copy(env!("POLICY_PICK_SECOND"), &policy).unwrap();
+    bench.invoke("ADD", "c1", "eth0", args, &config).ok();
+    assert!(
+        bench.pod.addresses("eth0")[0].starts_with("10.12.0."),
+        "second network: flannel"
+    );
+    bench.invoke("DEL", "c1", "eth0", args, &config).ok();
+}

@@ -1,0 +1,441 @@
+//! The policy runtime against real components (`policies/`, built by `build.rs`): the
+//! sandbox's limits, error reporting, and the compile cache.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use plexus_policy::types::{
+    CniResult, DelegateResult, IpConfig, MergeRequest, Network, Pod, SelectRequest,
+};
+use plexus_policy::{Limits, Policy, PolicyError, PolicyKind, PolicyRuntime, PolicySource};
+
+/// How long any hostile policy may hold a call, well above the 500 ms limit.
+const BOUND: Duration = Duration::from_secs(1);
+
+fn source(path: &str) -> PolicySource {
+    PolicySource::File(PathBuf::from(path))
+}
+
+fn runtime() -> PolicyRuntime {
+    PolicyRuntime::new(None, Limits::default()).unwrap()
+}
+
+fn cached_runtime(dir: &Path) -> PolicyRuntime {
+    let runtime = PolicyRuntime::new(Some(dir.to_owned()), Limits::default()).unwrap();
+    assert_eq!(runtime.cache_dir(), Some(dir));
+    runtime
+}
+
+fn network(file: &str) -> Network {
+    Network {
+        name: file.trim_end_matches(".conf").to_owned(),
+        plugin_type: "bridge".to_owned(),
+        cni_version: "1.1.0".to_owned(),
+        file: file.to_owned(),
+    }
+}
+
+/// Networks deliberately not in file-name order.
+fn request() -> SelectRequest {
+    SelectRequest {
+        pod: Pod {
+            namespace: "default".to_owned(),
+            name: "web".to_owned(),
+            container_id: "c0ffee".to_owned(),
+            ifname: "eth0".to_owned(),
+            ..Pod::default()
+        },
+        networks: vec![
+            network("20-b.conf"),
+            network("10-a.conf"),
+            network("30-c.conf"),
+        ],
+        ..SelectRequest::default()
+    }
+}
+
+/// The network file `policy` picks for `request()`.
+fn choice(runtime: &PolicyRuntime, policy: &Policy) -> String {
+    let attachments = policy.select(runtime, &request()).unwrap();
+    assert_eq!(attachments.len(), 1, "{attachments:?}");
+    assert_eq!(attachments[0].ifname, "eth0");
+    attachments[0].network_file.clone()
+}
+
+/// Calls a hostile selector on `runtime`, checks it was stopped within [`BOUND`] with an
+/// error that names it, then checks the runtime still runs a good policy.
+fn hostile(runtime: &PolicyRuntime, path: &str) -> PolicyError {
+    let policy = runtime.load(&source(path)).unwrap();
+    let started = Instant::now();
+    let error = policy.select(runtime, &request()).unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < BOUND,
+        "{path} held the call for {elapsed:?}: {error}"
+    );
+    assert!(
+        error.to_string().contains(path),
+        "the error does not name the policy: {error}"
+    );
+
+    let good = runtime.load(&source(env!("POLICY_PICK_FIRST"))).unwrap();
+    assert_eq!(choice(runtime, &good), "10-a.conf");
+    error
+}
+
+#[test]
+fn an_endless_loop_times_out() {
+    let runtime = runtime();
+    let started = Instant::now();
+    let error = hostile(&runtime, env!("POLICY_LOOP_FOREVER"));
+    assert!(
+        matches!(error, PolicyError::Timeout { limit, .. } if limit == Duration::from_millis(500)),
+        "{error}"
+    );
+    assert!(error.to_string().contains("time limit of 500ms"), "{error}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "stopped before its limit"
+    );
+}
+
+#[test]
+fn a_sleep_in_a_host_call_times_out() {
+    let error = hostile(&runtime(), env!("POLICY_SLEEP_FOREVER"));
+    assert!(matches!(error, PolicyError::Timeout { .. }), "{error}");
+}
+
+#[test]
+fn a_shorter_timeout_is_honoured() {
+    let limits = Limits {
+        timeout: Duration::from_millis(50),
+        ..Limits::default()
+    };
+    let runtime = PolicyRuntime::new(None, limits).unwrap();
+    let policy = runtime.load(&source(env!("POLICY_LOOP_FOREVER"))).unwrap();
+    let started = Instant::now();
+    let error = policy.select(&runtime, &request()).unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(matches!(error, PolicyError::Timeout { .. }), "{error}");
+    assert!(
+        elapsed >= Duration::from_millis(50) && elapsed < Duration::from_millis(400),
+        "{elapsed:?}"
+    );
+}
+
+#[test]
+fn unbounded_allocation_hits_the_memory_limit() {
+    let error = hostile(&runtime(), env!("POLICY_ALLOC_UNBOUNDED"));
+    assert!(
+        matches!(error, PolicyError::MemoryLimit { limit, .. } if limit == 64 << 20),
+        "{error}"
+    );
+    assert!(error.to_string().contains("out of memory"), "{error}");
+}
+
+#[test]
+fn unbounded_recursion_overflows_the_stack() {
+    let error = hostile(&runtime(), env!("POLICY_RECURSE"));
+    assert!(
+        matches!(error, PolicyError::StackOverflow { .. }),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("overflowed its stack"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_panic_is_reported_with_its_message() {
+    let error = hostile(&runtime(), env!("POLICY_PANIC"));
+    let PolicyError::Panic { message, .. } = &error else {
+        panic!("not a panic: {error}");
+    };
+    assert!(
+        message.starts_with("policy panicked on purpose (at "),
+        "{message}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("panicked: policy panicked on purpose"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_panic_after_a_flood_of_stderr_keeps_its_message() {
+    let error = hostile(&runtime(), env!("POLICY_NOISY_PANIC"));
+    let PolicyError::Panic { message, .. } = &error else {
+        panic!("not a panic: {error}");
+    };
+    assert!(
+        message.starts_with("noisy policy panicked after the flood"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_refusal_is_reported_verbatim() {
+    let runtime = runtime();
+    let error = hostile(&runtime, env!("POLICY_REJECT"));
+    let PolicyError::Rejected { message, .. } = &error else {
+        panic!("not a refusal: {error}");
+    };
+    assert_eq!(message, "no network for this pod");
+}
+
+#[test]
+fn the_sandbox_grants_nothing() {
+    let error = hostile(&runtime(), env!("POLICY_SANDBOX_PROBE"));
+    let PolicyError::Rejected { message, .. } = &error else {
+        panic!("the probe did not report: {error}");
+    };
+    assert_eq!(
+        message,
+        "env=0 args=0 root=denied passwd=denied stdin=0 tcp=denied udp=denied dns=denied"
+    );
+}
+
+#[test]
+fn selectors_choose_by_file_name() {
+    let runtime = runtime();
+    let first = runtime.load(&source(env!("POLICY_PICK_FIRST"))).unwrap();
+    let second = runtime.load(&source(env!("POLICY_PICK_SECOND"))).unwrap();
+    assert_eq!(first.kind(), PolicyKind::Selector);
+    assert_eq!(first.name(), env!("POLICY_PICK_FIRST"));
+    assert_eq!(first.sha256().len(), 64);
+    assert_eq!(choice(&runtime, &first), "10-a.conf");
+    assert_eq!(choice(&runtime, &second), "20-b.conf");
+}
+
+#[test]
+fn a_merger_merges() {
+    let runtime = runtime();
+    let merger = runtime.load(&source(env!("POLICY_ECHO_MERGE"))).unwrap();
+    assert_eq!(merger.kind(), PolicyKind::Merger);
+    let result = |address: &str| CniResult {
+        ips: vec![IpConfig {
+            address: address.to_owned(),
+            ..IpConfig::default()
+        }],
+        ..CniResult::default()
+    };
+    let request = MergeRequest {
+        results: vec![
+            DelegateResult {
+                result: result("10.1.0.5/24"),
+                ..DelegateResult::default()
+            },
+            DelegateResult {
+                result: result("10.2.0.5/24"),
+                ..DelegateResult::default()
+            },
+        ],
+        ..MergeRequest::default()
+    };
+    let merged = merger.merge(&runtime, &request).unwrap();
+    assert_eq!(merged.ips[0].address, "10.1.0.5/24");
+
+    let error = merger
+        .merge(&runtime, &MergeRequest::default())
+        .unwrap_err();
+    assert!(matches!(error, PolicyError::Rejected { .. }), "{error}");
+}
+
+#[test]
+fn a_policy_of_the_other_world_is_refused() {
+    let runtime = runtime();
+    let merger = runtime.load(&source(env!("POLICY_ECHO_MERGE"))).unwrap();
+    let error = merger.select(&runtime, &request()).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            PolicyError::WrongWorld {
+                expected: PolicyKind::Selector,
+                found: PolicyKind::Merger,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains(env!("POLICY_ECHO_MERGE")),
+        "{error}"
+    );
+    assert!(error.to_string().contains("is a merger"), "{error}");
+
+    let selector = runtime.load(&source(env!("POLICY_PICK_FIRST"))).unwrap();
+    let error = selector
+        .merge(&runtime, &MergeRequest::default())
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            PolicyError::WrongWorld {
+                expected: PolicyKind::Merger,
+                found: PolicyKind::Selector,
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_missing_file_is_a_read_error_naming_it() {
+    let error = runtime()
+        .load(&source("/nonexistent/select.wasm"))
+        .unwrap_err();
+    assert!(matches!(error, PolicyError::Read { .. }), "{error}");
+    assert!(
+        error.to_string().contains("/nonexistent/select.wasm"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_policy_of_another_runtime_is_refused() {
+    let policy = runtime().load(&source(env!("POLICY_PICK_FIRST"))).unwrap();
+    let error = policy.select(&runtime(), &request()).unwrap_err();
+    assert!(matches!(error, PolicyError::Invalid { .. }), "{error}");
+}
+
+#[test]
+fn the_second_load_comes_from_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let runtime = cached_runtime(&dir);
+    let policy = source(env!("POLICY_PICK_FIRST"));
+    assert!(!runtime.load(&policy).unwrap().from_cache());
+    let cached = runtime.load(&policy).unwrap();
+    assert!(cached.from_cache());
+    assert_eq!(choice(&runtime, &cached), "10-a.conf");
+
+    // As the next CNI invocation would: a new process, the same directory.
+    let next = cached_runtime(&dir);
+    assert!(next.load(&policy).unwrap().from_cache());
+    let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode & !0o700, 0, "cache directory mode {mode:o}");
+}
+
+#[test]
+fn precompile_fills_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runtime = cached_runtime(tmp.path());
+    let policy = source(env!("POLICY_ECHO_MERGE"));
+    let artifact = runtime.precompile(&policy).unwrap();
+    assert!(
+        artifact.starts_with(tmp.path()) && artifact.is_file(),
+        "{}",
+        artifact.display()
+    );
+    assert_eq!(runtime.precompile(&policy).unwrap(), artifact);
+    assert!(runtime.load(&policy).unwrap().from_cache());
+}
+
+/// Damages the artifact of `PICK_FIRST` with `damage`, then checks that the next load
+/// recompiles, works, and repairs the cache.
+fn survives_damage(damage: impl FnOnce(&Path)) {
+    let tmp = tempfile::tempdir().unwrap();
+    let runtime = cached_runtime(tmp.path());
+    let policy = source(env!("POLICY_PICK_FIRST"));
+    let artifact = runtime.precompile(&policy).unwrap();
+    damage(&artifact);
+
+    let recompiled = runtime.load(&policy).unwrap();
+    assert!(!recompiled.from_cache());
+    assert_eq!(choice(&runtime, &recompiled), "10-a.conf");
+    let repaired = runtime.load(&policy).unwrap();
+    assert!(repaired.from_cache());
+    assert_eq!(choice(&runtime, &repaired), "10-a.conf");
+}
+
+#[test]
+fn a_corrupt_artifact_is_recompiled() {
+    survives_damage(|artifact| {
+        let mut bytes = fs::read(artifact).unwrap();
+        let middle = bytes.len() / 2;
+        for byte in &mut bytes[middle..middle + 64] {
+            *byte ^= 0x5a;
+        }
+        fs::write(artifact, bytes).unwrap();
+    });
+}
+
+#[test]
+fn a_truncated_artifact_is_recompiled() {
+    survives_damage(|artifact| {
+        let bytes = fs::read(artifact).unwrap();
+        fs::write(artifact, &bytes[..bytes.len() / 3]).unwrap();
+    });
+}
+
+#[test]
+fn an_empty_artifact_is_recompiled() {
+    survives_damage(|artifact| fs::write(artifact, b"").unwrap());
+}
+
+#[test]
+fn another_policys_artifact_is_not_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runtime = cached_runtime(tmp.path());
+    let first = source(env!("POLICY_PICK_FIRST"));
+    let first_artifact = runtime.precompile(&first).unwrap();
+    let second_artifact = runtime
+        .precompile(&source(env!("POLICY_PICK_SECOND")))
+        .unwrap();
+    // A sound artifact made by this very engine, but of another `.wasm`.
+    fs::copy(&second_artifact, &first_artifact).unwrap();
+
+    let policy = runtime.load(&first).unwrap();
+    assert!(!policy.from_cache());
+    assert_eq!(choice(&runtime, &policy), "10-a.conf");
+}
+
+#[test]
+fn a_replaced_wasm_is_used_by_the_next_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let wasm = tmp.path().join("select.wasm");
+    let policy = PolicySource::File(wasm.clone());
+    for runtime in [runtime(), cached_runtime(&cache)] {
+        fs::copy(env!("POLICY_PICK_FIRST"), &wasm).unwrap();
+        let before = runtime.load(&policy).unwrap();
+        assert_eq!(choice(&runtime, &before), "10-a.conf");
+
+        fs::copy(env!("POLICY_PICK_SECOND"), &wasm).unwrap();
+        let after = runtime.load(&policy).unwrap();
+        assert_ne!(after.sha256(), before.sha256());
+        assert_eq!(choice(&runtime, &after), "20-b.conf");
+        // The policy loaded before keeps its own code.
+        assert_eq!(choice(&runtime, &before), "10-a.conf");
+    }
+}
+
+#[test]
+fn a_cache_directory_others_can_write_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("open");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+
+    let runtime = PolicyRuntime::new(Some(dir.clone()), Limits::default()).unwrap();
+    assert_eq!(runtime.cache_dir(), None);
+    let policy = source(env!("POLICY_PICK_FIRST"));
+    for _ in 0..2 {
+        let loaded = runtime.load(&policy).unwrap();
+        assert!(!loaded.from_cache());
+        assert_eq!(choice(&runtime, &loaded), "10-a.conf");
+    }
+    assert_eq!(
+        fs::read_dir(&dir).unwrap().count(),
+        0,
+        "wrote into a refused directory"
+    );
+    let error = runtime.precompile(&policy).unwrap_err();
+    assert!(matches!(error, PolicyError::Cache { .. }), "{error}");
+}
