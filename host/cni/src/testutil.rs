@@ -4,10 +4,11 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
+use tracing::subscriber::Interest;
 use tracing::{Event, Metadata, Subscriber};
 
 /// The directory holding Debian's reference plugins.
@@ -117,8 +118,35 @@ impl Subscriber for Capture {
     fn exit(&self, _: &Id) {}
 }
 
+/// The process-wide subscriber while tests run: it records nothing, but keeps tracing
+/// from caching "nobody listens" for a callsite first hit by a test thread that has no
+/// subscriber, which would hide that callsite's events from a later [`capture`].
+struct Undecided;
+
+impl Subscriber for Undecided {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+        Interest::sometimes()
+    }
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        false
+    }
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, _: &Event<'_>) {}
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
 /// Runs `f` with a subscriber that records every event.
 pub fn capture<T>(f: impl FnOnce() -> T) -> (T, Vec<(String, String)>) {
+    static UNDECIDED: Once = Once::new();
+    UNDECIDED.call_once(|| {
+        // Another global subscriber already keeps interest open just as well.
+        let _ = tracing::subscriber::set_global_default(Undecided);
+    });
     let events: Captured = Arc::default();
     let result = tracing::subscriber::with_default(Capture(events.clone()), f);
     let events = events.lock().unwrap().clone();
