@@ -39,8 +39,9 @@ pub struct PluginConfig {
     pub policy_memory_bytes: usize,
     /// `runtimeConfig` as the runtime filled it in (capability arguments).
     pub runtime_config: Map<String, Value>,
-    /// `cni.dev/valid-attachments` on GC.
-    pub valid_attachments: Option<Value>,
+    /// The configuration as given, for the keys only one command reads (GC's list of
+    /// valid attachments).
+    pub document: Value,
 }
 
 /// The keys as written; CNI-Genie's names are accepted as aliases and unknown keys ignored,
@@ -66,8 +67,6 @@ struct RawConfig {
     policy_memory_mib: Option<usize>,
     #[serde(default)]
     runtime_config: Map<String, Value>,
-    #[serde(rename = "cni.dev/valid-attachments")]
-    valid_attachments: Option<Value>,
 }
 
 /// A list of network names: a JSON list, or Genie's comma-separated string.
@@ -101,11 +100,13 @@ const DEFAULT_POLICY_MEMORY_MIB: usize = 64;
 
 impl PluginConfig {
     pub fn from_slice(bytes: &[u8]) -> Result<Self, ConfigError> {
-        let raw: RawConfig = serde_json::from_slice(bytes).map_err(ConfigError::Decode)?;
-        Self::from_raw(raw)
+        let document: Value = serde_json::from_slice(bytes).map_err(ConfigError::Decode)?;
+        let raw: RawConfig =
+            serde_json::from_value(document.clone()).map_err(ConfigError::Decode)?;
+        Self::from_raw(raw, document)
     }
 
-    fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
+    fn from_raw(raw: RawConfig, document: Value) -> Result<Self, ConfigError> {
         let cni_version = raw
             .cni_version
             .as_deref()
@@ -164,7 +165,7 @@ impl PluginConfig {
             policy_timeout: Duration::from_millis(policy_timeout_ms),
             policy_memory_bytes: policy_memory_mib.saturating_mul(1 << 20),
             runtime_config: raw.runtime_config,
-            valid_attachments: raw.valid_attachments,
+            document,
         })
     }
 

@@ -56,7 +56,8 @@ pub enum PlexusError {
     #[error("{}", delegate_message(network, source, rollback))]
     Delegate {
         network: String,
-        source: DelegateError,
+        /// Boxed: a delegate's error carries its output and is far larger than the rest.
+        source: Box<DelegateError>,
         /// Failures while rolling back the attachments already made.
         rollback: Vec<TeardownFailure>,
     },
@@ -80,12 +81,22 @@ pub enum PlexusError {
 #[derive(Debug)]
 pub struct TeardownFailure {
     pub network: String,
+    /// The attachment's interface in the pod; empty for a network-wide GC.
+    pub ifname: String,
     pub error: DelegateError,
 }
 
 impl fmt::Display for TeardownFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "network {}: {}", self.network, self.error)
+        if self.ifname.is_empty() {
+            write!(f, "network {}: {}", self.network, self.error)
+        } else {
+            write!(
+                f,
+                "network {} ({}): {}",
+                self.network, self.ifname, self.error
+            )
+        }
     }
 }
 

@@ -46,7 +46,10 @@ pub enum PolicyError {
     Timeout { policy: String, limit: Duration },
 
     /// The policy wanted more linear memory than [`Limits::memory_bytes`](crate::Limits::memory_bytes).
-    #[error("policy {policy} ran out of memory: it wanted more than its limit of {limit} bytes")]
+    #[error(
+        "policy {policy} ran out of memory: it wanted more than its memory limit of {} MiB",
+        limit / (1 << 20)
+    )]
     MemoryLimit { policy: String, limit: usize },
 
     /// The policy exhausted its wasm stack, typically by unbounded recursion.

@@ -3,13 +3,14 @@
 use std::collections::HashSet;
 
 use plexus_cni::{RuntimeConf, validate_ifname};
+use plexus_policy::PolicyKind;
 use plexus_policy::types::{Attachment, DelegateResult, MergeRequest};
 use serde_json::{Map, Value};
 use tracing::info;
 
 use super::delegates;
-use super::{Context, policy_source};
-use crate::error::PlexusError;
+use super::{Context, load_policy};
+use crate::error::{PlexusError, TeardownFailure};
 use crate::network_status;
 use crate::networks::{self, Network};
 use crate::policy_io;
@@ -28,10 +29,15 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
 
     let networks = networks::scan(&context.config.networks_dir)?;
     let runtime = context.policy_runtime()?;
-    let selector = runtime.load(&policy_source("select", &context.config.select)?)?;
+    let selector = load_policy(
+        &runtime,
+        "select",
+        &context.config.select,
+        PolicyKind::Selector,
+    )?;
     // The merge policy is loaded before any delegate runs: a broken one must fail the
     // pod before anything is made, not after.
-    let merger = runtime.load(&policy_source("merge", &context.config.merge)?)?;
+    let merger = load_policy(&runtime, "merge", &context.config.merge, PolicyKind::Merger)?;
 
     let request = policy_io::select_request(context, &networks)?;
     let chosen = selector.select(&runtime, &request)?;
@@ -53,6 +59,7 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
         &context.invocation.path,
         context.config.parallel,
     );
+    let attempted = outcomes.len();
     let mut failure = None;
     for (attachment, outcome) in record.attachments.iter_mut().zip(outcomes) {
         match outcome {
@@ -63,10 +70,10 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
         }
     }
     if let Some((network, source)) = failure {
-        let rollback = roll_back(context, &record);
+        let rollback = roll_back(context, &record, attempted);
         return Err(PlexusError::Delegate {
             network,
-            source,
+            source: Box::new(source),
             rollback,
         });
     }
@@ -75,7 +82,7 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
     let merged = match merge(context, &runtime, &merger, &record, &request.pod) {
         Ok(merged) => merged,
         Err(error) => {
-            roll_back(context, &record);
+            roll_back(context, &record, record.attachments.len());
             return Err(error);
         }
     };
@@ -89,18 +96,25 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
     Ok(merged.to_json(context.config.cni_version))
 }
 
-/// Undoes a half-made ADD: DEL for what was attached, then the record goes. If some
-/// delegate cannot be undone the record stays, so the runtime's DEL can try again.
-fn roll_back(context: &Context, record: &Record) -> Vec<crate::error::TeardownFailure> {
-    let failures = delegates::teardown(
-        &record.attachments,
-        &context.invocation.path,
-        record.netns.as_deref(),
-    );
-    if failures.is_empty() {
-        if let Err(error) = context.store.remove(&record.container_id, &record.ifname) {
-            tracing::warn!(%error, "cannot remove the record of a rolled-back ADD");
-        }
+/// Undoes a half-made ADD: DEL, in reverse, for the first `attempted` attachments (the
+/// ones whose delegates ran), then the record goes. A delegate whose ADD failed gets a
+/// DEL too, in case it left something, but its refusal does not count: it often refuses
+/// for the very reason its ADD did, and it must not keep the pod from being deleted. If
+/// an attachment that was made cannot be undone, the record stays so the runtime's DEL
+/// can try again.
+fn roll_back(context: &Context, record: &Record, attempted: usize) -> Vec<TeardownFailure> {
+    let attempted = &record.attachments[..attempted];
+    let mut failures =
+        delegates::teardown(attempted, &context.invocation.path, record.netns.as_deref());
+    failures.retain(|failure| {
+        attempted
+            .iter()
+            .any(|attachment| attachment.ifname() == failure.ifname && attachment.result.is_some())
+    });
+    if failures.is_empty()
+        && let Err(error) = context.store.remove(&record.container_id, &record.ifname)
+    {
+        tracing::warn!(%error, "cannot remove the record of a rolled-back ADD");
     }
     failures
 }

@@ -31,7 +31,7 @@ pub fn check(context: &Context) -> Result<(), PlexusError> {
         )
         .map_err(|source| PlexusError::Delegate {
             network: attachment.network.clone(),
-            source,
+            source: Box::new(source),
             rollback: Vec::new(),
         })?;
     }

@@ -75,6 +75,7 @@ pub fn teardown(
             warn!(network = %attachment.network, %error, "delegate DEL failed");
             failures.push(TeardownFailure {
                 network: attachment.network.clone(),
+                ifname: attachment.ifname().to_owned(),
                 error,
             });
         }

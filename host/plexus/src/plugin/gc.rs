@@ -11,8 +11,9 @@ use crate::error::{PlexusError, TeardownFailure};
 use crate::networks;
 
 pub fn gc(context: &Context) -> Result<(), PlexusError> {
-    let valid: HashSet<(String, String)> = match &context.config.valid_attachments {
-        Some(list) => plexus_cni::parse_valid_attachments(list)
+    // A missing list is an error, never "nothing is valid": that would undo every pod.
+    let valid: HashSet<(String, String)> =
+        plexus_cni::parse_valid_attachments(&context.config.document)
             .map_err(|error| {
                 PlexusError::Config(crate::config::ConfigError::Key {
                     key: "cni.dev/valid-attachments",
@@ -20,9 +21,7 @@ pub fn gc(context: &Context) -> Result<(), PlexusError> {
                 })
             })?
             .into_iter()
-            .collect(),
-        None => HashSet::new(),
-    };
+            .collect();
     let mut failures: Vec<TeardownFailure> = Vec::new();
     // Per network file, the delegate attachments that stay.
     let mut kept: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
@@ -40,7 +39,12 @@ pub fn gc(context: &Context) -> Result<(), PlexusError> {
                 continue;
             }
             info!(container = %record.container_id, ifname = %record.ifname, "collecting stale attachment");
-            let undone = delegates::teardown(&record.attachments, &context.invocation.path, None);
+            // The sandbox is usually gone by now; if it is not, its interfaces go too.
+            let undone = delegates::teardown(
+                &record.attachments,
+                &context.invocation.path,
+                record.netns.as_deref(),
+            );
             if undone.is_empty() {
                 context.store.remove(&record.container_id, &record.ifname)?;
             }
@@ -59,6 +63,7 @@ pub fn gc(context: &Context) -> Result<(), PlexusError> {
                 warn!(network = %network.config.name, %error, "delegate GC failed");
                 failures.push(TeardownFailure {
                     network: network.config.name.clone(),
+                    ifname: String::new(),
                     error,
                 });
             }

@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use std::process::ExitCode;
 
 use plexus_cni::{CniVersion, Command, Invocation};
-use plexus_policy::{Limits, PolicyRuntime, PolicySource};
+use plexus_policy::{Limits, Policy, PolicyError, PolicyKind, PolicyRuntime, PolicySource};
 use serde_json::Value;
 use tracing::{debug, error};
 
@@ -49,10 +49,25 @@ impl Context {
     }
 }
 
-/// A configured policy, parsed with the key it came from so errors name that key.
-pub(crate) fn policy_source(key: &'static str, spec: &str) -> Result<PolicySource, PlexusError> {
-    PolicySource::parse(spec, &builtins::table())
-        .map_err(|source| PlexusError::PolicySpec { key, source })
+/// Loads the policy configured under `key`, which must implement `kind`; errors that
+/// come from the configuration name the key.
+pub(crate) fn load_policy(
+    runtime: &PolicyRuntime,
+    key: &'static str,
+    spec: &str,
+    kind: PolicyKind,
+) -> Result<Policy, PlexusError> {
+    let in_key = |source| PlexusError::PolicySpec { key, source };
+    let source = PolicySource::parse(spec, &builtins::table()).map_err(in_key)?;
+    let policy = runtime.load(&source)?;
+    if policy.kind() != kind {
+        return Err(in_key(PolicyError::WrongWorld {
+            policy: policy.name().to_owned(),
+            expected: kind,
+            found: policy.kind(),
+        }));
+    }
+    Ok(policy)
 }
 
 /// Runs the invocation and prints its answer; the exit status tells success.

@@ -1,9 +1,10 @@
 //! STATUS and VERSION: can this node add pods, and which versions do we speak.
 
 use plexus_cni::CniVersion;
+use plexus_policy::PolicyKind;
 use serde_json::{Value, json};
 
-use super::{Context, policy_source};
+use super::{Context, load_policy};
 use crate::error::PlexusError;
 use crate::networks;
 
@@ -12,13 +13,15 @@ use crate::networks;
 pub fn status(context: &Context) -> Result<(), PlexusError> {
     let not_available = |reason: String| PlexusError::NotAvailable(reason);
     let runtime = context.policy_runtime()?;
-    for (key, spec) in [
-        ("select", &context.config.select),
-        ("merge", &context.config.merge),
-    ] {
-        runtime
-            .load(&policy_source(key, spec)?)
-            .map_err(|error| not_available(format!("configuration key `{key}`: {error}")))?;
+    let policies = [
+        ("select", &context.config.select, PolicyKind::Selector),
+        ("merge", &context.config.merge, PolicyKind::Merger),
+    ];
+    for (key, spec, kind) in policies {
+        load_policy(&runtime, key, spec, kind).map_err(|error| match error {
+            PlexusError::PolicySpec { .. } => not_available(error.to_string()),
+            other => not_available(format!("configuration key `{key}`: {other}")),
+        })?;
     }
     let networks = networks::scan(&context.config.networks_dir)?;
     if networks.is_empty() {
