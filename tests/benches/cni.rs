@@ -2,7 +2,8 @@
 //! side by side in the same run (absolute times on a shared machine are not stable).
 //!
 //! 1. ADD+DEL of the same two delegates (bridge and ptp, host-local IPAM), called
-//!    directly one after the other vs through `plexus`, sequential and `parallel: true`.
+//!    directly one after the other vs through `plexus`, sequential and `parallel: true`;
+//!    and the same delegates called directly side by side, the floor for any parallel run.
 //! 2. In process: loading a cached policy and calling it, and the first use of a policy
 //!    never seen before (compile included).
 //!
@@ -18,7 +19,7 @@ use plexus_policy::{Limits, PolicyRuntime, PolicySource};
 use plexus_tests::{Bench, REFERENCE_PLUGINS, pod_args};
 use serde_json::{Value, json};
 
-const ROUNDS: usize = 25;
+const ROUNDS: usize = 40;
 const POLICY_ROUNDS: usize = 200;
 const FIRST_USE_ROUNDS: usize = 10;
 
@@ -41,6 +42,17 @@ fn main() {
         delegate(&bench, "ptp", "DEL", "eth1", &flannel_plugin, &args);
         delegate(&bench, "bridge", "DEL", "eth0", &calico, &args);
     };
+    // The best any meta-plugin could do side by side: the same delegates, concurrently.
+    let direct_side_by_side = || {
+        std::thread::scope(|scope| {
+            scope.spawn(|| delegate(&bench, "bridge", "ADD", "eth0", &calico, &args));
+            delegate(&bench, "ptp", "ADD", "eth1", &flannel_plugin, &args);
+        });
+        std::thread::scope(|scope| {
+            scope.spawn(|| delegate(&bench, "ptp", "DEL", "eth1", &flannel_plugin, &args));
+            delegate(&bench, "bridge", "DEL", "eth0", &calico, &args);
+        });
+    };
     let through_plexus = |config: &Value| {
         bench.invoke("ADD", "bench", "eth0", &args, config).ok();
         bench.invoke("DEL", "bench", "eth0", &args, config).ok();
@@ -48,17 +60,22 @@ fn main() {
 
     // One untimed round of each warms the page cache and the compiled-policy cache.
     direct();
+    direct_side_by_side();
     through_plexus(&sequential);
     through_plexus(&parallel);
-    let (mut direct_times, mut sequential_times, mut parallel_times) = (vec![], vec![], vec![]);
+    let mut times: [Vec<Duration>; 4] = Default::default();
     for _ in 0..ROUNDS {
-        direct_times.push(time(direct));
-        sequential_times.push(time(|| through_plexus(&sequential)));
-        parallel_times.push(time(|| through_plexus(&parallel)));
+        times[0].push(time(direct));
+        times[1].push(time(direct_side_by_side));
+        times[2].push(time(|| through_plexus(&sequential)));
+        times[3].push(time(|| through_plexus(&parallel)));
     }
-    let direct_median = median(&mut direct_times);
-    let sequential_median = median(&mut sequential_times);
-    let parallel_median = median(&mut parallel_times);
+    let [
+        direct_median,
+        side_by_side_median,
+        sequential_median,
+        parallel_median,
+    ] = times.map(|mut samples| median(&mut samples));
 
     println!("ADD+DEL of two delegates, median of {ROUNDS} interleaved rounds");
     println!("  direct (baseline)      {}", ms(direct_median));
@@ -71,6 +88,15 @@ fn main() {
         "  plexus parallel        {}   ratio {:.2} (target <= 0.75)",
         ms(parallel_median),
         ratio(parallel_median, direct_median)
+    );
+    println!(
+        "  direct side by side    {}   ratio {:.2} (the floor for any parallel meta-plugin)",
+        ms(side_by_side_median),
+        ratio(side_by_side_median, direct_median)
+    );
+    println!(
+        "  plexus parallel / direct side by side: {:.2}",
+        ratio(parallel_median, side_by_side_median)
     );
 
     policy_costs(&bench);

@@ -77,7 +77,6 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
             rollback,
         });
     }
-    context.store.save(&record)?;
 
     let merged = match merge(context, &runtime, &merger, &record, &request.pod) {
         Ok(merged) => merged,
@@ -104,17 +103,25 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
 /// can try again.
 fn roll_back(context: &Context, record: &Record, attempted: usize) -> Vec<TeardownFailure> {
     let attempted = &record.attachments[..attempted];
-    let mut failures =
-        delegates::teardown(attempted, &context.invocation.path, record.netns.as_deref());
+    let mut failures = delegates::teardown(
+        attempted,
+        &context.invocation.path,
+        record.netns.as_deref(),
+        context.config.parallel,
+    );
     failures.retain(|failure| {
         attempted
             .iter()
             .any(|attachment| attachment.ifname() == failure.ifname && attachment.result.is_some())
     });
-    if failures.is_empty()
-        && let Err(error) = context.store.remove(&record.container_id, &record.ifname)
-    {
-        tracing::warn!(%error, "cannot remove the record of a rolled-back ADD");
+    // What is kept must carry the delegates' results: DEL hands them back as prevResult.
+    let settled = if failures.is_empty() {
+        context.store.remove(&record.container_id, &record.ifname)
+    } else {
+        context.store.save(record)
+    };
+    if let Err(error) = settled {
+        tracing::warn!(%error, "cannot settle the record of a rolled-back ADD");
     }
     failures
 }

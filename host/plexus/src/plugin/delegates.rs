@@ -1,5 +1,6 @@
-//! Running the delegates of a pod's attachments: ADD one after another or side by side,
-//! and the reverse-order teardown that both DEL and a failed ADD use.
+//! Running the delegates of a pod's attachments: ADD in attachment order, and the
+//! reverse-order teardown that DEL, GC and a failed ADD use; either one after another or,
+//! with `parallel`, side by side.
 
 use std::path::PathBuf;
 use std::thread;
@@ -10,31 +11,88 @@ use tracing::{info, warn};
 use crate::error::TeardownFailure;
 use crate::state::AttachmentRecord;
 
-/// Runs every attachment's ADD and returns the outcomes in attachment order, whatever
-/// order they finished in. With `parallel`, independent attachments run concurrently;
-/// either way every attachment is tried, so the caller knows exactly what to undo.
+/// Runs the attachments' ADDs and returns the outcomes in attachment order, whatever
+/// order they finished in. One after another, the first failure stops the rest (there is
+/// no point making what will be rolled back); side by side, every one runs. Either way
+/// the outcomes cover exactly the attachments whose delegates ran.
 pub fn add_all(
     attachments: &[AttachmentRecord],
     path: &[PathBuf],
     parallel: bool,
 ) -> Vec<Result<CniResult, DelegateError>> {
-    if !parallel || attachments.len() < 2 {
-        let mut outcomes = Vec::with_capacity(attachments.len());
-        for attachment in attachments {
-            let outcome = add_one(attachment, path);
-            let failed = outcome.is_err();
-            outcomes.push(outcome);
-            // One after another, there is no point starting the next after a failure.
-            if failed {
-                break;
-            }
-        }
-        return outcomes;
+    if parallel {
+        return side_by_side(attachments, |attachment| add_one(attachment, path));
     }
+    let mut outcomes = Vec::with_capacity(attachments.len());
+    for attachment in attachments {
+        let outcome = add_one(attachment, path);
+        let failed = outcome.is_err();
+        outcomes.push(outcome);
+        if failed {
+            break;
+        }
+    }
+    outcomes
+}
+
+fn add_one(attachment: &AttachmentRecord, path: &[PathBuf]) -> Result<CniResult, DelegateError> {
+    info!(network = %attachment.network, ifname = attachment.ifname(), "delegate ADD");
+    plexus_cni::add_list(&attachment.config, &attachment.runtime, path)
+}
+
+/// Runs DEL for every attachment, going on past failures, and returns every failure.
+/// One after another it runs in reverse attachment order, undoing ADD's order. `netns`
+/// replaces the recorded namespace: on DEL the runtime's word is the current truth (the
+/// namespace may be gone).
+pub fn teardown(
+    attachments: &[AttachmentRecord],
+    path: &[PathBuf],
+    netns: Option<&str>,
+    parallel: bool,
+) -> Vec<TeardownFailure> {
+    let del = |attachment: &AttachmentRecord| del_one(attachment, path, netns);
+    let outcomes = if parallel {
+        side_by_side(attachments, del)
+    } else {
+        attachments.iter().rev().map(del).collect()
+    };
+    outcomes.into_iter().flatten().collect()
+}
+
+fn del_one(
+    attachment: &AttachmentRecord,
+    path: &[PathBuf],
+    netns: Option<&str>,
+) -> Option<TeardownFailure> {
+    info!(network = %attachment.network, ifname = attachment.ifname(), "delegate DEL");
+    let mut runtime = attachment.runtime.clone();
+    runtime.netns = netns.map(str::to_owned);
+    let error = plexus_cni::del_list(
+        &attachment.config,
+        &runtime,
+        path,
+        attachment.result.as_ref(),
+    )
+    .err()?;
+    warn!(network = %attachment.network, %error, "delegate DEL failed");
+    Some(TeardownFailure {
+        network: attachment.network.clone(),
+        ifname: attachment.ifname().to_owned(),
+        error,
+    })
+}
+
+/// Runs `work` for every attachment on a thread of its own; the outcomes come back in
+/// attachment order.
+fn side_by_side<T: Send>(
+    attachments: &[AttachmentRecord],
+    work: impl Fn(&AttachmentRecord) -> T + Sync,
+) -> Vec<T> {
+    let work = &work;
     thread::scope(|scope| {
         let running: Vec<_> = attachments
             .iter()
-            .map(|attachment| scope.spawn(move || add_one(attachment, path)))
+            .map(|attachment| scope.spawn(move || work(attachment)))
             .collect();
         running
             .into_iter()
@@ -46,39 +104,4 @@ pub fn add_all(
             })
             .collect()
     })
-}
-
-fn add_one(attachment: &AttachmentRecord, path: &[PathBuf]) -> Result<CniResult, DelegateError> {
-    info!(network = %attachment.network, ifname = attachment.ifname(), "delegate ADD");
-    plexus_cni::add_list(&attachment.config, &attachment.runtime, path)
-}
-
-/// Runs DEL for `attachments` in reverse order, going on past failures, and returns every
-/// failure. `netns` replaces the recorded namespace: on DEL the runtime's word is the
-/// current truth (it may be gone).
-pub fn teardown(
-    attachments: &[AttachmentRecord],
-    path: &[PathBuf],
-    netns: Option<&str>,
-) -> Vec<TeardownFailure> {
-    let mut failures = Vec::new();
-    for attachment in attachments.iter().rev() {
-        info!(network = %attachment.network, ifname = attachment.ifname(), "delegate DEL");
-        let mut runtime = attachment.runtime.clone();
-        runtime.netns = netns.map(str::to_owned);
-        if let Err(error) = plexus_cni::del_list(
-            &attachment.config,
-            &runtime,
-            path,
-            attachment.result.as_ref(),
-        ) {
-            warn!(network = %attachment.network, %error, "delegate DEL failed");
-            failures.push(TeardownFailure {
-                network: attachment.network.clone(),
-                ifname: attachment.ifname().to_owned(),
-                error,
-            });
-        }
-    }
-    failures
 }

@@ -44,6 +44,7 @@ pub fn gc(context: &Context) -> Result<(), PlexusError> {
                 &record.attachments,
                 &context.invocation.path,
                 record.netns.as_deref(),
+                context.config.parallel,
             );
             if undone.is_empty() {
                 context.store.remove(&record.container_id, &record.ifname)?;

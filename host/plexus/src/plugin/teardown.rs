@@ -26,6 +26,7 @@ pub fn del(context: &Context) -> Result<(), PlexusError> {
         &record.attachments,
         &context.invocation.path,
         context.invocation.netns.as_deref(),
+        context.config.parallel,
     );
     if !failures.is_empty() {
         return Err(PlexusError::Teardown(failures));
