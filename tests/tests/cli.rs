@@ -173,3 +173,38 @@ fn select_request(annotations: &[[&str; 2]]) -> Value {
         "policy-config": "{}",
     })
 }
+
+#[test]
+fn policy_test_matches_subsets_and_reports_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = json!({"cases": [
+        {"name": "names only", "input": select_request(&[["cni", "flannel,calico"]]), "match": "subset",
+         "output": [{"ifname": "eth0"}, {"ifname": "eth1", "network-file": "10-calico.conf"}]},
+        {"name": "a subset still needs every element", "input": select_request(&[["cni", "flannel,calico"]]),
+         "match": "subset", "output": [{"ifname": "eth0"}]},
+    ]});
+    let file = dir.path().join("cases.json");
+    fs::write(&file, cases.to_string()).unwrap();
+    let output = cli(&[
+        "policy",
+        "test",
+        "builtin:annotations",
+        "--json",
+        file.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["passed"], 1, "{report}");
+    assert_eq!(report["failed"], 1, "{report}");
+    assert_eq!(report["cases"][0]["passed"], true);
+    assert_eq!(
+        report["cases"][1]["name"],
+        "a subset still needs every element"
+    );
+    assert!(
+        report["cases"][1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("differs")
+    );
+}

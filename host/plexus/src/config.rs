@@ -37,6 +37,10 @@ pub struct PluginConfig {
     pub log_level: String,
     pub policy_timeout: Duration,
     pub policy_memory_bytes: usize,
+    /// Where policy calls are recorded for replay; `None` records nothing.
+    pub record_dir: Option<PathBuf>,
+    /// The bound of one recording file before it is rotated.
+    pub record_max_bytes: u64,
     /// `runtimeConfig` as the runtime filled it in (capability arguments).
     pub runtime_config: Map<String, Value>,
     /// The configuration as given, for the keys only one command reads (GC's list of
@@ -65,6 +69,9 @@ struct RawConfig {
     policy_timeout_ms: Option<u64>,
     #[serde(rename = "policyMemoryMiB")]
     policy_memory_mib: Option<usize>,
+    record_dir: Option<PathBuf>,
+    #[serde(rename = "recordMaxMiB")]
+    record_max_mib: Option<u64>,
     #[serde(default)]
     runtime_config: Map<String, Value>,
 }
@@ -97,6 +104,7 @@ pub const DEFAULT_SELECT: &str = "builtin:annotations";
 pub const DEFAULT_MERGE: &str = "builtin:merge-all";
 const DEFAULT_POLICY_TIMEOUT_MS: u64 = 500;
 const DEFAULT_POLICY_MEMORY_MIB: usize = 64;
+const DEFAULT_RECORD_MAX_MIB: u64 = 16;
 
 impl PluginConfig {
     pub fn from_slice(bytes: &[u8]) -> Result<Self, ConfigError> {
@@ -134,6 +142,9 @@ impl PluginConfig {
         if let Some(log_file) = &raw.log_file {
             check_absolute("logFile", log_file)?;
         }
+        if let Some(record_dir) = &raw.record_dir {
+            check_absolute("recordDir", record_dir)?;
+        }
         let policy_timeout_ms = raw.policy_timeout_ms.unwrap_or(DEFAULT_POLICY_TIMEOUT_MS);
         if policy_timeout_ms == 0 {
             return Err(ConfigError::Key {
@@ -164,6 +175,11 @@ impl PluginConfig {
             log_level: raw.log_level.unwrap_or_else(|| "info".into()),
             policy_timeout: Duration::from_millis(policy_timeout_ms),
             policy_memory_bytes: policy_memory_mib.saturating_mul(1 << 20),
+            record_dir: raw.record_dir,
+            record_max_bytes: raw
+                .record_max_mib
+                .unwrap_or(DEFAULT_RECORD_MAX_MIB)
+                .saturating_mul(1 << 20),
             runtime_config: raw.runtime_config,
             document,
         })

@@ -4,12 +4,14 @@ mod builtins;
 mod cli;
 mod config;
 mod error;
+mod flock;
 mod logging;
 mod network_status;
 mod networks;
 mod plugin;
 mod pod;
 mod policy_io;
+mod recording;
 mod state;
 
 use std::process::ExitCode;

@@ -5,16 +5,17 @@
 //! `locks/<container-id>.lock` (serialises invocations for one container), `cache/` (the
 //! policy runtime's compiled artifacts). Everything is root-only.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, DirBuilder, File};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use plexus_cni::{CniResult, CniVersion, NetworkConfigList, RuntimeConf};
 use plexus_policy::types::Attachment;
 use serde::{Deserialize, Serialize};
 
+use crate::flock::lock_current;
 use crate::network_status::NetworkStatus;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,12 +31,6 @@ pub enum StateError {
         path: PathBuf,
         #[source]
         source: serde_json::Error,
-    },
-    #[error("cannot lock {path}: {source}")]
-    Lock {
-        path: PathBuf,
-        #[source]
-        source: nix::Error,
     },
 }
 
@@ -115,37 +110,12 @@ impl StateStore {
         self.root.join("cache")
     }
 
-    /// Waits for exclusive use of one container's state.
-    ///
-    /// The lock file is removed when the container's last record goes; a waiter that
-    /// locked a file removed meanwhile sees that its inode is no longer the path's and
-    /// tries again, so two invocations never both believe they hold the lock.
+    /// Waits for exclusive use of one container's state. The lock file goes with the
+    /// container's last record.
     pub fn lock(&self, container_id: &str) -> Result<ContainerLock, StateError> {
         let path = self.lock_path(container_id);
-        loop {
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(io_error(&path))?;
-            let locked = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, source)| {
-                StateError::Lock {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
-            let held = locked.metadata().map_err(io_error(&path))?;
-            match fs::metadata(&path) {
-                Ok(current) if current.ino() == held.ino() && current.dev() == held.dev() => {
-                    return Ok(ContainerLock { _lock: locked });
-                }
-                Ok(_) => continue,
-                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-                Err(err) => return Err(io_error(&path)(err)),
-            }
-        }
+        let lock = lock_current(&path).map_err(io_error(&path))?;
+        Ok(ContainerLock { _lock: lock })
     }
 
     pub fn load(&self, container_id: &str, ifname: &str) -> Result<Option<Record>, StateError> {

@@ -1,17 +1,19 @@
 //! `plexus policy`: run one policy call, run a table of cases, precompile into the cache.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
 use plexus_policy::{Limits, Policy, PolicyKind, PolicyRuntime, PolicySource};
-use serde::Deserialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use super::CliResult;
 use crate::builtins;
 use crate::config::DEFAULT_STATE_DIR;
+use crate::recording::{self, Outcome, Recording};
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {
@@ -23,12 +25,20 @@ pub enum PolicyCommand {
         #[arg(long)]
         input: PathBuf,
     },
-    /// Run table-driven cases against a policy; exits non-zero if any fails.
+    /// Run table-driven cases against a policy, or replay recorded calls through it;
+    /// exits non-zero if any case fails or any replayed pod would change.
     Test {
         policy: String,
         /// Case files (JSON), or directories of them.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "replay")]
         cases: Vec<PathBuf>,
+        /// Replay the calls recorded in this `recordDir` instead, printing the pods whose
+        /// output would differ, and nothing else.
+        #[arg(long, value_name = "DIR", conflicts_with = "cases")]
+        replay: Option<PathBuf>,
+        /// Print the outcome as one JSON document, for CI.
+        #[arg(long)]
+        json: bool,
     },
     /// Precompile a policy into the node's cache.
     Compile {
@@ -48,7 +58,18 @@ pub fn run(command: PolicyCommand) -> CliResult {
             print_json(&output)?;
             Ok(ExitCode::SUCCESS)
         }
-        PolicyCommand::Test { policy, cases } => test(&policy, &cases),
+        PolicyCommand::Test {
+            policy,
+            cases,
+            replay: None,
+            json,
+        } => test(&policy, &cases, json),
+        PolicyCommand::Test {
+            policy,
+            replay: Some(dir),
+            json,
+            ..
+        } => replay(&policy, &dir, json),
         PolicyCommand::Compile { wasm, state_dir } => {
             let source = source(&wasm)?;
             let runtime = PolicyRuntime::new(Some(state_dir.join("cache")), Limits::default())
@@ -109,58 +130,90 @@ enum CaseFile {
 struct Case {
     name: Option<String>,
     input: Value,
-    /// The exact output expected.
+    /// The output expected, compared as `match` says.
     output: Option<Value>,
+    #[serde(default, rename = "match")]
+    matching: Matching,
     /// A substring the error message must contain.
     error: Option<String>,
 }
 
-fn test(spec: &str, paths: &[PathBuf]) -> CliResult {
+/// How a case's `output` is compared with the policy's.
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum Matching {
+    /// Equal JSON.
+    #[default]
+    Exact,
+    /// Every key the expectation names has a matching value; lists match element by
+    /// element and have the same length.
+    Subset,
+}
+
+/// One case's verdict.
+#[derive(Serialize)]
+struct Verdict {
+    name: String,
+    passed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+fn test(spec: &str, paths: &[PathBuf], json: bool) -> CliResult {
     let (runtime, policy) = load(spec, None)?;
-    let mut cases = Vec::new();
+    let mut verdicts = Vec::new();
     for file in case_files(paths)? {
         let parsed: CaseFile = serde_json::from_value(read_json(&file)?)
             .map_err(|err| format!("case file {}: {err}", file.display()))?;
-        let found = match parsed {
+        let cases = match parsed {
             CaseFile::Many { cases } => cases,
             CaseFile::One(case) => vec![case],
         };
-        for (index, case) in found.into_iter().enumerate() {
+        for (index, case) in cases.into_iter().enumerate() {
             let name = case
                 .name
                 .clone()
                 .unwrap_or_else(|| format!("{}#{}", file.display(), index + 1));
-            cases.push((name, case));
+            let reason = judge(&runtime, &policy, case).err();
+            verdicts.push(Verdict {
+                name,
+                passed: reason.is_none(),
+                reason,
+            });
         }
     }
-    let (mut passed, mut failed) = (0, 0);
-    for (name, case) in cases {
-        match judge(&runtime, &policy, case) {
-            Ok(()) => {
-                passed += 1;
-                println!("ok   {name}");
-            }
-            Err(why) => {
-                failed += 1;
-                println!("FAIL {name}: {why}");
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
+    let failed = verdicts.iter().filter(|verdict| !verdict.passed).count();
+    let passed = verdicts.len() - failed;
+    if json {
+        print_json(&json!({ "passed": passed, "failed": failed, "cases": verdicts }))?;
     } else {
-        ExitCode::FAILURE
-    })
+        for verdict in &verdicts {
+            match &verdict.reason {
+                None => println!("ok   {}", verdict.name),
+                Some(reason) => println!("FAIL {}: {reason}", verdict.name),
+            }
+        }
+        println!("{passed} passed, {failed} failed");
+    }
+    Ok(exit_code(failed == 0))
 }
 
 fn judge(runtime: &PolicyRuntime, policy: &Policy, case: Case) -> Result<(), String> {
     let outcome = call(runtime, policy, case.input);
     match (outcome, case.output, case.error) {
-        (Ok(actual), Some(expected), None) if actual == expected => Ok(()),
-        (Ok(actual), Some(expected), None) => Err(format!(
-            "output differs\n  expected: {expected}\n  actual:   {actual}"
-        )),
+        (Ok(actual), Some(expected), None) => {
+            let matches = match case.matching {
+                Matching::Exact => actual == expected,
+                Matching::Subset => is_subset(&expected, &actual),
+            };
+            if matches {
+                Ok(())
+            } else {
+                Err(format!(
+                    "output differs\n  expected: {expected}\n  actual:   {actual}"
+                ))
+            }
+        }
         (Err(error), None, Some(wanted)) if error.to_string().contains(&wanted) => Ok(()),
         (Err(error), None, Some(wanted)) => Err(format!(
             "error {:?} does not contain {wanted:?}",
@@ -171,6 +224,67 @@ fn judge(runtime: &PolicyRuntime, policy: &Policy, case: Case) -> Result<(), Str
         )),
         (Err(error), Some(_), None) => Err(format!("expected output, got error: {error}")),
         _ => Err("a case needs exactly one of `output` and `error`".into()),
+    }
+}
+
+fn is_subset(expected: &Value, actual: &Value) -> bool {
+    match (expected, actual) {
+        (Value::Object(wanted), Value::Object(found)) => wanted
+            .iter()
+            .all(|(key, value)| found.get(key).is_some_and(|other| is_subset(value, other))),
+        (Value::Array(wanted), Value::Array(found)) => {
+            wanted.len() == found.len()
+                && wanted
+                    .iter()
+                    .zip(found)
+                    .all(|(value, other)| is_subset(value, other))
+        }
+        _ => expected == actual,
+    }
+}
+
+/// Runs the recorded calls of one kind through `spec` and prints, per pod (its latest
+/// recorded call), where the new policy's answer differs from the recorded one.
+fn replay(spec: &str, dir: &Path, json: bool) -> CliResult {
+    let (runtime, policy) = load(spec, None)?;
+    let recordings = recording::read_all(dir, policy.kind())
+        .map_err(|err| format!("recordings in {}: {err}", dir.display()))?;
+    let mut latest: BTreeMap<String, Recording> = BTreeMap::new();
+    for recorded in recordings {
+        latest.insert(recorded.pod.clone(), recorded);
+    }
+    let mut changes = Vec::new();
+    for (pod, recorded) in &latest {
+        let now = match call(&runtime, &policy, recorded.input.clone()) {
+            Ok(output) => Outcome::Output(output),
+            Err(error) => Outcome::Error(error.to_string()),
+        };
+        if now != recorded.outcome {
+            changes.push(json!({ "pod": pod, "recorded": recorded.outcome, "now": now }));
+        }
+    }
+    if json {
+        print_json(&Value::Array(changes.clone()))?;
+    } else {
+        for change in &changes {
+            println!("{}", change["pod"].as_str().unwrap_or_default());
+            println!("  recorded: {}", change["recorded"]);
+            println!("  now:      {}", change["now"]);
+        }
+    }
+    eprintln!(
+        "replayed {} pod(s) through {spec}: {} would change",
+        latest.len(),
+        changes.len()
+    );
+    Ok(exit_code(changes.is_empty()))
+}
+
+fn exit_code(success: bool) -> ExitCode {
+    if success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

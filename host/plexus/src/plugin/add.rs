@@ -3,8 +3,9 @@
 use std::collections::HashSet;
 
 use plexus_cni::{RuntimeConf, validate_ifname};
-use plexus_policy::PolicyKind;
-use plexus_policy::types::{Attachment, DelegateResult, MergeRequest};
+use plexus_policy::types::{Attachment, DelegateResult, MergeRequest, Pod};
+use plexus_policy::{Policy, PolicyError, PolicyKind};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use tracing::info;
 
@@ -14,6 +15,7 @@ use crate::error::{PlexusError, TeardownFailure};
 use crate::network_status;
 use crate::networks::{self, Network};
 use crate::policy_io;
+use crate::recording::{Outcome, Recorder, Recording};
 use crate::state::{AttachmentRecord, Record};
 
 pub fn add(context: &Context) -> Result<Value, PlexusError> {
@@ -40,7 +42,9 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
     let merger = load_policy(&runtime, "merge", &context.config.merge, PolicyKind::Merger)?;
 
     let request = policy_io::select_request(context, &networks)?;
-    let chosen = selector.select(&runtime, &request)?;
+    let chosen = selector.select(&runtime, &request);
+    record_call(context, &selector, &request.pod, &request, &chosen);
+    let chosen = chosen?;
     let planned = plan(context, selector.name(), &networks, chosen)?;
 
     let mut record = Record {
@@ -233,9 +237,9 @@ fn merge(
         results,
         policy_config: context.config.policy_config.clone(),
     };
-    Ok(policy_io::from_policy_result(
-        merger.merge(runtime, &request)?,
-    ))
+    let merged = merger.merge(runtime, &request);
+    record_call(context, merger, pod, &request, &merged);
+    Ok(policy_io::from_policy_result(merged?))
 }
 
 fn status_of(record: &Record) -> Vec<network_status::NetworkStatus> {
@@ -253,4 +257,37 @@ fn status_of(record: &Record) -> Vec<network_status::NetworkStatus> {
             ))
         })
         .collect()
+}
+
+/// Appends one policy call to `recordDir`, if set. A recording that cannot be written
+/// costs a warning, never the pod.
+fn record_call<I: Serialize, O: Serialize>(
+    context: &Context,
+    policy: &Policy,
+    pod: &Pod,
+    input: &I,
+    outcome: &Result<O, PolicyError>,
+) {
+    let Some(dir) = &context.config.record_dir else {
+        return;
+    };
+    let recording = Recording {
+        policy: policy.name().to_owned(),
+        sha256: policy.sha256().to_owned(),
+        pod: if pod.name.is_empty() {
+            pod.container_id.clone()
+        } else {
+            format!("{}/{}", pod.namespace, pod.name)
+        },
+        container_id: pod.container_id.clone(),
+        input: serde_json::to_value(input).unwrap_or_default(),
+        outcome: match outcome {
+            Ok(output) => Outcome::Output(serde_json::to_value(output).unwrap_or_default()),
+            Err(error) => Outcome::Error(error.to_string()),
+        },
+    };
+    let recorder = Recorder::new(dir, context.config.record_max_bytes);
+    if let Err(error) = recorder.append(policy.kind(), &recording) {
+        tracing::warn!(dir = %dir.display(), %error, "cannot record a policy call");
+    }
 }

@@ -1,0 +1,74 @@
+//! The policy author's and operator's tools against real invocations: recording what a
+//! node's policies did, and replaying it through a new policy before rolling it out.
+
+use std::process::Command;
+
+use plexus_tests::{Bench, plexus_binary, pod_args};
+use serde_json::{Value, json};
+
+#[test]
+fn replay_prints_only_the_pods_a_new_policy_would_change() {
+    let bench = Bench::new();
+    bench.write_network(
+        "10-calico.conf",
+        &bench.bridge("calico", "br-calico", "10.11.0.0/24", "1.0.0"),
+    );
+    bench.write_network(
+        "20-flannel.conflist",
+        &bench.ptp_list("flannel", "10.12.0.0/24", "1.0.0"),
+    );
+    let records = bench.dir.path().join("records");
+    let config = bench.config("1.1.0", json!({ "recordDir": records }));
+    for (container, pod, networks) in [("c1", "stays", "calico"), ("c2", "moves", "flannel")] {
+        let args = pod_args("default", pod, &json!({ "cni": networks }));
+        bench.invoke("ADD", container, "eth0", &args, &config).ok();
+        bench.invoke("DEL", container, "eth0", &args, &config).ok();
+    }
+
+    let replay = |policy: &str, json: bool| {
+        let mut command = Command::new(plexus_binary());
+        command
+            .args(["policy", "test", policy, "--replay"])
+            .arg(&records);
+        if json {
+            command.arg("--json");
+        }
+        command.output().unwrap()
+    };
+
+    // The policy that made the recordings changes nothing.
+    let same = replay("builtin:annotations", false);
+    assert!(
+        same.status.success(),
+        "{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&same.stdout), "");
+
+    // A policy that always picks the first network moves the flannel pod only.
+    let changed = replay(env!("POLICY_PICK_FIRST"), false);
+    assert!(
+        !changed.status.success(),
+        "a change is reported as a failure for CI"
+    );
+    let stdout = String::from_utf8_lossy(&changed.stdout);
+    assert!(stdout.contains("default/moves"), "{stdout}");
+    assert!(!stdout.contains("default/stays"), "{stdout}");
+    assert!(
+        stdout.contains("20-flannel.conflist") && stdout.contains("10-calico.conf"),
+        "{stdout}"
+    );
+
+    let as_json: Value =
+        serde_json::from_slice(&replay(env!("POLICY_PICK_FIRST"), true).stdout).unwrap();
+    assert_eq!(as_json.as_array().unwrap().len(), 1, "{as_json}");
+    assert_eq!(as_json[0]["pod"], "default/moves");
+
+    // The merge calls were recorded too, and a merger replays them.
+    let merges = replay("builtin:primary-only", false);
+    let stdout = String::from_utf8_lossy(&merges.stdout);
+    assert!(
+        stdout.is_empty(),
+        "one network per pod: primary-only merges alike: {stdout}"
+    );
+}
