@@ -72,3 +72,65 @@ fn replay_prints_only_the_pods_a_new_policy_would_change() {
         "one network per pod: primary-only merges alike: {stdout}"
     );
 }
+
+#[test]
+fn explain_shows_the_attachments_without_root_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // Readable by the unprivileged user the command runs as.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let networks = dir.path().join("net.d");
+    std::fs::create_dir(&networks).unwrap();
+    let write =
+        |file: &str, value: Value| std::fs::write(networks.join(file), value.to_string()).unwrap();
+    write(
+        "10-calico.conf",
+        json!({"cniVersion": "1.0.0", "name": "calico", "type": "bridge"}),
+    );
+    write(
+        "20-flannel.conflist",
+        json!({"cniVersion": "1.0.0", "name": "flannel", "plugins": [{"type": "ptp"}, {"type": "portmap"}]}),
+    );
+    let state = dir.path().join("state");
+    let config = dir.path().join("99-pods.conflist");
+    let conflist = json!({"cniVersion": "1.1.0", "name": "pods", "plugins": [
+        {"type": "plexus", "networksDir": networks, "stateDir": state, "defaultNetworks": ["calico"]}
+    ]});
+    std::fs::write(&config, conflist.to_string()).unwrap();
+
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(plexus_binary())
+        .args([
+            "explain",
+            "--json",
+            "--namespace",
+            "web",
+            "--name",
+            "front-0",
+            "--config",
+        ])
+        .arg(&config)
+        .args(["--annotation", "k8s.v1.cni.cncf.io/networks=flannel@data"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let attachments: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(attachments[0]["ifname"], "eth0");
+    assert_eq!(attachments[0]["network"], "calico");
+    assert_eq!(
+        attachments[0]["file"],
+        networks.join("10-calico.conf").to_str().unwrap()
+    );
+    assert_eq!(attachments[1]["ifname"], "data");
+    assert_eq!(attachments[1]["network"], "flannel");
+    assert_eq!(attachments[1]["plugins"], json!(["ptp", "portmap"]));
+    assert!(!state.exists(), "explain writes no state");
+}

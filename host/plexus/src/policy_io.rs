@@ -1,22 +1,21 @@
 //! What crosses the policy boundary: requests built from an invocation, and CNI results
 //! translated between the protocol's model and the WIT types.
 
-use plexus_cni::NetworkConfigList;
+use plexus_cni::{Invocation, NetworkConfigList};
 use plexus_policy::types as wit;
 use serde_json::Value;
 
+use crate::config::PluginConfig;
 use crate::error::PlexusError;
 use crate::networks::Network;
-use crate::plugin::Context;
 use crate::pod::{self, PodIdentity};
 
-/// The selection request for this invocation.
+/// The selection request for an invocation under `config`.
 pub(crate) fn select_request(
-    context: &Context,
+    invocation: &Invocation,
+    config: &PluginConfig,
     networks: &[Network],
 ) -> Result<wit::SelectRequest, PlexusError> {
-    let invocation = &context.invocation;
-    let config = &context.config;
     let identity = PodIdentity::from_args(&invocation.args);
     Ok(wit::SelectRequest {
         pod: wit::Pod {

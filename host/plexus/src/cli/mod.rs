@@ -1,6 +1,7 @@
 //! `plexus` without `CNI_COMMAND`: tools for operators and policy authors.
 
 mod demo;
+mod explain;
 mod policy;
 
 use std::path::PathBuf;
@@ -34,6 +35,8 @@ enum CliCommand {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
+    /// What selection would give a described pod, touching nothing.
+    Explain(explain::ExplainArgs),
     /// The main job on this machine: two networks into one pod, then gone again.
     Demo(demo::DemoArgs),
 }
@@ -47,6 +50,7 @@ pub fn main() -> ExitCode {
             container_id,
             state_dir,
         } => status(&container_id, &state_dir),
+        CliCommand::Explain(args) => explain::run(&args),
         CliCommand::Demo(args) => demo::run(&args),
     };
     match outcome {

@@ -41,7 +41,7 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
     // pod before anything is made, not after.
     let merger = load_policy(&runtime, "merge", &context.config.merge, PolicyKind::Merger)?;
 
-    let request = policy_io::select_request(context, &networks)?;
+    let request = policy_io::select_request(&context.invocation, &context.config, &networks)?;
     let chosen = selector.select(&runtime, &request);
     record_call(context, &selector, &request.pod, &request, &chosen);
     let chosen = chosen?;
