@@ -11,6 +11,7 @@ const TEST_POLICIES: &[&str] = &[
     "alloc-unbounded",
     "echo-merge",
     "loop-forever",
+    "needs-newer-host",
     "noisy-panic",
     "panic",
     "pick-first",
@@ -19,6 +20,7 @@ const TEST_POLICIES: &[&str] = &[
     "reject",
     "sandbox-probe",
     "sleep-forever",
+    "vm-aware",
 ];
 const BUILTIN_POLICIES: &[&str] = &["annotations", "merge-all", "primary-only"];
 

@@ -164,6 +164,7 @@ fn request() -> SelectRequest {
         ],
         default_networks: vec![],
         policy_config: "{}".into(),
+        vm: false,
     }
 }
 

@@ -1,5 +1,7 @@
 //! The policy runtime against real components (`policies/`, built by `build.rs`): the
-//! sandbox's limits, error reporting, and the compile cache.
+//! sandbox's limits, error reporting, the compile cache, and the WIT versions served
+//! (the fixtures are 0.1.0 policies except `needs-newer-host` and `vm-aware`; the
+//! built-ins are 0.2.0).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -7,9 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use plexus_policy::types::{
-    CniResult, DelegateResult, IpConfig, MergeRequest, Network, Pod, SelectRequest,
+    Attachment, CniResult, DelegateResult, Dns, Interface, IpConfig, MergeRequest, Network, Pod,
+    Route, SelectRequest,
 };
-use plexus_policy::{Limits, Policy, PolicyError, PolicyKind, PolicyRuntime, PolicySource};
+use plexus_policy::{
+    HOST_VERSION, Limits, Policy, PolicyError, PolicyKind, PolicyRuntime, PolicySource,
+};
 
 /// How long any hostile policy may hold a call, well above the 500 ms limit.
 const BOUND: Duration = Duration::from_secs(1);
@@ -438,4 +443,206 @@ fn a_cache_directory_others_can_write_is_refused() {
     );
     let error = runtime.precompile(&policy).unwrap_err();
     assert!(matches!(error, PolicyError::Cache { .. }), "{error}");
+}
+
+#[test]
+fn a_0_1_0_selector_is_still_served() {
+    let runtime = runtime();
+    let policy = runtime.load(&source(env!("POLICY_PICK_FIRST"))).unwrap();
+    assert_eq!(policy.wit_version(), "0.1.0");
+    assert!(policy.metadata().is_none());
+    // `vm` is dropped on the way down: the policy answers as it always did.
+    let vm_pod = SelectRequest {
+        vm: true,
+        ..request()
+    };
+    for request in [request(), vm_pod] {
+        let attachments = policy.select(&runtime, &request).unwrap();
+        assert_eq!(attachments[0].network_file, "10-a.conf");
+        assert_eq!(attachments[0].ifname, "eth0");
+    }
+}
+
+#[test]
+fn a_0_1_0_merger_is_still_served_whole() {
+    let runtime = runtime();
+    let merger = runtime.load(&source(env!("POLICY_ECHO_MERGE"))).unwrap();
+    assert_eq!(merger.wit_version(), "0.1.0");
+    assert!(merger.metadata().is_none());
+    // Every field of the result crosses down to the policy and back up.
+    let result = CniResult {
+        interfaces: vec![Interface {
+            name: "eth0".to_owned(),
+            mac: Some("02:00:00:00:00:01".to_owned()),
+            mtu: Some(1450),
+            sandbox: Some("/var/run/netns/pod".to_owned()),
+            socket_path: Some("/run/vhost.sock".to_owned()),
+            pci_id: Some("0000:00:01.0".to_owned()),
+        }],
+        ips: vec![IpConfig {
+            address: "10.1.0.5/24".to_owned(),
+            gateway: Some("10.1.0.1".to_owned()),
+            interface: Some(0),
+        }],
+        routes: vec![Route {
+            dst: "0.0.0.0/0".to_owned(),
+            gw: Some("10.1.0.1".to_owned()),
+            mtu: Some(1400),
+            advmss: Some(1360),
+            priority: Some(5),
+            table: Some(100),
+            scope: Some(0),
+        }],
+        dns: Dns {
+            nameservers: vec!["10.1.0.2".to_owned()],
+            domain: Some("cluster.local".to_owned()),
+            search: vec!["svc.cluster.local".to_owned()],
+            options: vec!["ndots:5".to_owned()],
+        },
+    };
+    let request = MergeRequest {
+        results: vec![DelegateResult {
+            attachment: Attachment {
+                network_file: "10-a.conf".to_owned(),
+                ifname: "eth0".to_owned(),
+                ..Attachment::default()
+            },
+            network: network("10-a.conf"),
+            result: result.clone(),
+        }],
+        ..MergeRequest::default()
+    };
+    assert_eq!(merger.merge(&runtime, &request).unwrap(), result);
+}
+
+#[test]
+fn a_0_2_0_policy_reports_its_metadata() {
+    let runtime = runtime();
+    for (path, kind, name) in [
+        (
+            env!("POLICY_BUILTIN_ANNOTATIONS"),
+            PolicyKind::Selector,
+            "annotations",
+        ),
+        (
+            env!("POLICY_BUILTIN_MERGE_ALL"),
+            PolicyKind::Merger,
+            "merge-all",
+        ),
+    ] {
+        let policy = runtime.load(&source(path)).unwrap();
+        assert_eq!(policy.kind(), kind);
+        assert_eq!(policy.wit_version(), "0.2.0");
+        let metadata = policy.metadata().expect("0.2.0 policies have metadata");
+        assert_eq!(metadata.name, name);
+        // The built-ins' own version (their workspace's) and the SDK's default.
+        assert_eq!(metadata.version, "0.1.0");
+        assert_eq!(metadata.min_host_version, "0.1.0");
+    }
+}
+
+#[test]
+fn a_policy_needing_a_newer_host_is_refused_naming_both_versions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = env!("POLICY_NEEDS_NEWER_HOST");
+    // Refused whether compiled now or loaded from the cache.
+    let runtime = cached_runtime(tmp.path());
+    for _ in 0..2 {
+        let error = runtime.load(&source(path)).unwrap_err();
+        assert!(
+            matches!(&error, PolicyError::NeedsNewerHost { needs, host, .. }
+                if needs == "99.0.0" && host == HOST_VERSION),
+            "{error}"
+        );
+        let message = error.to_string();
+        for part in [path, "99.0.0", HOST_VERSION] {
+            assert!(message.contains(part), "{part} missing: {message}");
+        }
+    }
+    let error = runtime.precompile(&source(path)).unwrap_err();
+    assert!(
+        matches!(error, PolicyError::NeedsNewerHost { .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn vm_reaches_a_0_2_0_selector() {
+    let runtime = runtime();
+    let policy = runtime.load(&source(env!("POLICY_VM_AWARE"))).unwrap();
+    assert_eq!(policy.wit_version(), "0.2.0");
+    assert_eq!(choice(&runtime, &policy), "10-a.conf");
+    let vm_pod = SelectRequest {
+        vm: true,
+        ..request()
+    };
+    let attachments = policy.select(&runtime, &vm_pod).unwrap();
+    assert_eq!(attachments[0].network_file, "20-b.conf");
+}
+
+#[test]
+fn inspect_describes_a_policy_and_its_cache_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let runtime = cached_runtime(&dir);
+    let path = env!("POLICY_VM_AWARE");
+
+    let info = runtime.inspect(&source(path)).unwrap();
+    assert_eq!(info.policy, path);
+    assert_eq!(info.world, "plexus:policy/selector@0.2.0");
+    assert_eq!(info.wit_version, "0.2.0");
+    assert_eq!(info.kind, PolicyKind::Selector);
+    assert!(
+        info.imports
+            .iter()
+            .any(|name| name == "plexus:policy/types@0.2.0"),
+        "{:?}",
+        info.imports
+    );
+    let mut exports = info.exports.clone();
+    exports.sort();
+    assert_eq!(exports, ["metadata", "select"]);
+    assert_eq!(info.size as u64, fs::metadata(path).unwrap().len());
+    let metadata = info.metadata.as_ref().unwrap();
+    assert_eq!(
+        (metadata.name.as_str(), metadata.min_host_version.as_str()),
+        ("vm-aware", "0.1.0")
+    );
+    assert_eq!(info.refused, None);
+    // Inspecting only reads the cache.
+    assert_eq!(info.cached, None);
+    assert_eq!(
+        fs::read_dir(&dir).unwrap().count(),
+        0,
+        "inspect wrote the cache"
+    );
+
+    let artifact = runtime.precompile(&source(path)).unwrap();
+    let info = runtime.inspect(&source(path)).unwrap();
+    assert_eq!(info.cached, Some(artifact));
+    let loaded = runtime.load(&source(path)).unwrap();
+    assert_eq!(info.sha256, loaded.sha256());
+
+    let json = serde_json::to_value(&info).unwrap();
+    assert_eq!(json["wit-version"], "0.2.0");
+    assert_eq!(json["kind"], "selector");
+    assert_eq!(json["metadata"]["min-host-version"], "0.1.0");
+}
+
+#[test]
+fn inspect_describes_old_and_refused_policies() {
+    let runtime = runtime();
+    let old = runtime.inspect(&source(env!("POLICY_ECHO_MERGE"))).unwrap();
+    assert_eq!(old.world, "plexus:policy/merger@0.1.0");
+    assert_eq!(old.exports, ["merge"]);
+    assert_eq!(old.metadata, None);
+    assert_eq!((old.refused, old.cached), (None, None));
+
+    // What `load` refuses, inspect still describes, saying why.
+    let refused = runtime
+        .inspect(&source(env!("POLICY_NEEDS_NEWER_HOST")))
+        .unwrap();
+    assert_eq!(refused.metadata.unwrap().min_host_version, "99.0.0");
+    let reason = refused.refused.unwrap();
+    assert!(reason.contains("needs Plexus 99.0.0"), "{reason}");
 }

@@ -1,6 +1,6 @@
 //! Write Plexus policies: WebAssembly components that choose a pod's networks
 //! (the `selector` world) or merge the delegates' results (the `merger` world) of
-//! the WIT package `plexus:policy@0.1.0`.
+//! the WIT package `plexus:policy@0.2.0`.
 //!
 //! A policy is a `cdylib` crate built with `cargo build --release --target wasm32-wasip2`.
 //! It implements [`Selector`] or [`Merger`] on a type and exports it with
@@ -35,12 +35,43 @@
 //! A policy returns `Err(message)` for anything its input can get wrong; the host turns the
 //! message into the CNI error. A panic aborts the call; its message (printed to stderr)
 //! becomes the error too, but says less to the operator than a chosen message.
+//!
+//! # Metadata
+//! The export macros also export the policy's `metadata`, which the host reads when it
+//! loads the policy: its name and version are the policy crate's own (`CARGO_PKG_NAME`,
+//! `CARGO_PKG_VERSION`), and the oldest Plexus that can run it is [`MIN_HOST_VERSION`]
+//! unless the policy says otherwise. A policy that relies on something a later Plexus
+//! host brought (a behaviour, not only the WIT) says so, and older hosts refuse to load
+//! it with an error naming both versions instead of running it wrongly:
+//!
+//! ```
+//! # use plexus_policy_sdk::types::{Attachment, SelectRequest};
+//! # use plexus_policy_sdk::Selector;
+//! use plexus_policy_sdk::Metadata;
+//!
+//! struct VmOnly;
+//!
+//! impl Selector for VmOnly {
+//!     // ...
+//! #   fn select(_: SelectRequest) -> Result<Vec<Attachment>, String> { Ok(Vec::new()) }
+//! }
+//!
+//! plexus_policy_sdk::export_selector!(VmOnly, min_host_version = "0.2.0");
+//!
+//! // The macro implements [`Metadata`], so a native test can check what the host will read.
+//! assert_eq!(VmOnly::metadata().min_host_version, "0.2.0");
+//! assert_eq!(VmOnly::metadata().name, env!("CARGO_PKG_NAME"));
+//! ```
 
 pub mod annotations;
 pub mod config;
 pub mod ifnames;
 pub mod networks;
 pub mod results;
+
+/// The oldest Plexus host that serves `plexus:policy@0.2.0`, the WIT this SDK builds
+/// against: the `min-host-version` a policy declares unless it names a later one.
+pub const MIN_HOST_VERSION: &str = "0.1.0";
 
 /// Bindings of the `selector` world. They also define the shared `types` interface that
 /// [`types`] re-exports; use those names, not these.
@@ -49,7 +80,7 @@ pub mod results;
 pub mod selector_world {
     wit_bindgen::generate!({
         world: "selector",
-        path: "../../wit/v0.1.0",
+        path: "../../wit/v0.2.0",
         // Policy authors build records with `..Default::default()` and compare them in tests.
         additional_derives: [PartialEq, Eq, Default],
         pub_export_macro: true,
@@ -64,55 +95,174 @@ pub mod selector_world {
 pub mod merger_world {
     wit_bindgen::generate!({
         world: "merger",
-        path: "../../wit/v0.1.0",
-        with: { "plexus:policy/types@0.1.0": crate::selector_world::plexus::policy::types },
+        path: "../../wit/v0.2.0",
+        with: { "plexus:policy/types@0.2.0": crate::selector_world::plexus::policy::types },
         pub_export_macro: true,
         export_macro_name: "export_merger_world",
     });
 }
 
-/// The records of the `plexus:policy/types@0.1.0` interface, shared by both worlds.
+/// The records of the `plexus:policy/types@0.2.0` interface, shared by both worlds.
 pub mod types {
     pub use crate::selector_world::plexus::policy::types::*;
 }
 
+use types::{Attachment, CniResult, MergeRequest, PolicyMetadata, SelectRequest};
+
 /// A selection policy: chooses the networks a pod is attached to, and the interface each
 /// attachment gets. Export the implementing type with [`export_selector!`].
-///
-/// `select` returns the attachments in order (the first is the pod's primary interface),
-/// or a message that becomes the CNI error.
-#[doc(inline)]
-pub use selector_world::Guest as Selector;
+pub trait Selector {
+    /// The attachments in order (the first is the pod's primary interface), or a message
+    /// that becomes the CNI error.
+    fn select(request: SelectRequest) -> Result<Vec<Attachment>, String>;
+}
 
 /// A merge policy: turns the delegates' results into the pod's one CNI result. Export the
 /// implementing type with [`export_merger!`].
-///
-/// `merge` returns the pod's result, or a message that becomes the CNI error.
-#[doc(inline)]
-pub use merger_world::Guest as Merger;
+pub trait Merger {
+    /// The pod's result, or a message that becomes the CNI error.
+    fn merge(request: MergeRequest) -> Result<CniResult, String>;
+}
 
-/// Exports a type implementing [`Selector`] as the component's `select` function.
+/// What a policy says about itself. Implemented by [`export_selector!`] and
+/// [`export_merger!`], not by hand; call it in tests to see what the host will read.
+pub trait Metadata {
+    /// The policy's name and version, and the oldest Plexus host that can run it.
+    fn metadata() -> PolicyMetadata;
+}
+
+/// Exports a [`Selector`] through the generated bindings, which want both of the world's
+/// functions from one type. Used by [`export_selector!`] only.
+#[doc(hidden)]
+pub struct SelectorExport<P>(core::marker::PhantomData<P>);
+
+impl<P: Selector + Metadata> selector_world::Guest for SelectorExport<P> {
+    fn select(request: SelectRequest) -> Result<Vec<Attachment>, String> {
+        P::select(request)
+    }
+
+    fn metadata() -> PolicyMetadata {
+        P::metadata()
+    }
+}
+
+/// Exports a [`Merger`] through the generated bindings, which want both of the world's
+/// functions from one type. Used by [`export_merger!`] only.
+#[doc(hidden)]
+pub struct MergerExport<P>(core::marker::PhantomData<P>);
+
+impl<P: Merger + Metadata> merger_world::Guest for MergerExport<P> {
+    fn merge(request: MergeRequest) -> Result<CniResult, String> {
+        P::merge(request)
+    }
+
+    fn metadata() -> PolicyMetadata {
+        P::metadata()
+    }
+}
+
+/// Exports a type implementing [`Selector`] as the component's `select` function, and its
+/// [`Metadata`] as `metadata`.
 ///
-/// Use it once, at the top level of a `cdylib` crate: `export_selector!(MyPolicy);`.
+/// Use it once, at the top level of a `cdylib` crate: `export_selector!(MyPolicy);`, or
+/// `export_selector!(MyPolicy, min_host_version = "0.2.0");` for a policy that needs a
+/// later Plexus than [`MIN_HOST_VERSION`] (see [the crate documentation](crate#metadata)).
 /// It exports only when compiling for `wasm32`, so native builds and `cargo test` of the
 /// same crate work without any `cfg`.
 #[macro_export]
 macro_rules! export_selector {
-    ($policy:ident) => {
+    ($policy:ty $(, min_host_version = $min_host_version:expr)? $(,)?) => {
+        $crate::__impl_metadata!($policy $(, $min_host_version)?);
         #[cfg(target_arch = "wasm32")]
-        $crate::selector_world::export_selector_world!($policy with_types_in $crate::selector_world);
+        const _: () = {
+            // The generated export macro takes a type name, not a generic type.
+            type Export = $crate::SelectorExport<$policy>;
+            $crate::selector_world::export_selector_world!(Export with_types_in $crate::selector_world);
+        };
     };
 }
 
-/// Exports a type implementing [`Merger`] as the component's `merge` function.
+/// Exports a type implementing [`Merger`] as the component's `merge` function, and its
+/// [`Metadata`] as `metadata`.
 ///
-/// Use it once, at the top level of a `cdylib` crate: `export_merger!(MyPolicy);`.
+/// Use it once, at the top level of a `cdylib` crate: `export_merger!(MyPolicy);`, or
+/// `export_merger!(MyPolicy, min_host_version = "0.2.0");` for a policy that needs a
+/// later Plexus than [`MIN_HOST_VERSION`] (see [the crate documentation](crate#metadata)).
 /// It exports only when compiling for `wasm32`, so native builds and `cargo test` of the
 /// same crate work without any `cfg`.
 #[macro_export]
 macro_rules! export_merger {
-    ($policy:ident) => {
+    ($policy:ty $(, min_host_version = $min_host_version:expr)? $(,)?) => {
+        $crate::__impl_metadata!($policy $(, $min_host_version)?);
         #[cfg(target_arch = "wasm32")]
-        $crate::merger_world::export_merger_world!($policy with_types_in $crate::merger_world);
+        const _: () = {
+            // The generated export macro takes a type name, not a generic type.
+            type Export = $crate::MergerExport<$policy>;
+            $crate::merger_world::export_merger_world!(Export with_types_in $crate::merger_world);
+        };
     };
+}
+
+/// Implements [`Metadata`] for the export macros. It expands in the policy crate, so
+/// `CARGO_PKG_NAME` and `CARGO_PKG_VERSION` are the policy's, not the SDK's.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __impl_metadata {
+    ($policy:ty) => {
+        $crate::__impl_metadata!($policy, $crate::MIN_HOST_VERSION);
+    };
+    ($policy:ty, $min_host_version:expr) => {
+        impl $crate::Metadata for $policy {
+            fn metadata() -> $crate::types::PolicyMetadata {
+                $crate::types::PolicyMetadata {
+                    name: ::core::env!("CARGO_PKG_NAME").into(),
+                    version: ::core::env!("CARGO_PKG_VERSION").into(),
+                    min_host_version: ($min_host_version).into(),
+                }
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Defaults;
+
+    impl Merger for Defaults {
+        fn merge(_: MergeRequest) -> Result<CniResult, String> {
+            Ok(CniResult::default())
+        }
+    }
+
+    crate::export_merger!(Defaults);
+
+    struct NeedsLater;
+
+    impl Selector for NeedsLater {
+        fn select(_: SelectRequest) -> Result<Vec<Attachment>, String> {
+            Ok(Vec::new())
+        }
+    }
+
+    crate::export_selector!(NeedsLater, min_host_version = "0.2.0");
+
+    #[test]
+    fn metadata_defaults_to_the_crate_and_the_sdk() {
+        assert_eq!(
+            Defaults::metadata(),
+            PolicyMetadata {
+                name: "plexus-policy-sdk".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                min_host_version: MIN_HOST_VERSION.into(),
+            }
+        );
+    }
+
+    #[test]
+    fn min_host_version_can_be_raised() {
+        assert_eq!(NeedsLater::metadata().min_host_version, "0.2.0");
+        assert_eq!(NeedsLater::metadata().name, "plexus-policy-sdk");
+    }
 }

@@ -9,6 +9,9 @@ use serde_json::{Map, Value};
 
 /// Where the pod's annotations arrive when the runtime declares the capability.
 pub const POD_ANNOTATIONS_CAPABILITY: &str = "io.kubernetes.cri.pod-annotations";
+/// The annotation that makes a pod a virtual-machine pod under `vm.mode: annotation`
+/// (with the value `"true"`).
+pub const VM_ANNOTATION: &str = "plexus.io/vm";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -41,6 +44,8 @@ pub struct PluginConfig {
     pub record_dir: Option<PathBuf>,
     /// The bound of one recording file before it is rotated.
     pub record_max_bytes: u64,
+    /// `vm.mode`: which pods are virtual-machine pods.
+    pub vm_mode: VmMode,
     /// `runtimeConfig` as the runtime filled it in (capability arguments).
     pub runtime_config: Map<String, Value>,
     /// The configuration as given, for the keys only one command reads (GC's list of
@@ -72,8 +77,64 @@ struct RawConfig {
     record_dir: Option<PathBuf>,
     #[serde(rename = "recordMaxMiB")]
     record_max_mib: Option<u64>,
+    /// Checked by hand (`vm_mode`) so that a bad value is reported as `vm.mode`.
+    vm: Option<Value>,
     #[serde(default)]
     runtime_config: Map<String, Value>,
+}
+
+/// `vm.mode`: which pods Plexus treats as virtual-machine pods.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum VmMode {
+    /// None (the default).
+    #[default]
+    Never,
+    /// Those annotated `plexus.io/vm: "true"`.
+    Annotation,
+    /// Every pod.
+    Always,
+}
+
+impl VmMode {
+    /// Whether a pod with these annotations is a virtual-machine pod.
+    pub fn is_vm_pod(self, annotations: &[(String, String)]) -> bool {
+        match self {
+            VmMode::Never => false,
+            VmMode::Annotation => annotations
+                .iter()
+                .any(|(key, value)| key == VM_ANNOTATION && value == "true"),
+            VmMode::Always => true,
+        }
+    }
+}
+
+/// `vm` is `{"mode": "never" | "annotation" | "always"}`; absent (or without `mode`) it
+/// is `never`. Other keys in it are ignored, like unknown keys anywhere.
+fn vm_mode(vm: Option<&Value>) -> Result<VmMode, ConfigError> {
+    let mode = match vm {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(vm)) => vm.get("mode"),
+        Some(other) => {
+            return Err(ConfigError::Key {
+                key: "vm",
+                reason: format!(
+                    "must be an object such as {{\"mode\": \"annotation\"}}, not {other}"
+                ),
+            });
+        }
+    };
+    let Some(mode) = mode else {
+        return Ok(VmMode::Never);
+    };
+    match mode.as_str() {
+        Some("never") => Ok(VmMode::Never),
+        Some("annotation") => Ok(VmMode::Annotation),
+        Some("always") => Ok(VmMode::Always),
+        _ => Err(ConfigError::Key {
+            key: "vm.mode",
+            reason: format!("must be \"never\", \"annotation\" or \"always\", not {mode}"),
+        }),
+    }
 }
 
 /// A list of network names: a JSON list, or Genie's comma-separated string.
@@ -145,6 +206,7 @@ impl PluginConfig {
         if let Some(record_dir) = &raw.record_dir {
             check_absolute("recordDir", record_dir)?;
         }
+        let vm_mode = vm_mode(raw.vm.as_ref())?;
         let policy_timeout_ms = raw.policy_timeout_ms.unwrap_or(DEFAULT_POLICY_TIMEOUT_MS);
         if policy_timeout_ms == 0 {
             return Err(ConfigError::Key {
@@ -180,6 +242,7 @@ impl PluginConfig {
                 .record_max_mib
                 .unwrap_or(DEFAULT_RECORD_MAX_MIB)
                 .saturating_mul(1 << 20),
+            vm_mode,
             runtime_config: raw.runtime_config,
             document,
         })
@@ -259,6 +322,48 @@ mod tests {
         assert!(err.to_string().contains("`select`"), "{err}");
         let err = parse(r#"{"cniVersion":"1.0.0","merge":"/etc/../tmp/a.wasm"}"#).unwrap_err();
         assert!(err.to_string().contains("`merge`"), "{err}");
+    }
+
+    #[test]
+    fn vm_mode_defaults_to_never_and_reads_each_mode() {
+        let mode = |vm: &str| {
+            parse(&format!(r#"{{"cniVersion":"1.1.0"{vm}}}"#))
+                .unwrap()
+                .vm_mode
+        };
+        assert_eq!(mode(""), VmMode::Never);
+        assert_eq!(mode(r#","vm":{}"#), VmMode::Never);
+        assert_eq!(mode(r#","vm":{"mode":"never"}"#), VmMode::Never);
+        assert_eq!(mode(r#","vm":{"mode":"annotation"}"#), VmMode::Annotation);
+        assert_eq!(
+            mode(r#","vm":{"mode":"always","bridge":"x"}"#),
+            VmMode::Always
+        );
+    }
+
+    #[test]
+    fn a_bad_vm_mode_names_the_key() {
+        for (vm, key) in [
+            (r#"{"mode":"sometimes"}"#, "`vm.mode`"),
+            (r#"{"mode":true}"#, "`vm.mode`"),
+            (r#""always""#, "`vm`"),
+        ] {
+            let err = parse(&format!(r#"{{"cniVersion":"1.1.0","vm":{vm}}}"#)).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+        let err = parse(r#"{"cniVersion":"1.1.0","vm":{"mode":"sometimes"}}"#).unwrap_err();
+        assert!(err.to_string().contains(r#"not "sometimes""#), "{err}");
+    }
+
+    #[test]
+    fn a_vm_pod_is_decided_by_mode_and_annotation() {
+        let annotated = [(VM_ANNOTATION.to_owned(), "true".to_owned())];
+        let other = [(VM_ANNOTATION.to_owned(), "false".to_owned())];
+        assert!(!VmMode::Never.is_vm_pod(&annotated));
+        assert!(VmMode::Annotation.is_vm_pod(&annotated));
+        assert!(!VmMode::Annotation.is_vm_pod(&other));
+        assert!(!VmMode::Annotation.is_vm_pod(&[]));
+        assert!(VmMode::Always.is_vm_pod(&[]));
     }
 
     #[test]

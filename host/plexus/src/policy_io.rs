@@ -17,6 +17,8 @@ pub(crate) fn select_request(
     networks: &[Network],
 ) -> Result<wit::SelectRequest, PlexusError> {
     let identity = PodIdentity::from_args(&invocation.args);
+    let annotations = pod::annotations(config, &invocation.args)?;
+    let vm = config.vm_mode.is_vm_pod(&annotations);
     Ok(wit::SelectRequest {
         pod: wit::Pod {
             namespace: identity.namespace,
@@ -25,7 +27,7 @@ pub(crate) fn select_request(
             container_id: invocation.container_id.clone().unwrap_or_default(),
             ifname: invocation.ifname.clone().unwrap_or_default(),
         },
-        annotations: pod::annotations(config, &invocation.args)?,
+        annotations,
         cni_args: invocation.args.clone(),
         runtime_config: Value::Object(config.runtime_config.clone()).to_string(),
         networks: networks
@@ -34,6 +36,7 @@ pub(crate) fn select_request(
             .collect(),
         default_networks: config.default_networks.clone(),
         policy_config: config.policy_config.clone(),
+        vm,
     })
 }
 
@@ -133,5 +136,48 @@ pub(crate) fn from_policy_result(result: wit::CniResult) -> plexus_cni::CniResul
             search: result.dns.search,
             options: result.dns.options,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use plexus_cni::Command;
+
+    use super::*;
+
+    fn invocation(args: &[(&str, &str)]) -> Invocation {
+        Invocation {
+            command: Command::Add,
+            container_id: Some("c0ffee".to_owned()),
+            netns: None,
+            ifname: Some("eth0".to_owned()),
+            args: args
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+                .collect(),
+            raw_args: String::new(),
+            path: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn vm_follows_the_mode_and_the_annotation() {
+        let annotated = invocation(&[("K8S_ANNOT", r#"{"plexus.io/vm":"true"}"#)]);
+        let plain = invocation(&[]);
+        for (mode, invocation, vm) in [
+            ("never", &annotated, false),
+            ("annotation", &annotated, true),
+            ("annotation", &plain, false),
+            ("always", &plain, true),
+        ] {
+            let config = format!(r#"{{"cniVersion":"1.1.0","vm":{{"mode":"{mode}"}}}}"#);
+            let config = PluginConfig::from_slice(config.as_bytes()).unwrap();
+            let request = select_request(invocation, &config, &[]).unwrap();
+            assert_eq!(
+                request.vm, vm,
+                "mode {mode}, annotations {:?}",
+                request.annotations
+            );
+        }
     }
 }

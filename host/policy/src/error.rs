@@ -37,6 +37,18 @@ pub enum PolicyError {
         found: PolicyKind,
     },
 
+    /// The policy's metadata says it needs a newer Plexus than this host (`needs` is its
+    /// `min-host-version`, `host` this host's version).
+    #[error(
+        "policy {policy} needs Plexus {needs} or newer (its min-host-version); \
+         this host is Plexus {host}"
+    )]
+    NeedsNewerHost {
+        policy: String,
+        needs: String,
+        host: String,
+    },
+
     /// The policy ran and returned an error; `message` is its own words.
     #[error("policy {policy} refused: {message}")]
     Rejected { policy: String, message: String },

@@ -1,10 +1,19 @@
 //! Runs Plexus policies: WebAssembly components in a sandbox, with a compile cache.
 //!
-//! A policy is a component of the `plexus:policy@0.1.0` WIT package (`wit/v0.1.0`) that
+//! A policy is a component of the WIT package `plexus:policy` (`wit/v<VERSION>/`) that
 //! implements one world: `selector` (which networks a pod gets) or `merger` (how the
 //! delegates' results become the pod's result). This crate knows nothing of CNI or
 //! netlink: it loads policies, calls them with the [`types`] records, and reports every
 //! failure as a [`PolicyError`] that names the policy and the cause.
+//!
+//! # Versions
+//! The host serves every version in [`WIT_VERSIONS`]. A policy's version is read from
+//! its component (the `plexus:policy/types@VERSION` it imports) and it is called through
+//! that version's bindings: a policy built against 0.1.0 keeps working, it is just not
+//! told what 0.1.0 lacks (`vm`). From 0.2.0 on a policy exports `metadata` (its name, its
+//! version, and the oldest Plexus that can run it), read once per load; a policy that
+//! needs a newer Plexus than [`HOST_VERSION`] is refused with
+//! [`PolicyError::NeedsNewerHost`].
 //!
 //! ```no_run
 //! # fn main() -> Result<(), plexus_policy::PolicyError> {
@@ -37,13 +46,19 @@ mod runtime;
 mod sandbox;
 mod source;
 pub mod types;
+mod wit;
 
 use std::fmt;
 use std::time::Duration;
 
 pub use error::PolicyError;
-pub use runtime::{Policy, PolicyRuntime};
+pub use runtime::{Policy, PolicyInfo, PolicyRuntime};
 pub use source::PolicySource;
+pub use wit::WIT_VERSIONS;
+
+/// This host's version: the Plexus version, which a policy's `min-host-version` is
+/// compared with.
+pub const HOST_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// What one policy call may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,5 +104,12 @@ impl fmt::Display for PolicyKind {
             Self::Selector => "selector",
             Self::Merger => "merger",
         })
+    }
+}
+
+/// As its world's name, like [`Display`](fmt::Display).
+impl serde::Serialize for PolicyKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }

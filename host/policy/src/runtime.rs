@@ -6,6 +6,8 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use semver::Version;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 use wasmtime::component::{Component, Linker};
@@ -13,10 +15,9 @@ use wasmtime::{Config, Engine, Store};
 
 use crate::cache::Cache;
 use crate::sandbox::{self, Sandbox};
-use crate::types::bindings::merger::MergerPre;
-use crate::types::bindings::selector::SelectorPre;
-use crate::types::{Attachment, CniResult, MergeRequest, SelectRequest};
-use crate::{Limits, PolicyError, PolicyKind, PolicySource};
+use crate::types::{Attachment, CniResult, MergeRequest, PolicyMetadata, SelectRequest};
+use crate::wit::{MergerPre, SelectorPre, WitVersion};
+use crate::{HOST_VERSION, Limits, PolicyError, PolicyKind, PolicySource};
 
 /// How often the epoch advances: the granularity of the time limit.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -42,6 +43,8 @@ pub struct PolicyRuntime {
     linker: Linker<Sandbox>,
     limits: Limits,
     cache: Option<Cache>,
+    /// [`HOST_VERSION`], parsed once for the policies' `min-host-version`.
+    host_version: Version,
     _ticker: EpochTicker,
 }
 
@@ -56,6 +59,9 @@ impl PolicyRuntime {
         let setup = |error: wasmtime::Error| PolicyError::Setup {
             reason: format!("{error:#}"),
         };
+        let host_version = Version::parse(HOST_VERSION).map_err(|error| PolicyError::Setup {
+            reason: format!("this host's version {HOST_VERSION:?} is not semver: {error}"),
+        })?;
         let engine = new_engine().map_err(setup)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
@@ -67,6 +73,7 @@ impl PolicyRuntime {
             linker,
             limits,
             cache,
+            host_version,
             _ticker: ticker,
         })
     }
@@ -86,17 +93,21 @@ impl PolicyRuntime {
     ///
     /// A file is read and hashed on every load, so a `.wasm` replaced on disk takes
     /// effect on the next load. A cache that cannot be written only costs a warning.
+    ///
+    /// A policy of a version that has `metadata` (0.2.0 on) is called once here to read
+    /// it, and refused if it needs a newer Plexus than [`HOST_VERSION`].
     pub fn load(&self, source: &PolicySource) -> Result<Policy, PolicyError> {
         let wasm = Wasm::read(source)?;
-        let (component, from_cache) = self.component(&wasm, false)?;
-        self.link(wasm, component, from_cache)
+        let (component, from_cache) = self.component(&wasm, Caching::Store)?;
+        self.policy(wasm, &component, from_cache)
     }
 
     /// Compiles a policy into the compile cache (`plexus policy compile`) and returns
     /// the artifact's path; an artifact already there and sound is kept.
     ///
-    /// Unlike [`load`](Self::load), a missing or unwritable cache is an error, and so is
-    /// a component that is not a policy.
+    /// Unlike [`load`](Self::load), a missing or unwritable cache is an error; and, as
+    /// for `load`, so are a component that is not a policy and a policy that needs a
+    /// newer Plexus.
     pub fn precompile(&self, source: &PolicySource) -> Result<PathBuf, PolicyError> {
         let wasm = Wasm::read(source)?;
         let cache = self.cache.as_ref().ok_or_else(|| PolicyError::Cache {
@@ -104,14 +115,52 @@ impl PolicyRuntime {
             reason: "no usable cache directory".to_owned(),
         })?;
         let path = cache.artifact_path(&wasm.sha256);
-        let (component, from_cache) = self.component(&wasm, true)?;
-        self.link(wasm, component, from_cache)?;
+        let (component, from_cache) = self.component(&wasm, Caching::MustStore)?;
+        self.policy(wasm, &component, from_cache)?;
         Ok(path)
     }
 
-    /// The compiled component and whether it came from the cache. With `must_cache`, a
-    /// failure to store it is an error rather than a warning.
-    fn component(&self, wasm: &Wasm, must_cache: bool) -> Result<(Component, bool), PolicyError> {
+    /// Describes a policy (`plexus policy inspect`): its world and version, what it
+    /// imports and exports, its size, sha256 and metadata, and its compiled artifact if
+    /// the cache holds a sound one.
+    ///
+    /// The cache is only read: a policy not in it is compiled in memory. A policy that
+    /// this host would refuse for needing a newer Plexus is still described, with the
+    /// reason in [`PolicyInfo::refused`]; any other invalid policy is an error, as for
+    /// [`load`](Self::load).
+    pub fn inspect(&self, source: &PolicySource) -> Result<PolicyInfo, PolicyError> {
+        let wasm = Wasm::read(source)?;
+        let (component, from_cache) = self.component(&wasm, Caching::ReadOnly)?;
+        let (linked, metadata) = self.link(&wasm.name, &component)?;
+        let (kind, version) = linked.identity();
+        let component_type = component.component_type();
+        let imports = component_type.imports(&self.engine);
+        let exports = component_type.exports(&self.engine);
+        Ok(PolicyInfo {
+            world: format!("plexus:policy/{kind}@{}", version.as_str()),
+            wit_version: version.as_str(),
+            kind,
+            imports: imports.map(|(name, _)| name.to_owned()).collect(),
+            exports: exports.map(|(name, _)| name.to_owned()).collect(),
+            size: wasm.bytes.len(),
+            sha256: wasm.sha256.to_string(),
+            refused: metadata.as_ref().and_then(|metadata| {
+                check_metadata(&wasm.name, metadata, &self.host_version)
+                    .err()
+                    .map(|error| error.to_string())
+            }),
+            metadata,
+            cached: match &self.cache {
+                Some(cache) if from_cache => Some(cache.artifact_path(&wasm.sha256)),
+                _ => None,
+            },
+            policy: wasm.name,
+        })
+    }
+
+    /// The compiled component and whether it came from the cache, which `caching` says
+    /// what to do with.
+    fn component(&self, wasm: &Wasm, caching: Caching) -> Result<(Component, bool), PolicyError> {
         if let Some(cache) = &self.cache
             && let Some(component) = cache.load(&self.engine, &wasm.name, &wasm.sha256)
         {
@@ -126,9 +175,10 @@ impl PolicyRuntime {
             })?;
         debug!(policy = %wasm.name, elapsed = ?started.elapsed(), "compiled policy");
         if let Some(cache) = &self.cache
+            && caching != Caching::ReadOnly
             && let Err(reason) = cache.store(&wasm.sha256, &component)
         {
-            if must_cache {
+            if caching == Caching::MustStore {
                 return Err(PolicyError::Cache {
                     policy: wasm.name.clone(),
                     reason,
@@ -139,16 +189,36 @@ impl PolicyRuntime {
         Ok((component, false))
     }
 
-    /// Checks that `component` is a policy this host can run, and prepares its
-    /// instantiation once so that each call only instantiates.
-    fn link(
+    /// A policy this host runs: [`link`](Self::link)ed, with its metadata checked.
+    fn policy(
         &self,
         wasm: Wasm,
-        component: Component,
+        component: &Component,
         from_cache: bool,
     ) -> Result<Policy, PolicyError> {
+        let (exports, metadata) = self.link(&wasm.name, component)?;
+        if let Some(metadata) = &metadata {
+            check_metadata(&wasm.name, metadata, &self.host_version)?;
+        }
+        Ok(Policy {
+            name: wasm.name,
+            sha256: wasm.sha256.into_owned(),
+            from_cache,
+            exports,
+            metadata,
+        })
+    }
+
+    /// Checks that `component` is a policy of a world and version this host serves,
+    /// prepares its instantiation once so that each call only instantiates, and reads its
+    /// metadata if its version has any.
+    fn link(
+        &self,
+        policy: &str,
+        component: &Component,
+    ) -> Result<(Exports, Option<PolicyMetadata>), PolicyError> {
         let invalid = |reason: String| PolicyError::Invalid {
-            policy: wasm.name.clone(),
+            policy: policy.to_owned(),
             reason,
         };
         let component_type = component.component_type();
@@ -175,20 +245,28 @@ impl PolicyRuntime {
                 )));
             }
         };
+        let imports = component_type.imports(&self.engine).map(|(name, _)| name);
+        let version =
+            WitVersion::of_component(imports.chain(exports.iter().copied())).map_err(invalid)?;
         let link_error = |error: wasmtime::Error| invalid(format!("{error:#}"));
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(link_error)?;
-        let exports = match kind {
-            PolicyKind::Selector => Exports::Selector(SelectorPre::new(pre).map_err(link_error)?),
-            PolicyKind::Merger => Exports::Merger(MergerPre::new(pre).map_err(link_error)?),
-        };
-        Ok(Policy {
-            name: wasm.name,
-            sha256: wasm.sha256.into_owned(),
-            from_cache,
-            exports,
+        let pre = self.linker.instantiate_pre(component).map_err(link_error)?;
+        Ok(match kind {
+            PolicyKind::Selector => {
+                let pre = SelectorPre::new(pre, version).map_err(link_error)?;
+                let metadata = pre
+                    .metadata()
+                    .map(|call| self.call(policy, pre.engine(), call))
+                    .transpose()?;
+                (Exports::Selector(pre), metadata)
+            }
+            PolicyKind::Merger => {
+                let pre = MergerPre::new(pre, version).map_err(link_error)?;
+                let metadata = pre
+                    .metadata()
+                    .map(|call| self.call(policy, pre.engine(), call))
+                    .transpose()?;
+                (Exports::Merger(pre), metadata)
+            }
         })
     }
 
@@ -225,6 +303,45 @@ impl PolicyRuntime {
         debug!(policy, elapsed = ?started.elapsed(), ok = result.is_ok(), "policy call finished");
         result.map_err(|error| sandbox.failure(policy, &error, &self.limits))
     }
+}
+
+/// What loading a component may do with the compile cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caching {
+    /// Store a fresh compilation; failing to is only a warning (`load`).
+    Store,
+    /// Store a fresh compilation or fail (`precompile`).
+    MustStore,
+    /// Never write (`inspect`, which reports the cache as it finds it).
+    ReadOnly,
+}
+
+/// Checks what a policy says about itself: its versions are semver, and `host` is at least
+/// the one it needs.
+fn check_metadata(
+    policy: &str,
+    metadata: &PolicyMetadata,
+    host: &Version,
+) -> Result<(), PolicyError> {
+    let parse = |field: &str, value: &str| {
+        Version::parse(value).map_err(|error| PolicyError::Invalid {
+            policy: policy.to_owned(),
+            reason: format!(
+                "its metadata field `{field}` is not a semver version ({value:?}): {error}"
+            ),
+        })
+    };
+    parse("version", &metadata.version)?;
+    let needs = parse("min-host-version", &metadata.min_host_version)?;
+    // Precedence, not `Ord`: build metadata (`+...`) says nothing about what a host can run.
+    if needs.cmp_precedence(host).is_gt() {
+        return Err(PolicyError::NeedsNewerHost {
+            policy: policy.to_owned(),
+            needs: metadata.min_host_version.clone(),
+            host: host.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Epoch ticks for `timeout`, one more than it spans: the deadline is counted from
@@ -267,17 +384,53 @@ impl Wasm {
     }
 }
 
+/// What [`PolicyRuntime::inspect`] tells about a policy. Serializes with kebab-case keys.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PolicyInfo {
+    /// How errors and logs name it: `builtin:NAME` or the `.wasm` path.
+    pub policy: String,
+    /// The world and version it implements, e.g. `plexus:policy/selector@0.2.0`.
+    pub world: String,
+    /// The version of `plexus:policy` it was built against, e.g. `0.2.0`.
+    pub wit_version: &'static str,
+    pub kind: PolicyKind,
+    /// Its imports and exports, named as the component declares them.
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    /// The size of its `.wasm`, in bytes.
+    pub size: usize,
+    /// The sha256 (hex) of its `.wasm`.
+    pub sha256: String,
+    /// What it says about itself; `None` for versions before 0.2.0.
+    pub metadata: Option<PolicyMetadata>,
+    /// Why this host refuses to load it (it needs a newer Plexus), if it does.
+    pub refused: Option<String>,
+    /// Its compiled artifact, when the compile cache holds a sound one.
+    pub cached: Option<PathBuf>,
+}
+
 /// A loaded policy, ready to be called any number of times.
 pub struct Policy {
     name: String,
     sha256: String,
     from_cache: bool,
     exports: Exports,
+    metadata: Option<PolicyMetadata>,
 }
 
 enum Exports {
-    Selector(SelectorPre<Sandbox>),
-    Merger(MergerPre<Sandbox>),
+    Selector(SelectorPre),
+    Merger(MergerPre),
+}
+
+impl Exports {
+    fn identity(&self) -> (PolicyKind, WitVersion) {
+        match self {
+            Self::Selector(pre) => (PolicyKind::Selector, pre.version()),
+            Self::Merger(pre) => (PolicyKind::Merger, pre.version()),
+        }
+    }
 }
 
 impl Policy {
@@ -293,10 +446,18 @@ impl Policy {
 
     /// The world it implements.
     pub fn kind(&self) -> PolicyKind {
-        match self.exports {
-            Exports::Selector(_) => PolicyKind::Selector,
-            Exports::Merger(_) => PolicyKind::Merger,
-        }
+        self.exports.identity().0
+    }
+
+    /// The version of `plexus:policy` it was built against: `0.1.0` or `0.2.0`.
+    pub fn wit_version(&self) -> &str {
+        self.exports.identity().1.as_str()
+    }
+
+    /// What it says about itself, read when it was loaded; `None` for a policy built
+    /// against 0.1.0, which has no `metadata`.
+    pub fn metadata(&self) -> Option<&PolicyMetadata> {
+        self.metadata.as_ref()
     }
 
     /// Whether its compiled code came from the compile cache.
@@ -315,10 +476,7 @@ impl Policy {
         let Exports::Selector(pre) = &self.exports else {
             return Err(self.wrong_world(PolicyKind::Selector));
         };
-        let answer = runtime.call(&self.name, pre.engine(), |store| {
-            pre.instantiate(&mut *store)?
-                .call_select(&mut *store, request)
-        })?;
+        let answer = runtime.call(&self.name, pre.engine(), |store| pre.select(store, request))?;
         answer.map_err(|message| self.rejected(message))
     }
 
@@ -333,10 +491,7 @@ impl Policy {
         let Exports::Merger(pre) = &self.exports else {
             return Err(self.wrong_world(PolicyKind::Merger));
         };
-        let answer = runtime.call(&self.name, pre.engine(), |store| {
-            pre.instantiate(&mut *store)?
-                .call_merge(&mut *store, request)
-        })?;
+        let answer = runtime.call(&self.name, pre.engine(), |store| pre.merge(store, request))?;
         answer.map_err(|message| self.rejected(message))
     }
 
@@ -362,6 +517,8 @@ impl fmt::Debug for Policy {
             .field("name", &self.name)
             .field("sha256", &self.sha256)
             .field("kind", &self.kind())
+            .field("wit_version", &self.wit_version())
+            .field("metadata", &self.metadata)
             .field("from_cache", &self.from_cache)
             .finish()
     }
@@ -425,6 +582,60 @@ mod tests {
         assert_eq!(epoch_ticks(Duration::from_millis(501)), 52);
         assert_eq!(epoch_ticks(Duration::ZERO), 1);
         assert_eq!(epoch_ticks(Duration::MAX), u64::MAX);
+    }
+
+    fn metadata(version: &str, min_host_version: &str) -> PolicyMetadata {
+        PolicyMetadata {
+            name: "p".into(),
+            version: version.into(),
+            min_host_version: min_host_version.into(),
+        }
+    }
+
+    #[test]
+    fn a_policy_runs_on_its_min_host_version_and_later() {
+        let host = Version::new(0, 2, 0);
+        for needs in ["0.1.0", "0.2.0", "0.2.0+build.7", "0.2.0-rc.1"] {
+            check_metadata("p", &metadata("1.0.0", needs), &host).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_policy_needing_a_newer_host_names_both_versions() {
+        let error = check_metadata(
+            "p.wasm",
+            &metadata("1.0.0", "0.2.1"),
+            &Version::new(0, 2, 0),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&error, PolicyError::NeedsNewerHost { needs, host, .. }
+                if needs == "0.2.1" && host == "0.2.0"),
+            "{error}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "policy p.wasm needs Plexus 0.2.1 or newer (its min-host-version); \
+             this host is Plexus 0.2.0"
+        );
+    }
+
+    #[test]
+    fn an_unparsable_version_names_its_field() {
+        let host = Version::new(0, 1, 0);
+        for (metadata, field) in [
+            (metadata("one", "0.1.0"), "`version`"),
+            (metadata("1.0.0", ">=0.1"), "`min-host-version`"),
+        ] {
+            let error = check_metadata("p.wasm", &metadata, &host).unwrap_err();
+            assert!(matches!(error, PolicyError::Invalid { .. }), "{error}");
+            assert!(error.to_string().contains(field), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_host_version_is_semver() {
+        Version::parse(HOST_VERSION).unwrap();
     }
 
     #[test]

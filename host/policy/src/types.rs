@@ -1,36 +1,17 @@
-//! The records of `plexus:policy/types@0.1.0`, as Rust types.
+//! The records of `plexus:policy/types`, newest version (`wit/v0.2.0`), as Rust types.
 //!
 //! Generated from the WIT package by `wasmtime::component::bindgen!`, so they are exactly
-//! what crosses the policy boundary. They serialize to JSON with the WIT's own
-//! (kebab-case) field names, e.g. `network-file`, `container-id`: the shape `plexus policy
-//! run` reads and prints. When reading JSON a missing field takes its default (empty
-//! string, list or `none`) and an unknown field is an error, so a typo is reported
-//! rather than silently ignored.
+//! what crosses the policy boundary; a policy built against an older version gets them
+//! converted to its own. They serialize to JSON with the WIT's own (kebab-case) field
+//! names, e.g. `network-file`, `container-id`: the shape `plexus policy run` reads and
+//! prints. When reading JSON a missing field takes its default (empty string, list,
+//! `false` or `none`) and an unknown field is an error, so a typo is reported rather than
+//! silently ignored.
 
-pub use bindings::selector::plexus::policy::types::{
+pub use crate::wit::v0_2_0::selector::plexus::policy::types::{
     Attachment, CniResult, DelegateResult, Dns, Interface, IpConfig, MergeRequest, Network, Pod,
-    Route, SelectRequest,
+    PolicyMetadata, Route, SelectRequest,
 };
-
-pub(crate) mod bindings {
-    pub(crate) mod selector {
-        wasmtime::component::bindgen!({
-            path: "../../wit/v0.1.0",
-            world: "selector",
-            // For serde's `default`: JSON written by hand may leave out empty fields.
-            additional_derives: [Default],
-        });
-    }
-
-    pub(crate) mod merger {
-        wasmtime::component::bindgen!({
-            path: "../../wit/v0.1.0",
-            world: "merger",
-            // One set of Rust types for both worlds.
-            with: { "plexus:policy/types": super::selector::plexus::policy::types },
-        });
-    }
-}
 
 /// Gives each record serde impls with the WIT's field names.
 ///
@@ -80,6 +61,7 @@ wit_serde! {
         networks: Vec<Network>,
         default_networks: Vec<String>,
         policy_config: String,
+        vm: bool,
     }
     Attachment {
         network_file: String,
@@ -111,6 +93,7 @@ wit_serde! {
     CniResult { interfaces: Vec<Interface>, ips: Vec<IpConfig>, routes: Vec<Route>, dns: Dns }
     DelegateResult { attachment: Attachment, network: Network, result: CniResult }
     MergeRequest { pod: Pod, results: Vec<DelegateResult>, policy_config: String }
+    PolicyMetadata { name: String, version: String, min_host_version: String }
 }
 
 #[cfg(test)]
@@ -140,9 +123,23 @@ mod tests {
             serde_json::from_str(r#"{"pod": {"container-id": "abc", "ifname": "eth0"}}"#).unwrap();
         assert_eq!(request.pod.container_id, "abc");
         assert!(request.networks.is_empty());
+        assert!(!request.vm);
 
         let typo = serde_json::from_str::<Pod>(r#"{"container_id": "abc"}"#).unwrap_err();
         assert!(typo.to_string().contains("container_id"), "{typo}");
+    }
+
+    #[test]
+    fn vm_and_metadata_use_the_wit_names() {
+        let request: SelectRequest = serde_json::from_str(r#"{"vm": true}"#).unwrap();
+        assert!(request.vm);
+        let metadata = PolicyMetadata {
+            name: "annotations".into(),
+            version: "1.2.3".into(),
+            min_host_version: "0.1.0".into(),
+        };
+        let json = serde_json::to_value(&metadata).unwrap();
+        assert_eq!(json["min-host-version"], "0.1.0");
     }
 
     #[test]
