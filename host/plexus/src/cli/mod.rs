@@ -3,6 +3,7 @@
 mod demo;
 mod explain;
 mod policy;
+mod scaffold;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -10,7 +10,7 @@ use plexus_policy::{Limits, Policy, PolicyKind, PolicyRuntime, PolicySource};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::CliResult;
+use super::{CliResult, scaffold};
 use crate::builtins;
 use crate::config::DEFAULT_STATE_DIR;
 use crate::recording::{self, Outcome, Recording};
@@ -37,6 +37,27 @@ pub enum PolicyCommand {
         #[arg(long, value_name = "DIR", conflicts_with = "cases")]
         replay: Option<PathBuf>,
         /// Print the outcome as one JSON document, for CI.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a new policy project (SDK and WIT included) that builds and passes its cases.
+    New {
+        /// The project's name: its directory and cargo package.
+        name: String,
+        #[arg(long, value_enum, default_value = "select")]
+        kind: scaffold::Kind,
+        /// Where to create it.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Describe a policy: world, WIT version, imports and exports, size, sha256,
+    /// metadata, and whether the node's cache holds it compiled.
+    Inspect {
+        policy: String,
+        /// The `stateDir` whose cache to look in.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Print the description as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -70,6 +91,12 @@ pub fn run(command: PolicyCommand) -> CliResult {
             json,
             ..
         } => replay(&policy, &dir, json),
+        PolicyCommand::New { name, kind, dir } => scaffold::new_policy(&name, kind, &dir),
+        PolicyCommand::Inspect {
+            policy,
+            state_dir,
+            json,
+        } => inspect(&policy, &state_dir, json),
         PolicyCommand::Compile { wasm, state_dir } => {
             let source = source(&wasm)?;
             let runtime = PolicyRuntime::new(Some(state_dir.join("cache")), Limits::default())
@@ -278,6 +305,41 @@ fn replay(spec: &str, dir: &Path, json: bool) -> CliResult {
         changes.len()
     );
     Ok(exit_code(changes.is_empty()))
+}
+
+/// Reads the cache without writing it: inspecting is not compiling for the node.
+fn inspect(spec: &str, state_dir: &Path, json: bool) -> CliResult {
+    let runtime = PolicyRuntime::new(Some(state_dir.join("cache")), Limits::default())
+        .map_err(|err| err.to_string())?;
+    let info = runtime
+        .inspect(&source(spec)?)
+        .map_err(|err| err.to_string())?;
+    if json {
+        return print_json(&serde_json::to_value(&info).map_err(|err| err.to_string())?)
+            .map(|()| ExitCode::SUCCESS);
+    }
+    println!("policy       {}", info.policy);
+    println!("world        {} ({})", info.world, info.kind);
+    println!("wit version  {}", info.wit_version);
+    println!("size         {} bytes", info.size);
+    println!("sha256       {}", info.sha256);
+    match &info.metadata {
+        Some(metadata) => println!(
+            "metadata     {} {} (needs Plexus >= {})",
+            metadata.name, metadata.version, metadata.min_host_version
+        ),
+        None => println!("metadata     none (built against plexus:policy@0.1.0)"),
+    }
+    if let Some(reason) = &info.refused {
+        println!("refused      {reason}");
+    }
+    match &info.cached {
+        Some(artifact) => println!("cached       {}", artifact.display()),
+        None => println!("cached       no"),
+    }
+    println!("exports      {}", info.exports.join(", "));
+    println!("imports      {}", info.imports.join(", "));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn exit_code(success: bool) -> ExitCode {
