@@ -1,7 +1,7 @@
 //! Builds the guest policies the tests and benches run, for `wasm32-wasip2`, and tells
 //! them where the components are: the test policies of `policies/` as `POLICY_<NAME>`
-//! (e.g. `POLICY_LOOP_FOREVER`), the built-in policies of `guest-plugins/` as
-//! `POLICY_BUILTIN_<NAME>` (e.g. `POLICY_BUILTIN_ANNOTATIONS`).
+//! (e.g. `POLICY_LOOP_FOREVER`), the built-in and example policies of `guest-plugins/`
+//! as `POLICY_BUILTIN_<NAME>` and `POLICY_EXAMPLE_<NAME>`.
 
 use std::path::Path;
 
@@ -23,6 +23,7 @@ const TEST_POLICIES: &[&str] = &[
     "vm-aware",
 ];
 const BUILTIN_POLICIES: &[&str] = &["annotations", "merge-all", "primary-only"];
+const EXAMPLE_POLICIES: &[&str] = &["by-namespace", "vm-networks", "primary-routes"];
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -30,15 +31,18 @@ fn main() {
     println!("cargo:rerun-if-changed={}", root.join("../wit").display());
     export(
         "POLICY",
-        build_guests(&root.join("policies"), TEST_POLICIES),
+        &build_guests(&root.join("policies"), TEST_POLICIES),
     );
-    export(
-        "POLICY_BUILTIN",
-        build_guests(&root.join("../guest-plugins"), BUILTIN_POLICIES),
+    let guest_plugins = build_guests(
+        &root.join("../guest-plugins"),
+        &[BUILTIN_POLICIES, EXAMPLE_POLICIES].concat(),
     );
+    let (builtins, examples) = guest_plugins.split_at(BUILTIN_POLICIES.len());
+    export("POLICY_BUILTIN", builtins);
+    export("POLICY_EXAMPLE", examples);
 }
 
-fn export(prefix: &str, guests: Vec<GuestComponent>) {
+fn export(prefix: &str, guests: &[GuestComponent]) {
     for guest in guests {
         let name = guest.name.to_uppercase().replace('-', "_");
         println!("cargo:rustc-env={prefix}_{name}={}", guest.path.display());

@@ -1,6 +1,6 @@
 //! Finding a network configuration by the name a pod or an operator uses for it.
 
-use crate::types::Network;
+use crate::types::{Attachment, Network, SelectRequest};
 
 /// What a lookup rule compares with the wanted name.
 type MatchKey = fn(&Network) -> &str;
@@ -56,6 +56,43 @@ pub fn lookup<'a>(networks: &'a [Network], wanted: &str) -> Result<&'a Network, 
         }
     }
     Err(not_found(networks, wanted))
+}
+
+/// Attachments to the networks called `names` (each found with [`lookup`]), in order, named
+/// as CNI-Genie names them: the first takes the pod's `CNI_IFNAME`, the others `eth1`,
+/// `eth2`, ...
+///
+/// ```
+/// use plexus_policy_sdk::networks::attach_in_order;
+/// use plexus_policy_sdk::types::{Network, Pod, SelectRequest};
+/// let request = SelectRequest {
+///     pod: Pod { ifname: "eth0".into(), ..Default::default() },
+///     networks: vec![Network { name: "calico".into(), file: "10-calico.conf".into(), ..Default::default() }],
+///     ..Default::default()
+/// };
+/// let chosen = attach_in_order(&request, &["calico".to_string()]).unwrap();
+/// assert_eq!((chosen[0].network_file.as_str(), chosen[0].ifname.as_str()), ("10-calico.conf", "eth0"));
+/// ```
+pub fn attach_in_order(
+    request: &SelectRequest,
+    names: &[String],
+) -> Result<Vec<Attachment>, String> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
+            let network = lookup(&request.networks, name)?;
+            Ok(Attachment {
+                network_file: network.file.clone(),
+                ifname: if index == 0 {
+                    request.pod.ifname.clone()
+                } else {
+                    format!("eth{index}")
+                },
+                ..Default::default()
+            })
+        })
+        .collect()
 }
 
 fn not_found(networks: &[Network], wanted: &str) -> String {
