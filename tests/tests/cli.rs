@@ -208,3 +208,50 @@ fn policy_test_matches_subsets_and_reports_json() {
             .contains("differs")
     );
 }
+
+#[test]
+fn policy_inspect_describes_world_version_metadata_and_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    let inspect = || {
+        let output = cli(&[
+            "policy",
+            "inspect",
+            "builtin:annotations",
+            "--json",
+            "--state-dir",
+            state,
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()
+    };
+    let info = inspect();
+    assert_eq!(info["world"], "plexus:policy/selector@0.2.0");
+    assert_eq!(info["wit-version"], "0.2.0");
+    assert_eq!(info["metadata"]["name"], "annotations");
+    assert_eq!(info["sha256"].as_str().unwrap().len(), 64);
+    assert!(
+        info["exports"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("select"))
+    );
+    assert_eq!(info["cached"], Value::Null);
+
+    assert!(
+        cli(&[
+            "policy",
+            "compile",
+            "builtin:annotations",
+            "--state-dir",
+            state
+        ])
+        .status
+        .success()
+    );
+    assert!(inspect()["cached"].as_str().unwrap().starts_with(state));
+}

@@ -134,3 +134,53 @@ fn explain_shows_the_attachments_without_root_and_touches_nothing() {
     assert_eq!(attachments[1]["plugins"], json!(["ptp", "portmap"]));
     assert!(!state.exists(), "explain writes no state");
 }
+
+#[test]
+fn a_new_merge_policy_builds_and_passes_its_cases_out_of_the_box() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = Command::new(plexus_binary())
+        .args(["policy", "new", "my-merge", "--kind", "merge", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        new.status.success(),
+        "{}",
+        String::from_utf8_lossy(&new.stderr)
+    );
+    let project = dir.path().join("my-merge");
+    let build = Command::new("cargo")
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .current_dir(&project)
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let test = Command::new(plexus_binary())
+        .args([
+            "policy",
+            "test",
+            "target/wasm32-wasip2/release/my_merge.wasm",
+            "cases",
+        ])
+        .current_dir(&project)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&test.stdout);
+    assert!(test.status.success(), "{stdout}");
+    assert!(stdout.contains("2 passed, 0 failed"), "{stdout}");
+
+    let again = Command::new(plexus_binary())
+        .args(["policy", "new", "my-merge", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "an existing project is never overwritten"
+    );
+}
