@@ -255,3 +255,44 @@ fn policy_inspect_describes_world_version_metadata_and_cache() {
     );
     assert!(inspect()["cached"].as_str().unwrap().starts_with(state));
 }
+
+#[test]
+fn commands_outside_the_callers_version_and_misplaced_plexus_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    let vars = |command| {
+        [
+            ("CNI_COMMAND", command),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_NETNS", "/var/run/netns/x"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", "/usr/lib/cni"),
+        ]
+    };
+    let config = |version: &str, extra: &str| {
+        format!(r#"{{"cniVersion":"{version}","name":"pods","stateDir":"{state}"{extra}}}"#)
+    };
+    let (ok, error) = plugin(&vars("CHECK"), config("0.3.1", "").as_bytes());
+    assert!(!ok);
+    assert_eq!(error["code"], 1, "CHECK came with 0.4.0: {error}");
+    let (_, error) = plugin(&vars("STATUS"), config("1.0.0", "").as_bytes());
+    assert_eq!(error["code"], 1, "STATUS came with 1.1.0: {error}");
+    let (_, error) = plugin(
+        &vars("ADD"),
+        config("1.0.0", r#","prevResult":{}"#).as_bytes(),
+    );
+    assert_eq!(error["code"], 7, "{error}");
+    assert!(
+        error["msg"].as_str().unwrap().contains("prevResult"),
+        "{error}"
+    );
+    let (_, error) = plugin(
+        &vars("ADD"),
+        config("1.0.0", r#","parallel":"yes""#).as_bytes(),
+    );
+    assert_eq!(error["code"], 7, "{error}");
+    assert!(
+        error["msg"].as_str().unwrap().contains("`parallel`"),
+        "{error}"
+    );
+}

@@ -165,9 +165,11 @@ fn parse_result(
     CniResult::from_json(&value).map_err(|e| bad(e.to_string()))
 }
 
-/// DEL: runs the plugins in reverse order. `prev_result` (the ADD's final
-/// result) is passed as `prevResult` only from 0.4.0 on, the version that
-/// introduced it for DEL.
+/// DEL: runs the plugins in reverse order, every one of them even when an
+/// earlier one fails (a failing `portmap` must not keep the IPAM of the plugin
+/// before it from releasing its address); the first failure is returned, the
+/// others logged. `prev_result` (the ADD's final result) is passed as
+/// `prevResult` only from 0.4.0 on, the version that introduced it for DEL.
 pub fn del_list(
     list: &NetworkConfigList,
     rt: &RuntimeConf,
@@ -175,10 +177,14 @@ pub fn del_list(
     prev_result: Option<&CniResult>,
 ) -> Result<(), DelegateError> {
     let prev = prev_result.filter(|_| list.cni_version >= CniVersion::V0_4_0);
+    let mut first_failure = None;
     for plugin in list.plugins.iter().rev() {
-        run_one(list, plugin, rt, path, Command::Del, prev)?;
+        if let Err(error) = run_one(list, plugin, rt, path, Command::Del, prev) {
+            tracing::warn!(network = %list.name, %error, "delegate DEL failed; going on with the rest of the list");
+            first_failure.get_or_insert(error);
+        }
     }
-    Ok(())
+    first_failure.map_or(Ok(()), Err)
 }
 
 /// CHECK: runs the plugins in order with the ADD's final result as

@@ -19,8 +19,9 @@ pub mod plexus_code {
     pub const POLICY_FAULT: u32 = 101;
     /// A policy returned an error of its own, e.g. a pod asks for a network that does not exist.
     pub const POLICY_REJECTED: u32 = 102;
-    /// A selection policy returned attachments that cannot be made (bad or duplicate names).
-    pub const INVALID_SELECTION: u32 = 103;
+    /// A policy's answer cannot be used: a selection with invalid or duplicate interface
+    /// names, an unknown network or too many attachments; a malformed merged result.
+    pub const INVALID_ANSWER: u32 = 103;
     /// A delegate plugin failed; what was already attached has been rolled back.
     pub const DELEGATE_FAILED: u32 = 104;
     /// Undoing attachments failed for some delegates; the record is kept so DEL can retry.
@@ -51,8 +52,8 @@ pub enum PlexusError {
     },
     #[error(transparent)]
     Policy(#[from] PolicyError),
-    #[error("selection policy {policy}: {reason}")]
-    InvalidSelection { policy: String, reason: String },
+    #[error("policy {policy} gave an answer that cannot be used: {reason}")]
+    InvalidAnswer { policy: String, reason: String },
     #[error("{}", delegate_message(network, source, rollback))]
     Delegate {
         network: String,
@@ -75,6 +76,18 @@ pub enum PlexusError {
     },
     #[error("{0}")]
     NotAvailable(String),
+    #[error("CNI {version} has no {command}")]
+    NotInVersion {
+        command: plexus_cni::Command,
+        version: plexus_cni::CniVersion,
+    },
+    #[error("{error}; rolling back also failed: {}", join(rollback))]
+    RollbackFailed {
+        error: Box<PlexusError>,
+        rollback: Vec<TeardownFailure>,
+    },
+    #[error("plexus failed unexpectedly: {0}")]
+    Internal(String),
 }
 
 /// One delegate that could not be undone.
@@ -126,22 +139,36 @@ fn join(failures: &[TeardownFailure]) -> String {
 }
 
 impl PlexusError {
+    /// This error, with the failures of the rollback it caused, if any.
+    pub fn with_rollback(self, rollback: Vec<TeardownFailure>) -> Self {
+        if rollback.is_empty() {
+            self
+        } else {
+            PlexusError::RollbackFailed {
+                error: Box::new(self),
+                rollback,
+            }
+        }
+    }
+
     /// The error as the CNI spec wants it on stdout.
     pub fn to_cni(&self) -> CniError {
         let code = match self {
+            PlexusError::RollbackFailed { error, .. } => error.to_cni().code,
+            PlexusError::NotInVersion { .. } => code::INCOMPATIBLE_VERSION,
+            PlexusError::Internal(_) => code::INTERNAL,
             PlexusError::Env(_) => code::INVALID_ENVIRONMENT,
             PlexusError::Stdin(_) => code::IO_FAILURE,
             PlexusError::Config(ConfigError::Decode(_)) => code::DECODE,
             PlexusError::Config(ConfigError::Version(_)) => code::INCOMPATIBLE_VERSION,
-            PlexusError::Config(_) | PlexusError::PolicySpec { .. } => code::INVALID_CONFIG,
+            PlexusError::Config(_) => code::INVALID_CONFIG,
+            PlexusError::PolicySpec { source, .. } => policy_code(source),
             PlexusError::Networks(NetworksError::ReadDir { .. }) => code::INVALID_CONFIG,
-            PlexusError::Networks(NetworksError::UnknownFile { .. }) => {
-                plexus_code::INVALID_SELECTION
-            }
+            PlexusError::Networks(NetworksError::UnknownFile { .. }) => plexus_code::INVALID_ANSWER,
             PlexusError::Pod(_) => code::DECODE,
             PlexusError::State(_) => code::IO_FAILURE,
             PlexusError::Policy(error) => policy_code(error),
-            PlexusError::InvalidSelection { .. } => plexus_code::INVALID_SELECTION,
+            PlexusError::InvalidAnswer { .. } => plexus_code::INVALID_ANSWER,
             PlexusError::Delegate { .. } => plexus_code::DELEGATE_FAILED,
             PlexusError::Teardown(_) => plexus_code::TEARDOWN_INCOMPLETE,
             PlexusError::AlreadyAttached { .. } => plexus_code::ALREADY_ATTACHED,

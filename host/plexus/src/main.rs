@@ -12,12 +12,24 @@ mod plugin;
 mod pod;
 mod policy_io;
 mod recording;
+mod selection;
 mod state;
 
 use std::process::ExitCode;
 
+/// The name `plexus` answers to as a delegate's `ipam.type`.
+const IPAM_NAME: &str = "plexus-ipam";
+
 fn main() -> ExitCode {
-    if std::env::var_os("CNI_COMMAND").is_some() {
+    let invoked_as = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|path| Some(path.file_name()?.to_os_string()));
+    if invoked_as.is_some_and(|name| name == IPAM_NAME) {
+        // Never the meta-plugin under this name: a delegate calling it as its IPAM would
+        // wait forever on the lock of the very ADD that runs the delegate.
+        plugin::refuse(IPAM_NAME)
+    } else if std::env::var_os("CNI_COMMAND").is_some() {
         plugin::main()
     } else {
         cli::main()

@@ -40,6 +40,24 @@ pub(crate) fn select_request(
     })
 }
 
+/// Checks a merged result before it reaches the runtime: it must be a valid CNI result
+/// (addresses in CIDR form, ...) whose addresses point at its own interfaces.
+pub(crate) fn check_result(result: &plexus_cni::CniResult) -> Result<(), String> {
+    let interfaces = result.interfaces.len();
+    if let Some(ip) = result.ips.iter().find(|ip| {
+        ip.interface
+            .is_some_and(|index| index as usize >= interfaces)
+    }) {
+        return Err(format!(
+            "address {} points at interface {:?} of {interfaces}",
+            ip.address, ip.interface
+        ));
+    }
+    plexus_cni::CniResult::from_json(&result.to_json(plexus_cni::CniVersion::LATEST))
+        .map(|_| ())
+        .map_err(|error| error.to_string())
+}
+
 pub(crate) fn network_of(file: &str, config: &NetworkConfigList) -> wit::Network {
     wit::Network {
         name: config.name.clone(),

@@ -6,9 +6,10 @@
 //! grow past its bound is rotated to `<kind>.1.jsonl` (replacing the previous one), so a
 //! node keeps at most two bounds' worth per kind.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fmt::Display;
+use std::fs::{self, DirBuilder, File};
 use std::io::{self, BufRead, BufReader, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use plexus_policy::PolicyKind;
@@ -64,19 +65,26 @@ impl Recorder {
         let mut line = serde_json::to_vec(recording).map_err(io::Error::other)?;
         line.push(b'\n');
         let path = current_file(&self.dir, kind);
-        let mut file = lock_current(&path)?;
-        let size = file.metadata()?.len();
-        if size > 0 && size + line.len() as u64 > self.max_bytes {
-            // Waiters holding the old file notice it was renamed and open the new one.
-            fs::rename(&path, rotated_file(&self.dir, kind))?;
-            let mut fresh = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(&path)?;
-            return fresh.write_all(&line);
+        loop {
+            let mut file = lock_current(&path)?;
+            let size = file.metadata()?.len();
+            if size > 0 && size + line.len() as u64 > self.max_bytes {
+                // Whoever waits on the old file finds it renamed and moves on to the new
+                // one, as this writer does.
+                fs::rename(&path, rotated_file(&self.dir, kind))?;
+                continue;
+            }
+            return file.write_all(&line);
         }
-        file.write_all(&line)
+    }
+}
+
+/// What a policy answered, comparable across policies: an error message loses the
+/// policy's own name, which differs between the recorded policy and a replacement.
+pub fn outcome<O: Serialize, E: Display>(policy: &str, answer: &Result<O, E>) -> Outcome {
+    match answer {
+        Ok(output) => Outcome::Output(serde_json::to_value(output).unwrap_or_default()),
+        Err(error) => Outcome::Error(error.to_string().replace(policy, "<policy>")),
     }
 }
 

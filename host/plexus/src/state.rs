@@ -9,11 +9,13 @@ use std::fs::{self, DirBuilder, File};
 use std::io::{self, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use nix::fcntl::Flock;
 use plexus_cni::{CniResult, CniVersion, NetworkConfigList, RuntimeConf};
 use plexus_policy::types::Attachment;
 use serde::{Deserialize, Serialize};
+use tracing::{error, warn};
 
 use crate::flock::lock_current;
 use crate::network_status::NetworkStatus;
@@ -45,6 +47,9 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Record {
+    /// When ADD began: GC leaves alone what was made after it started.
+    #[serde(default = "unknown_time")]
+    pub created: SystemTime,
     pub container_id: String,
     pub ifname: String,
     pub netns: Option<String>,
@@ -54,6 +59,11 @@ pub struct Record {
     /// Written once every delegate succeeded; empty while ADD is under way.
     #[serde(default)]
     pub network_status: Vec<NetworkStatus>,
+}
+
+/// Records written before `created` existed count as old.
+fn unknown_time() -> SystemTime {
+    SystemTime::UNIX_EPOCH
 }
 
 /// One delegate attachment as ADD ran it.
@@ -87,9 +97,23 @@ pub struct StateStore {
     root: PathBuf,
 }
 
-/// Held while one invocation works on one container.
+/// Held while one invocation works on one container. Dropped after the container's last
+/// record went (or when it never had one), it removes the lock file while still holding
+/// the lock; waiters notice and lock the new file instead.
 pub struct ContainerLock {
     _lock: Flock<File>,
+    path: PathBuf,
+    container_dir: PathBuf,
+}
+
+impl Drop for ContainerLock {
+    fn drop(&mut self) {
+        if !self.container_dir.exists()
+            && let Err(error) = ignore_missing(fs::remove_file(&self.path))
+        {
+            warn!(lock = %self.path.display(), %error, "cannot remove a container's lock file");
+        }
+    }
 }
 
 impl StateStore {
@@ -98,6 +122,7 @@ impl StateStore {
             root.to_owned(),
             root.join("attachments"),
             root.join("locks"),
+            root.join("tmp"),
         ] {
             create_private_dir(&dir)?;
         }
@@ -110,12 +135,15 @@ impl StateStore {
         self.root.join("cache")
     }
 
-    /// Waits for exclusive use of one container's state. The lock file goes with the
-    /// container's last record.
+    /// Waits for exclusive use of one container's state.
     pub fn lock(&self, container_id: &str) -> Result<ContainerLock, StateError> {
         let path = self.lock_path(container_id);
         let lock = lock_current(&path).map_err(io_error(&path))?;
-        Ok(ContainerLock { _lock: lock })
+        Ok(ContainerLock {
+            _lock: lock,
+            path,
+            container_dir: self.container_dir(container_id),
+        })
     }
 
     pub fn load(&self, container_id: &str, ifname: &str) -> Result<Option<Record>, StateError> {
@@ -123,7 +151,9 @@ impl StateStore {
         read_record(&path)
     }
 
-    /// Writes a record so that a crash leaves either the old or the new one, never a mix.
+    /// Writes a record so that a crash leaves either the old or the new one, never a mix,
+    /// and a power loss does not forget it. The temporary file lives in `tmp/`, so one
+    /// left by a crash never keeps a container's directory from going.
     pub fn save(&self, record: &Record) -> Result<(), StateError> {
         let dir = self.container_dir(&record.container_id);
         create_private_dir(&dir)?;
@@ -132,11 +162,17 @@ impl StateStore {
             path: path.clone(),
             source,
         })?;
-        let mut temp = tempfile::NamedTempFile::new_in(&dir).map_err(io_error(&dir))?;
+        let tmp = self.root.join("tmp");
+        let mut temp = tempfile::NamedTempFile::new_in(&tmp).map_err(io_error(&tmp))?;
         temp.write_all(&json).map_err(io_error(&path))?;
         temp.as_file().sync_all().map_err(io_error(&path))?;
         temp.persist(&path)
             .map_err(|err| io_error(&path)(err.error))?;
+        for synced in [&dir, &self.root.join("attachments")] {
+            File::open(synced)
+                .and_then(|handle| handle.sync_all())
+                .map_err(io_error(synced))?;
+        }
         Ok(())
     }
 
@@ -144,13 +180,9 @@ impl StateStore {
     pub fn remove(&self, container_id: &str, ifname: &str) -> Result<(), StateError> {
         let path = self.record_path(container_id, ifname);
         ignore_missing(fs::remove_file(&path)).map_err(io_error(&path))?;
-        let dir = self.container_dir(container_id);
-        // The directory, and with it the lock, stays while the container has other
-        // attachments.
-        if ignore_missing(fs::remove_dir(&dir)).is_ok() {
-            let lock = self.lock_path(container_id);
-            ignore_missing(fs::remove_file(&lock)).map_err(io_error(&lock))?;
-        }
+        // The directory stays while the container has other attachments; the lock goes
+        // with it (see `ContainerLock`).
+        let _ = ignore_missing(fs::remove_dir(self.container_dir(container_id)));
         Ok(())
     }
 
@@ -201,18 +233,25 @@ impl StateStore {
     }
 }
 
+/// Reads a record. One that does not parse (a disk error, a format from a future
+/// version) is moved aside to `<name>.corrupt` and reported, and reads as absent: a
+/// record that can never be read must not make every DEL of its container fail forever.
 fn read_record(path: &Path) -> Result<Option<Record>, StateError> {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(io_error(path)(err)),
     };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|source| StateError::Corrupt {
-            path: path.to_owned(),
-            source,
-        })
+    match serde_json::from_slice(&bytes) {
+        Ok(record) => Ok(Some(record)),
+        Err(error) => {
+            let aside = path.with_extension("json.corrupt");
+            error!(record = %path.display(), %error, moved_to = %aside.display(),
+                "unreadable state record moved aside; what it recorded must be cleaned by hand");
+            fs::rename(path, &aside).map_err(io_error(path))?;
+            Ok(None)
+        }
+    }
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), StateError> {

@@ -330,14 +330,14 @@ fn del_runs_in_reverse_with_prev_result_from_0_4_0() {
 }
 
 #[test]
-fn del_stops_at_the_first_failure() {
+fn del_runs_every_plugin_past_a_failure_and_reports_it() {
     let fakes = FakePlugins::new();
     fakes.plugin("a", "exit 0");
     fakes.plugin("b", r#"echo '{"code": 7, "msg": "bad"}'; exit 1"#);
     let l = list("1.0.0", json!({}), json!([{"type": "a"}, {"type": "b"}]));
     let err = del_list(&l, &rt(), &fakes.path(), None).unwrap_err();
     assert_eq!(err.plugin, "b");
-    assert_eq!(fakes.order(), ["b"]);
+    assert_eq!(fakes.order(), ["b", "a"]);
 }
 
 #[test]

@@ -13,8 +13,8 @@ use serde_json::{Map, Value, json};
 use super::CliResult;
 use crate::config::PluginConfig;
 use crate::networks;
-use crate::plugin::load_policy;
 use crate::policy_io;
+use crate::selection::{self, load_policy};
 
 #[derive(Args)]
 pub struct ExplainArgs {
@@ -56,27 +56,30 @@ pub fn run(args: &ExplainArgs) -> CliResult {
         .select(&runtime, &request)
         .map_err(|err| err.to_string())?;
 
-    let mut attachments = Vec::new();
-    for attachment in &chosen {
-        let network = networks::by_file(&networks, &attachment.network_file, &config.networks_dir)
-            .map_err(|err| err.to_string())?;
-        let plugins: Vec<&str> = network
-            .config
-            .plugins
-            .iter()
-            .map(plexus_cni::plugin_type)
-            .collect();
-        attachments.push(json!({
-            "ifname": attachment.ifname,
-            "network": network.config.name,
-            "file": config.networks_dir.join(&network.file),
-            "plugins": plugins,
-            "ips": attachment.ips,
-            "mac": attachment.mac,
-            "cniArgs": attachment.cni_args,
-            "defaultRoute": attachment.default_route,
-        }));
-    }
+    let planned =
+        selection::check(&selector, &config, &networks, chosen).map_err(|err| err.to_string())?;
+    let attachments: Vec<Value> = planned
+        .iter()
+        .map(|planned| {
+            let (network, attachment) = (planned.network, &planned.attachment);
+            let plugins: Vec<&str> = network
+                .config
+                .plugins
+                .iter()
+                .map(plexus_cni::plugin_type)
+                .collect();
+            json!({
+                "ifname": attachment.ifname,
+                "network": network.config.name,
+                "file": config.networks_dir.join(&network.file),
+                "plugins": plugins,
+                "ips": attachment.ips,
+                "mac": attachment.mac,
+                "cniArgs": planned.cni_args,
+                "defaultRoute": attachment.default_route,
+            })
+        })
+        .collect();
     if args.json {
         let text = serde_json::to_string_pretty(&attachments).map_err(|err| err.to_string())?;
         println!("{text}");

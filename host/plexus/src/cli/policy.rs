@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::{CliResult, scaffold};
 use crate::builtins;
 use crate::config::DEFAULT_STATE_DIR;
-use crate::recording::{self, Outcome, Recording};
+use crate::recording::{self, Recording};
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {
@@ -282,10 +282,10 @@ fn replay(spec: &str, dir: &Path, json: bool) -> CliResult {
     }
     let mut changes = Vec::new();
     for (pod, recorded) in &latest {
-        let now = match call(&runtime, &policy, recorded.input.clone()) {
-            Ok(output) => Outcome::Output(output),
-            Err(error) => Outcome::Error(error.to_string()),
-        };
+        let now = recording::outcome(
+            policy.name(),
+            &call(&runtime, &policy, recorded.input.clone()),
+        );
         if now != recorded.outcome {
             changes.push(json!({ "pod": pod, "recorded": recorded.outcome, "now": now }));
         }
@@ -307,7 +307,8 @@ fn replay(spec: &str, dir: &Path, json: bool) -> CliResult {
     Ok(exit_code(changes.is_empty()))
 }
 
-/// Reads the cache without writing it: inspecting is not compiling for the node.
+/// Looks the policy up in the cache without compiling into it: inspecting is not
+/// compiling for the node.
 fn inspect(spec: &str, state_dir: &Path, json: bool) -> CliResult {
     let runtime = PolicyRuntime::new(Some(state_dir.join("cache")), Limits::default())
         .map_err(|err| err.to_string())?;

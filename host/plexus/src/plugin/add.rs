@@ -1,21 +1,23 @@
 //! ADD: select the pod's networks, run their delegates, merge their results, record it all.
 
-use std::collections::HashSet;
+use std::time::SystemTime;
 
-use plexus_cni::{RuntimeConf, validate_ifname};
-use plexus_policy::types::{Attachment, DelegateResult, MergeRequest, Pod};
+use plexus_cni::RuntimeConf;
+use plexus_policy::types::{DelegateResult, MergeRequest, Pod};
 use plexus_policy::{Policy, PolicyError, PolicyKind};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tracing::info;
 
+use super::Context;
 use super::delegates;
-use super::{Context, load_policy};
+use crate::config::ConfigError;
 use crate::error::{PlexusError, TeardownFailure};
 use crate::network_status;
-use crate::networks::{self, Network};
+use crate::networks;
 use crate::policy_io;
-use crate::recording::{Outcome, Recorder, Recording};
+use crate::recording::{self, Recorder, Recording};
+use crate::selection::{self, Planned, load_policy};
 use crate::state::{AttachmentRecord, Record};
 
 pub fn add(context: &Context) -> Result<Value, PlexusError> {
@@ -29,7 +31,6 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
         });
     }
 
-    let networks = networks::scan(&context.config.networks_dir)?;
     let runtime = context.policy_runtime()?;
     let selector = load_policy(
         &runtime,
@@ -40,14 +41,29 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
     // The merge policy is loaded before any delegate runs: a broken one must fail the
     // pod before anything is made, not after.
     let merger = load_policy(&runtime, "merge", &context.config.merge, PolicyKind::Merger)?;
+    let networks = networks::scan(&context.config.networks_dir)?;
 
     let request = policy_io::select_request(&context.invocation, &context.config, &networks)?;
+    if request.vm {
+        return Err(PlexusError::Config(ConfigError::Key {
+            key: "vm.mode",
+            reason: format!(
+                "pod {}/{} is a VM pod, but this build of Plexus cannot plumb VM NICs yet; \
+                 set vm.mode to never",
+                request.pod.namespace, request.pod.name
+            ),
+        }));
+    }
     let chosen = selector.select(&runtime, &request);
     record_call(context, &selector, &request.pod, &request, &chosen);
     let chosen = chosen?;
-    let planned = plan(context, selector.name(), &networks, chosen)?;
+    let planned = plan(
+        context,
+        selection::check(&selector, &context.config, &networks, chosen)?,
+    );
 
     let mut record = Record {
+        created: SystemTime::now(),
         container_id: container_id.to_owned(),
         ifname: ifname.to_owned(),
         netns: context.invocation.netns.clone(),
@@ -82,15 +98,19 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
         });
     }
 
-    let merged = match merge(context, &runtime, &merger, &record, &request.pod) {
+    // The delegates' attachments exist from here on: any failure undoes them.
+    let finished = merge(context, &runtime, &merger, &record, &request.pod).and_then(|merged| {
+        record.network_status = status_of(&record);
+        context.store.save(&record)?;
+        Ok(merged)
+    });
+    let merged = match finished {
         Ok(merged) => merged,
         Err(error) => {
-            roll_back(context, &record, record.attachments.len());
-            return Err(error);
+            let rollback = roll_back(context, &record, record.attachments.len());
+            return Err(error.with_rollback(rollback));
         }
     };
-    record.network_status = status_of(&record);
-    context.store.save(&record)?;
     info!(
         container = container_id,
         attachments = record.attachments.len(),
@@ -118,11 +138,15 @@ fn roll_back(context: &Context, record: &Record, attempted: usize) -> Vec<Teardo
             .iter()
             .any(|attachment| attachment.ifname() == failure.ifname && attachment.result.is_some())
     });
-    // What is kept must carry the delegates' results: DEL hands them back as prevResult.
+    // What is kept lists only what ran, with the delegates' results: DEL hands them back
+    // as prevResult.
     let settled = if failures.is_empty() {
         context.store.remove(&record.container_id, &record.ifname)
     } else {
-        context.store.save(record)
+        context.store.save(&Record {
+            attachments: attempted.to_vec(),
+            ..record.clone()
+        })
     };
     if let Err(error) = settled {
         tracing::warn!(%error, "cannot settle the record of a rolled-back ADD");
@@ -130,58 +154,26 @@ fn roll_back(context: &Context, record: &Record, attempted: usize) -> Vec<Teardo
     failures
 }
 
-/// Checks the selection and turns it into attachment records: every interface name valid
-/// and unique, every network one of the node's, before any delegate runs.
-fn plan(
-    context: &Context,
-    policy: &str,
-    networks: &[Network],
-    chosen: Vec<Attachment>,
-) -> Result<Vec<AttachmentRecord>, PlexusError> {
-    let invalid = |reason: String| PlexusError::InvalidSelection {
-        policy: policy.to_owned(),
-        reason,
-    };
-    if chosen.is_empty() {
-        return Err(invalid("it chose no network".into()));
-    }
-    let mut names = HashSet::new();
-    let mut planned = Vec::with_capacity(chosen.len());
-    for (index, attachment) in chosen.into_iter().enumerate() {
-        validate_ifname(&attachment.ifname).map_err(|reason| {
-            invalid(format!("interface name {:?}: {reason}", attachment.ifname))
-        })?;
-        if !names.insert(attachment.ifname.clone()) {
-            return Err(invalid(format!(
-                "interface name {} is chosen twice",
-                attachment.ifname
-            )));
-        }
-        let network = networks::by_file(
-            networks,
-            &attachment.network_file,
-            &context.config.networks_dir,
-        )?;
-        let runtime = runtime_conf(context, index, &attachment).map_err(invalid)?;
-        planned.push(AttachmentRecord {
-            network: network.config.name.clone(),
-            selected: attachment,
-            config: network.config.clone(),
-            runtime,
+/// Turns the checked selection into attachment records.
+fn plan(context: &Context, planned: Vec<Planned<'_>>) -> Vec<AttachmentRecord> {
+    planned
+        .into_iter()
+        .enumerate()
+        .map(|(index, planned)| AttachmentRecord {
+            network: planned.network.config.name.clone(),
+            runtime: runtime_conf(context, index, &planned),
+            config: planned.network.config.clone(),
+            selected: planned.attachment,
             result: None,
-        });
-    }
-    Ok(planned)
+        })
+        .collect()
 }
 
 /// The delegate's view of the invocation. The runtime's capability arguments (port
 /// mappings, bandwidth, ...) belong to the pod's primary network, as Multus passes them;
 /// addresses and MACs the selection asked for go to their own attachment.
-fn runtime_conf(
-    context: &Context,
-    index: usize,
-    attachment: &Attachment,
-) -> Result<RuntimeConf, String> {
+fn runtime_conf(context: &Context, index: usize, planned: &Planned<'_>) -> RuntimeConf {
+    let attachment = &planned.attachment;
     let mut capability_args = if index == 0 {
         context.config.runtime_config.clone()
     } else {
@@ -193,25 +185,14 @@ fn runtime_conf(
     if let Some(mac) = &attachment.mac {
         capability_args.insert("mac".into(), Value::from(mac.clone()));
     }
-    let cni_args = attachment
-        .cni_args
-        .as_deref()
-        .map(|json| match serde_json::from_str::<Value>(json) {
-            Ok(Value::Object(map)) => Ok(map),
-            _ => Err(format!(
-                "cni-args of {} is not a JSON object",
-                attachment.ifname
-            )),
-        })
-        .transpose()?;
-    Ok(RuntimeConf {
+    RuntimeConf {
         container_id: context.container_id().to_owned(),
         netns: context.invocation.netns.clone(),
         ifname: attachment.ifname.clone(),
         args: context.invocation.args.clone(),
         capability_args,
-        cni_args,
-    })
+        cni_args: planned.cni_args.clone(),
+    }
 }
 
 fn merge(
@@ -228,7 +209,10 @@ fn merge(
             attachment: attachment.selected.clone(),
             network: policy_io::network_of(attachment.file(), &attachment.config),
             result: policy_io::to_policy_result(
-                attachment.result.as_ref().unwrap_or(&Default::default()),
+                attachment
+                    .result
+                    .as_ref()
+                    .expect("merge runs only after every delegate returned its result"),
             ),
         })
         .collect();
@@ -239,7 +223,12 @@ fn merge(
     };
     let merged = merger.merge(runtime, &request);
     record_call(context, merger, pod, &request, &merged);
-    Ok(policy_io::from_policy_result(merged?))
+    let merged = policy_io::from_policy_result(merged?);
+    policy_io::check_result(&merged).map_err(|reason| PlexusError::InvalidAnswer {
+        policy: merger.name().to_owned(),
+        reason,
+    })?;
+    Ok(merged)
 }
 
 fn status_of(record: &Record) -> Vec<network_status::NetworkStatus> {
@@ -281,10 +270,7 @@ fn record_call<I: Serialize, O: Serialize>(
         },
         container_id: pod.container_id.clone(),
         input: serde_json::to_value(input).unwrap_or_default(),
-        outcome: match outcome {
-            Ok(output) => Outcome::Output(serde_json::to_value(output).unwrap_or_default()),
-            Err(error) => Outcome::Error(error.to_string()),
-        },
+        outcome: recording::outcome(policy.name(), outcome),
     };
     let recorder = Recorder::new(dir, context.config.record_max_bytes);
     if let Err(error) = recorder.append(policy.kind(), &recording) {

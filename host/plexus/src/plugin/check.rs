@@ -23,9 +23,12 @@ pub fn check(context: &Context) -> Result<(), PlexusError> {
         };
         // CHECK is skipped by the library for delegates older than 0.4.0 or with
         // disableCheck, as the spec asks.
+        // The runtime's word on where the pod lives is the current one.
+        let mut runtime = attachment.runtime.clone();
+        runtime.netns = context.invocation.netns.clone();
         plexus_cni::check_list(
             &attachment.config,
-            &attachment.runtime,
+            &runtime,
             &context.invocation.path,
             result,
         )

@@ -2,6 +2,7 @@
 //! delegates collect their own garbage.
 
 use std::collections::{BTreeMap, HashSet};
+use std::time::SystemTime;
 
 use tracing::{info, warn};
 
@@ -22,20 +23,27 @@ pub fn gc(context: &Context) -> Result<(), PlexusError> {
             })?
             .into_iter()
             .collect();
+    // The runtime's list was made before this GC started: what an ADD recorded since is
+    // not in it, and is not garbage.
+    let started = SystemTime::now();
     let mut failures: Vec<TeardownFailure> = Vec::new();
-    // Per network file, the delegate attachments that stay.
+    // Per network name (what delegates key their own state by), the delegate attachments
+    // that stay. Only networks some record used are asked to collect: a network this
+    // node's Plexus never attached to belongs to someone else.
     let mut kept: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
 
     for container_id in context.store.container_ids()? {
         let _lock = context.store.lock(&container_id)?;
         for record in context.store.records_of(&container_id)? {
             let key = (record.container_id.clone(), record.ifname.clone());
-            if valid.contains(&key) {
-                for attachment in &record.attachments {
-                    kept.entry(attachment.file().to_owned())
-                        .or_default()
-                        .push((record.container_id.clone(), attachment.ifname().to_owned()));
+            let stays = valid.contains(&key) || record.created > started;
+            for attachment in &record.attachments {
+                let network = kept.entry(attachment.network.clone()).or_default();
+                if stays {
+                    network.push((record.container_id.clone(), attachment.ifname().to_owned()));
                 }
+            }
+            if stays {
                 continue;
             }
             info!(container = %record.container_id, ifname = %record.ifname, "collecting stale attachment");
@@ -55,10 +63,9 @@ pub fn gc(context: &Context) -> Result<(), PlexusError> {
 
     // Delegates older than 1.1.0 have no GC; the library skips them.
     for network in networks::scan(&context.config.networks_dir)? {
-        let keep = kept
-            .get(&network.file)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        let Some(keep) = kept.get(&network.config.name) else {
+            continue;
+        };
         if let Err(errors) = plexus_cni::gc_list(&network.config, &context.invocation.path, keep) {
             for error in errors {
                 warn!(network = %network.config.name, %error, "delegate GC failed");

@@ -9,15 +9,15 @@ mod status;
 mod teardown;
 
 use std::io::{self, Read, Write};
+use std::panic;
 use std::process::ExitCode;
 
 use plexus_cni::{CniVersion, Command, Invocation};
-use plexus_policy::{Limits, Policy, PolicyError, PolicyKind, PolicyRuntime, PolicySource};
+use plexus_policy::{Limits, PolicyRuntime};
 use serde_json::Value;
 use tracing::{debug, error};
 
-use crate::builtins;
-use crate::config::PluginConfig;
+use crate::config::{ConfigError, PluginConfig};
 use crate::error::PlexusError;
 use crate::logging;
 use crate::state::StateStore;
@@ -49,38 +49,41 @@ impl Context {
     }
 }
 
-/// Loads the policy configured under `key`, which must implement `kind`; errors that
-/// come from the configuration name the key.
-pub(crate) fn load_policy(
-    runtime: &PolicyRuntime,
-    key: &'static str,
-    spec: &str,
-    kind: PolicyKind,
-) -> Result<Policy, PlexusError> {
-    let in_key = |source| PlexusError::PolicySpec { key, source };
-    let source = PolicySource::parse(spec, &builtins::table()).map_err(in_key)?;
-    let policy = runtime.load(&source)?;
-    if policy.kind() != kind {
-        return Err(in_key(PolicyError::WrongWorld {
-            policy: policy.name().to_owned(),
-            expected: kind,
-            found: policy.kind(),
-        }));
-    }
-    Ok(policy)
-}
+/// The most configuration a runtime can hand over on stdin; more is refused, not read.
+const MAX_STDIN_BYTES: u64 = 16 << 20;
 
 /// Runs the invocation and prints its answer; the exit status tells success.
 pub fn main() -> ExitCode {
     let mut stdin = Vec::new();
-    let read = io::stdin().read_to_end(&mut stdin);
+    let read = io::stdin()
+        .take(MAX_STDIN_BYTES + 1)
+        .read_to_end(&mut stdin);
     let invocation = Invocation::from_env();
     // The config may be unreadable; its version still decides how an error is printed.
     let caller_version = caller_version(&stdin);
     let outcome = read
         .map_err(PlexusError::Stdin)
-        .and_then(|_| invocation.map_err(PlexusError::from))
-        .and_then(|invocation| run(invocation, &stdin));
+        .and_then(|size| {
+            if size as u64 > MAX_STDIN_BYTES {
+                Err(PlexusError::Stdin(io::Error::other(format!(
+                    "more than {MAX_STDIN_BYTES} bytes"
+                ))))
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| invocation.map_err(PlexusError::from))
+        // A bug must still answer with a CNI error on stdout, never a bare panic.
+        .and_then(|invocation| {
+            panic::catch_unwind(|| run(invocation, &stdin)).unwrap_or_else(|panic| {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|text| (*text).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(PlexusError::Internal(message))
+            })
+        });
     match outcome {
         Ok(Some(answer)) => print(&answer),
         Ok(None) => ExitCode::SUCCESS,
@@ -91,6 +94,18 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Answers every invocation under `name` with an error: a mode this build does not have.
+pub fn refuse(name: &str) -> ExitCode {
+    let mut stdin = Vec::new();
+    let _ = io::stdin().take(MAX_STDIN_BYTES).read_to_end(&mut stdin);
+    let error = PlexusError::Config(ConfigError::Invalid {
+        key: "ipam.type".into(),
+        reason: format!("{name} is not available in this build of Plexus"),
+    });
+    print(&error.to_cni().to_json(caller_version(&stdin).as_str()));
+    ExitCode::FAILURE
 }
 
 fn caller_version(stdin: &[u8]) -> CniVersion {
@@ -107,6 +122,7 @@ fn run(invocation: Invocation, stdin: &[u8]) -> Result<Option<Value>, PlexusErro
     let config = PluginConfig::from_slice(stdin)?;
     logging::init(config.log_file.as_deref(), &config.log_level);
     debug!(command = %invocation.command, container = ?invocation.container_id, "invoked");
+    check_command_version(invocation.command, &config)?;
     let store = StateStore::open(&config.state_dir)?;
     let context = Context {
         invocation,
@@ -121,6 +137,31 @@ fn run(invocation: Invocation, stdin: &[u8]) -> Result<Option<Value>, PlexusErro
         Command::Status => status::status(&context).map(|()| None),
         Command::Version => Ok(Some(status::version())),
     }
+}
+
+/// Commands the caller's CNI version does not have are refused, as the spec asks; and
+/// Plexus makes the pod's interfaces itself, so it must come first in its list.
+fn check_command_version(command: Command, config: &PluginConfig) -> Result<(), PlexusError> {
+    let since = match command {
+        Command::Check => CniVersion::V0_4_0,
+        Command::Gc | Command::Status => CniVersion::V1_1_0,
+        Command::Add | Command::Del | Command::Version => CniVersion::V0_3_0,
+    };
+    if config.cni_version < since {
+        return Err(PlexusError::NotInVersion {
+            command,
+            version: config.cni_version,
+        });
+    }
+    if command == Command::Add && config.document.get("prevResult").is_some() {
+        return Err(PlexusError::Config(ConfigError::Key {
+            key: "prevResult",
+            reason: "plexus must be the first plugin of its list: it makes the pod's \
+                     interfaces itself"
+                .into(),
+        }));
+    }
+    Ok(())
 }
 
 fn print(answer: &Value) -> ExitCode {

@@ -4,9 +4,10 @@ use plexus_cni::CniVersion;
 use plexus_policy::PolicyKind;
 use serde_json::{Value, json};
 
-use super::{Context, load_policy};
+use super::Context;
 use crate::error::PlexusError;
 use crate::networks;
+use crate::selection::load_policy;
 
 /// Ready means: both configured policies load and at least one delegate network exists,
 /// and every delegate that has a STATUS says it is ready.
@@ -23,7 +24,8 @@ pub fn status(context: &Context) -> Result<(), PlexusError> {
             other => not_available(format!("configuration key `{key}`: {other}")),
         })?;
     }
-    let networks = networks::scan(&context.config.networks_dir)?;
+    let networks = networks::scan(&context.config.networks_dir)
+        .map_err(|error| not_available(error.to_string()))?;
     if networks.is_empty() {
         return Err(not_available(format!(
             "no delegate network configuration in networksDir {}",

@@ -1,0 +1,140 @@
+//! Choosing a pod's networks: the configured policies loaded, and what a selection policy
+//! chose checked before anything acts on it. ADD and `plexus explain` share it, so explain
+//! shows exactly what ADD would do, refusals included.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use plexus_cni::validate_ifname;
+use plexus_policy::types::Attachment;
+use plexus_policy::{Policy, PolicyError, PolicyKind, PolicyRuntime, PolicySource};
+use serde_json::{Map, Value};
+
+use crate::builtins;
+use crate::config::{ConfigError, PluginConfig};
+use crate::error::PlexusError;
+use crate::networks::{self, Network};
+
+/// Loads the policy configured under `key`, which must implement `kind`. Policy keys are
+/// checked here, where a policy is used, not when the configuration is read: DEL never
+/// loads a policy and must not fail because a policy key became invalid.
+pub fn load_policy(
+    runtime: &PolicyRuntime,
+    key: &'static str,
+    spec: &str,
+    kind: PolicyKind,
+) -> Result<Policy, PlexusError> {
+    check_policy_path(key, spec)?;
+    let in_key = |source| PlexusError::PolicySpec { key, source };
+    let source = PolicySource::parse(spec, &builtins::table()).map_err(in_key)?;
+    let policy = runtime.load(&source)?;
+    if policy.kind() != kind {
+        return Err(in_key(PolicyError::WrongWorld {
+            policy: policy.name().to_owned(),
+            expected: kind,
+            found: policy.kind(),
+        }));
+    }
+    Ok(policy)
+}
+
+/// A policy is a built-in or an absolute path: a relative one would depend on the
+/// runtime's working directory, and `..` has no business in a node's policy path.
+fn check_policy_path(key: &'static str, spec: &str) -> Result<(), ConfigError> {
+    if spec.starts_with("builtin:") {
+        return Ok(());
+    }
+    let path = Path::new(spec);
+    let reason = if !path.is_absolute() {
+        format!("policy path {spec} is not absolute")
+    } else if path
+        .components()
+        .any(|part| matches!(part, std::path::Component::ParentDir))
+    {
+        format!("policy path {spec} must not contain `..`")
+    } else {
+        return Ok(());
+    };
+    Err(ConfigError::Key { key, reason })
+}
+
+/// One chosen attachment, checked.
+pub struct Planned<'a> {
+    pub network: &'a Network,
+    pub attachment: Attachment,
+    /// `cni-args`, parsed: the object passed to the delegate as `args.cni`.
+    pub cni_args: Option<Map<String, Value>>,
+}
+
+/// Checks what `policy` chose: at least one and at most `maxAttachments` attachments
+/// (annotations are written by tenants), every interface name valid and unique, every
+/// network one of the node's, every `cni-args` a JSON object.
+pub fn check<'a>(
+    policy: &Policy,
+    config: &PluginConfig,
+    networks: &'a [Network],
+    chosen: Vec<Attachment>,
+) -> Result<Vec<Planned<'a>>, PlexusError> {
+    let invalid = |reason: String| PlexusError::InvalidAnswer {
+        policy: policy.name().to_owned(),
+        reason,
+    };
+    if chosen.is_empty() {
+        return Err(invalid("it chose no network".into()));
+    }
+    if chosen.len() > config.max_attachments {
+        return Err(invalid(format!(
+            "it chose {} attachments, more than maxAttachments ({})",
+            chosen.len(),
+            config.max_attachments
+        )));
+    }
+    let mut names = HashSet::new();
+    chosen
+        .into_iter()
+        .map(|attachment| {
+            validate_ifname(&attachment.ifname).map_err(|reason| {
+                invalid(format!("interface name {:?}: {reason}", attachment.ifname))
+            })?;
+            if !names.insert(attachment.ifname.clone()) {
+                return Err(invalid(format!(
+                    "interface name {} is chosen twice",
+                    attachment.ifname
+                )));
+            }
+            let network =
+                networks::by_file(networks, &attachment.network_file, &config.networks_dir)?;
+            let cni_args = attachment
+                .cni_args
+                .as_deref()
+                .map(|json| match serde_json::from_str::<Value>(json) {
+                    Ok(Value::Object(map)) => Ok(map),
+                    _ => Err(invalid(format!(
+                        "cni-args of {} is not a JSON object",
+                        attachment.ifname
+                    ))),
+                })
+                .transpose()?;
+            Ok(Planned {
+                network,
+                attachment,
+                cni_args,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_or_parent_policy_paths_name_the_key() {
+        let err = check_policy_path("select", "policies/a.wasm").unwrap_err();
+        assert!(err.to_string().contains("`select`"), "{err}");
+        let err = check_policy_path("merge", "/etc/../tmp/a.wasm").unwrap_err();
+        assert!(err.to_string().contains("`merge`"), "{err}");
+        assert!(check_policy_path("select", "builtin:annotations").is_ok());
+        assert!(check_policy_path("select", "/etc/cni/policies/a.wasm").is_ok());
+    }
+}
