@@ -1,0 +1,42 @@
+//! A DHCP server that answers one VM NIC per interface with a fixed lease: the address,
+//! routes, DNS and MTU a CNI delegate gave the pod's veth, handed to the virtual machine
+//! that took the veth's place (see `plexus-plumbing`'s VM-NIC transform).
+//!
+//! # How it runs
+//!
+//! One server per VM NIC, each in its own process: the binary runs
+//! `plexus dhcp serve --state FILE`, detached (new session, no stdio), which loads the
+//! [`ServerConfig`] from `FILE` and calls [`serve`] until SIGTERM triggers its [`Stop`].
+//! A process per NIC keeps one pod's failure away from another's and makes stopping one
+//! (DEL) a plain kill. The state file is all of the server's state — the lease is fixed,
+//! nothing is learnt at run time — so a server killed, or gone with a node restart,
+//! comes back by starting the same command on the same file: it answers the VM's next
+//! renewal as if nothing happened.
+//!
+//! The server listens on the VM NIC's **tap** (its `interface`), through a packet
+//! socket opened inside the pod's namespace on a throw-away thread. It sees each frame
+//! the VM sends before the bridge does, so it also gets renewals unicast to the
+//! gateway's MAC; its replies go out of the tap to the VM only. The plumbing diverts the
+//! VM's DHCP requests away from the bridge (a tc filter on the tap), so they never reach
+//! the delegate's network, and the server's replies never cross the bridge.
+//!
+//! [`serve`] returns on [`Stop`], or by itself when the pod's namespace file disappears
+//! or the tap is deleted, so a server whose pod went away without a DEL does not linger.
+//!
+//! # What it answers
+//!
+//! DISCOVER with OFFER, REQUEST (selecting, init-reboot, renewing, rebinding) for the
+//! lease's address with ACK, and for any other address with NAK, from the configured MAC
+//! only; RELEASE and DECLINE are logged and otherwise ignored (the lease is fixed).
+//! Replies carry options 1, 3 (if a router is configured), 6, 12, 15, 26, 51, 54, 58,
+//! 59, 119 and 121; see [`Lease`] for when 121 is sent and what it holds.
+
+mod error;
+mod frame;
+mod lease;
+pub mod packet;
+mod server;
+
+pub use error::DhcpError;
+pub use lease::{ClasslessRoute, Lease, LeaseError};
+pub use server::{ServerConfig, Stop, Stopped, serve};

@@ -1,0 +1,614 @@
+//! The server: one VM NIC (one MAC) on one interface of a pod namespace, one fixed lease.
+
+use std::{
+    fs, io,
+    net::Ipv4Addr,
+    os::{
+        fd::{AsFd, BorrowedFd, OwnedFd},
+        unix::fs::{MetadataExt, OpenOptionsExt},
+    },
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use nix::{
+    fcntl::OFlag,
+    poll::{PollFd, PollFlags, PollTimeout, poll},
+    unistd::pipe2,
+};
+use plexus_plumbing::{MacAddr, Netns};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
+
+use crate::{
+    error::DhcpError,
+    frame::{Endpoints, PacketSocket, dhcp_payload, reply_frame},
+    lease::Lease,
+    packet::{BOOTREPLY, BOOTREQUEST, BROADCAST_FLAG, Message, MessageType, code},
+};
+
+/// The server identifier used when the lease names no gateway at all: a link-local
+/// address the VM has no route to. It only costs the VM its unicast renewals; it then
+/// rebinds by broadcast, which the server answers as well.
+const FALLBACK_SERVER_ID: Ipv4Addr = Ipv4Addr::new(169, 254, 0, 1);
+
+/// How often the server looks whether its namespace and interface are still there.
+const NETNS_CHECK_MS: u16 = 2000;
+
+/// Everything a server needs, and the whole of its state: it is also the state file
+/// (JSON) a restarted server reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerConfig {
+    /// The pod's network namespace (e.g. `/var/run/netns/cni-...`).
+    pub netns: PathBuf,
+    /// The interface to serve in it: the VM NIC's tap.
+    pub interface: String,
+    /// The VM NIC's MAC; requests from any other MAC are ignored.
+    pub client_mac: MacAddr,
+    /// The lease.
+    pub lease: Lease,
+    /// The server identifier (option 54) and source address of replies. Default: the
+    /// lease's router, else its first route's gateway, else `169.254.0.1`. The VM
+    /// unicasts renewals to it, and the server sees them whatever MAC they go to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_id: Option<Ipv4Addr>,
+}
+
+impl ServerConfig {
+    /// Reads a state file.
+    pub fn load(path: &Path) -> Result<Self, DhcpError> {
+        let text = fs::read(path).map_err(|source| DhcpError::StateFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        serde_json::from_slice(&text).map_err(|source| DhcpError::StateFormat {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Writes the state file atomically (a temporary file in the same directory, then a
+    /// rename), readable by root only.
+    pub fn save(&self, path: &Path) -> Result<(), DhcpError> {
+        let fail = |source: io::Error| DhcpError::StateFile {
+            path: path.to_owned(),
+            source,
+        };
+        let text = serde_json::to_vec_pretty(self).map_err(|source| DhcpError::StateFormat {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut temporary = path.as_os_str().to_owned();
+        temporary.push(format!(".tmp{}", std::process::id()));
+        let temporary = PathBuf::from(temporary);
+        let write = || -> io::Result<()> {
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&temporary)?;
+            io::Write::write_all(&mut file, &text)?;
+            file.sync_all()?;
+            fs::rename(&temporary, path)
+        };
+        write().map_err(|error| {
+            let _ = fs::remove_file(&temporary);
+            fail(error)
+        })
+    }
+
+    /// The server identifier in effect (see [`ServerConfig::server_id`]).
+    pub fn server_identifier(&self) -> Ipv4Addr {
+        self.server_id
+            .or(self.lease.router)
+            .or_else(|| {
+                self.lease
+                    .routes
+                    .iter()
+                    .map(|r| r.gateway)
+                    .find(|g| !g.is_unspecified())
+            })
+            .unwrap_or(FALLBACK_SERVER_ID)
+    }
+}
+
+/// Asks a running [`serve`] to return. Cloneable and usable from any thread; for a
+/// signal handler, [`Stop::signal_fd`] is a descriptor to write a byte to.
+#[derive(Debug, Clone)]
+pub struct Stop(Arc<(OwnedFd, OwnedFd)>);
+
+impl Stop {
+    /// A new, untriggered stop.
+    pub fn new() -> io::Result<Self> {
+        let (read, write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        Ok(Self(Arc::new((read, write))))
+    }
+
+    /// Makes `serve` return (now, or as soon as it starts).
+    pub fn stop(&self) {
+        // A full pipe already holds a wake-up, so a failed write loses nothing.
+        let _ = nix::unistd::write(&self.0.1, &[1]);
+    }
+
+    /// The write end: writing any byte to it (also from a signal handler, e.g. with
+    /// `signal-hook`'s pipe registration) stops the server.
+    pub fn signal_fd(&self) -> BorrowedFd<'_> {
+        self.0.1.as_fd()
+    }
+
+    fn wake_fd(&self) -> BorrowedFd<'_> {
+        self.0.0.as_fd()
+    }
+}
+
+/// Why [`serve`] returned without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// [`Stop::stop`] was called.
+    Requested,
+    /// The namespace's file is gone or is another namespace now: the pod is gone.
+    NetnsGone,
+    /// The interface was deleted (the VM NIC was detached).
+    InterfaceGone,
+}
+
+/// Serves `config` until `stop` is triggered, the pod's namespace disappears, or the
+/// interface is deleted. Blocking; it uses one thread (the caller's) plus a throw-away
+/// thread to open its socket inside the namespace.
+pub fn serve(config: &ServerConfig, stop: &Stop) -> Result<Stopped, DhcpError> {
+    let responder = Responder::new(config)?;
+    let netns = Netns::open(&config.netns)?;
+    let identity = netns_identity(&config.netns);
+    let socket = PacketSocket::open(&netns, &config.interface)?;
+    // The socket keeps the namespace alive; the handle need not.
+    drop(netns);
+    info!(netns = %config.netns.display(), interface = %config.interface, client = %config.client_mac,
+        address = %config.lease.address, server_id = %responder.server_id, "DHCP server started");
+    let socket_error = |op: &'static str| {
+        move |source: io::Error| DhcpError::Socket {
+            netns: config.netns.display().to_string(),
+            interface: config.interface.clone(),
+            op,
+            source,
+        }
+    };
+    let mut buffer = vec![0u8; 65536];
+    loop {
+        let mut fds = [
+            PollFd::new(socket.fd().as_fd(), PollFlags::POLLIN),
+            PollFd::new(stop.wake_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::from(NETNS_CHECK_MS)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(errno) => return Err(socket_error("poll")(errno.into())),
+        }
+        if fds[1].any().unwrap_or(false) {
+            info!(interface = %config.interface, "DHCP server stopped");
+            return Ok(Stopped::Requested);
+        }
+        if netns_identity(&config.netns) != identity {
+            info!(netns = %config.netns.display(), "namespace gone; DHCP server exits");
+            return Ok(Stopped::NetnsGone);
+        }
+        // A deleted interface is reported (ENETDOWN) only if it was still up, so its
+        // existence is checked on every wake-up, timeouts included.
+        if !socket.interface_exists() {
+            info!(interface = %config.interface, "interface gone; DHCP server exits");
+            return Ok(Stopped::InterfaceGone);
+        }
+        loop {
+            let frame = match socket.receive(&mut buffer) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                // The interface went down (or away, which the next wake-up sees); the
+                // socket receives again once it is back up.
+                Err(error) if error.raw_os_error() == Some(libc::ENETDOWN) => {
+                    warn!(interface = %config.interface, "interface went down");
+                    break;
+                }
+                Err(error) => return Err(socket_error("receive")(error)),
+            };
+            let Some(payload) = dhcp_payload(frame) else {
+                continue;
+            };
+            let request = match Message::parse(payload) {
+                Ok(request) => request,
+                Err(error) => {
+                    debug!(%error, "ignoring a malformed DHCP message");
+                    continue;
+                }
+            };
+            let Some((reply, destination)) = responder.respond(&request) else {
+                continue;
+            };
+            let endpoints = Endpoints {
+                source_mac: socket.mac,
+                destination_mac: destination.mac,
+                source_ip: responder.server_id,
+                destination_ip: destination.ip,
+            };
+            if let Err(error) =
+                socket.send(&reply_frame(&endpoints, &reply.encode()), destination.mac)
+            {
+                warn!(%error, interface = %config.interface, "cannot send a DHCP reply");
+            }
+        }
+    }
+}
+
+/// The namespace file's device and inode: a namespace that is deleted (unmounted) or
+/// replaced changes them.
+fn netns_identity(path: &Path) -> Option<(u64, u64)> {
+    fs::metadata(path)
+        .ok()
+        .map(|metadata| (metadata.dev(), metadata.ino()))
+}
+
+/// Where a reply goes.
+#[derive(Debug, PartialEq, Eq)]
+struct Destination {
+    mac: MacAddr,
+    ip: Ipv4Addr,
+}
+
+const BROADCAST_MAC: MacAddr = MacAddr([0xff; 6]);
+
+/// The protocol logic, without sockets: which request gets which reply.
+struct Responder {
+    client: MacAddr,
+    address: Ipv4Addr,
+    server_id: Ipv4Addr,
+    /// The lease's options, computed (and validated) once.
+    options: Vec<(u8, Vec<u8>)>,
+}
+
+impl Responder {
+    fn new(config: &ServerConfig) -> Result<Self, DhcpError> {
+        Ok(Self {
+            client: config.client_mac,
+            address: config.lease.address,
+            server_id: config.server_identifier(),
+            options: config.lease.options()?,
+        })
+    }
+
+    fn respond(&self, request: &Message) -> Option<(Message, Destination)> {
+        if request.op != BOOTREQUEST || request.client_mac() != Some(self.client) {
+            return None;
+        }
+        let kind = request.message_type()?;
+        let xid = request.xid;
+        match kind {
+            MessageType::Discover => {
+                info!(xid, client = %self.client, address = %self.address, "DHCPDISCOVER: offering");
+                Some(self.reply(request, MessageType::Offer))
+            }
+            MessageType::Request => {
+                // A client that chose another server's offer says so (RFC 2131 3.1.4).
+                if request
+                    .address_option(code::SERVER_ID)
+                    .is_some_and(|id| id != self.server_id)
+                {
+                    debug!(xid, "DHCPREQUEST for another server: ignored");
+                    return None;
+                }
+                // Selecting and init-reboot name the address in option 50; renewing and
+                // rebinding clients put it in ciaddr.
+                let wanted = request
+                    .address_option(code::REQUESTED_ADDRESS)
+                    .unwrap_or(request.ciaddr);
+                if wanted == self.address {
+                    info!(xid, client = %self.client, address = %self.address, "DHCPREQUEST: acknowledged");
+                    Some(self.reply(request, MessageType::Ack))
+                } else {
+                    info!(xid, client = %self.client, %wanted, "DHCPREQUEST for a wrong address: refused");
+                    Some(self.reply(request, MessageType::Nak))
+                }
+            }
+            MessageType::Decline => {
+                warn!(xid, address = %self.address, "DHCPDECLINE: the VM says its address is in use");
+                None
+            }
+            MessageType::Release => {
+                debug!(xid, "DHCPRELEASE: nothing to free, the lease is fixed");
+                None
+            }
+            other => {
+                debug!(xid, ?other, "DHCP message not served");
+                None
+            }
+        }
+    }
+
+    /// An OFFER, ACK or NAK for `request`, and where to send it (RFC 2131 4.1 without
+    /// relays: a NAK is broadcast; a client with an address gets unicast there; one that
+    /// asked for broadcast gets it; anyone else gets unicast to its MAC and new address).
+    fn reply(&self, request: &Message, kind: MessageType) -> (Message, Destination) {
+        let nak = kind == MessageType::Nak;
+        let mut options = vec![
+            (code::MESSAGE_TYPE, vec![kind as u8]),
+            (code::SERVER_ID, self.server_id.octets().to_vec()),
+        ];
+        if !nak {
+            options.extend(self.options.iter().cloned());
+        }
+        let reply = Message {
+            op: BOOTREPLY,
+            htype: request.htype,
+            hlen: request.hlen,
+            hops: 0,
+            xid: request.xid,
+            secs: 0,
+            flags: request.flags,
+            ciaddr: if nak {
+                Ipv4Addr::UNSPECIFIED
+            } else {
+                request.ciaddr
+            },
+            yiaddr: if nak {
+                Ipv4Addr::UNSPECIFIED
+            } else {
+                self.address
+            },
+            siaddr: Ipv4Addr::UNSPECIFIED,
+            giaddr: request.giaddr,
+            chaddr: request.chaddr,
+            options,
+        };
+        let broadcast = Destination {
+            mac: BROADCAST_MAC,
+            ip: Ipv4Addr::BROADCAST,
+        };
+        let destination = if nak {
+            broadcast
+        } else if !request.ciaddr.is_unspecified() {
+            Destination {
+                mac: self.client,
+                ip: request.ciaddr,
+            }
+        } else if request.flags & BROADCAST_FLAG != 0 {
+            broadcast
+        } else {
+            Destination {
+                mac: self.client,
+                ip: self.address,
+            }
+        };
+        (reply, destination)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+    use crate::lease::ClasslessRoute;
+
+    const VM: MacAddr = MacAddr([0x02, 0x42, 0, 0, 0, 7]);
+
+    fn config() -> ServerConfig {
+        ServerConfig {
+            netns: "/var/run/netns/x".into(),
+            interface: "tap-eth0".into(),
+            client_mac: VM,
+            lease: Lease {
+                address: "10.20.0.5".parse().unwrap(),
+                prefix_len: 24,
+                router: Some("10.20.0.1".parse().unwrap()),
+                dns_servers: vec!["10.96.0.10".parse().unwrap()],
+                domain: Some("cluster.local".into()),
+                search: vec!["svc.cluster.local".into()],
+                mtu: Some(1450),
+                routes: vec![ClasslessRoute {
+                    destination: "192.168.0.0".parse().unwrap(),
+                    prefix_len: 16,
+                    gateway: "10.20.0.1".parse().unwrap(),
+                }],
+                hostname: None,
+                lease_secs: 600,
+            },
+            server_id: None,
+        }
+    }
+
+    fn request(kind: MessageType, mac: MacAddr, options: Vec<(u8, Vec<u8>)>) -> Message {
+        let mut chaddr = [0u8; 16];
+        chaddr[..6].copy_from_slice(&mac.0);
+        let mut all = vec![(code::MESSAGE_TYPE, vec![kind as u8])];
+        all.extend(options);
+        Message {
+            op: BOOTREQUEST,
+            htype: 1,
+            hlen: 6,
+            hops: 0,
+            xid: 77,
+            secs: 0,
+            flags: 0,
+            ciaddr: Ipv4Addr::UNSPECIFIED,
+            yiaddr: Ipv4Addr::UNSPECIFIED,
+            siaddr: Ipv4Addr::UNSPECIFIED,
+            giaddr: Ipv4Addr::UNSPECIFIED,
+            chaddr,
+            options: all,
+        }
+    }
+
+    #[test]
+    fn discover_gets_an_offer_with_the_lease() {
+        let responder = Responder::new(&config()).unwrap();
+        let (offer, to) = responder
+            .respond(&request(MessageType::Discover, VM, vec![]))
+            .unwrap();
+        assert_eq!(offer.message_type(), Some(MessageType::Offer));
+        assert_eq!(
+            (offer.op, offer.xid, offer.yiaddr),
+            (BOOTREPLY, 77, "10.20.0.5".parse().unwrap())
+        );
+        assert_eq!(
+            offer.address_option(code::SERVER_ID),
+            Some("10.20.0.1".parse().unwrap())
+        );
+        assert_eq!(offer.option(code::MTU), Some(&1450u16.to_be_bytes()[..]));
+        assert!(offer.option(code::CLASSLESS_ROUTES).is_some());
+        assert_eq!(
+            to,
+            Destination {
+                mac: VM,
+                ip: "10.20.0.5".parse().unwrap()
+            }
+        );
+    }
+
+    #[test]
+    fn requests_are_acked_naked_or_ignored() {
+        let responder = Responder::new(&config()).unwrap();
+        let ours = "10.20.0.5".parse::<Ipv4Addr>().unwrap().octets().to_vec();
+        let selecting = request(
+            MessageType::Request,
+            VM,
+            vec![
+                (code::REQUESTED_ADDRESS, ours.clone()),
+                (code::SERVER_ID, vec![10, 20, 0, 1]),
+            ],
+        );
+        let (ack, _) = responder.respond(&selecting).unwrap();
+        assert_eq!(ack.message_type(), Some(MessageType::Ack));
+
+        // Renewing: ciaddr set, no option 50; the ACK is unicast to ciaddr.
+        let mut renewing = request(MessageType::Request, VM, vec![]);
+        renewing.ciaddr = "10.20.0.5".parse().unwrap();
+        let (ack, to) = responder.respond(&renewing).unwrap();
+        assert_eq!(
+            (ack.message_type(), ack.ciaddr),
+            (Some(MessageType::Ack), renewing.ciaddr)
+        );
+        assert_eq!(
+            to,
+            Destination {
+                mac: VM,
+                ip: renewing.ciaddr
+            }
+        );
+
+        // A wrong address: NAK, broadcast, without the lease.
+        let wrong = request(
+            MessageType::Request,
+            VM,
+            vec![(code::REQUESTED_ADDRESS, vec![10, 20, 0, 99])],
+        );
+        let (nak, to) = responder.respond(&wrong).unwrap();
+        assert_eq!(
+            (nak.message_type(), nak.yiaddr),
+            (Some(MessageType::Nak), Ipv4Addr::UNSPECIFIED)
+        );
+        assert_eq!(nak.option(code::LEASE_TIME), None);
+        assert_eq!(
+            to,
+            Destination {
+                mac: BROADCAST_MAC,
+                ip: Ipv4Addr::BROADCAST
+            }
+        );
+
+        // Another server chosen, another MAC, a reply, release and decline: no answer.
+        let other_server = request(
+            MessageType::Request,
+            VM,
+            vec![
+                (code::REQUESTED_ADDRESS, ours),
+                (code::SERVER_ID, vec![10, 20, 0, 2]),
+            ],
+        );
+        assert!(responder.respond(&other_server).is_none());
+        assert!(
+            responder
+                .respond(&request(
+                    MessageType::Discover,
+                    MacAddr([2, 0, 0, 0, 0, 1]),
+                    vec![]
+                ))
+                .is_none()
+        );
+        let mut not_a_request = request(MessageType::Discover, VM, vec![]);
+        not_a_request.op = BOOTREPLY;
+        assert!(responder.respond(&not_a_request).is_none());
+        assert!(
+            responder
+                .respond(&request(MessageType::Release, VM, vec![]))
+                .is_none()
+        );
+        assert!(
+            responder
+                .respond(&request(MessageType::Decline, VM, vec![]))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn broadcast_flag_gets_a_broadcast_offer() {
+        let responder = Responder::new(&config()).unwrap();
+        let mut discover = request(MessageType::Discover, VM, vec![]);
+        discover.flags = BROADCAST_FLAG;
+        let (offer, to) = responder.respond(&discover).unwrap();
+        assert_eq!(offer.flags, BROADCAST_FLAG);
+        assert_eq!(
+            to,
+            Destination {
+                mac: BROADCAST_MAC,
+                ip: Ipv4Addr::BROADCAST
+            }
+        );
+    }
+
+    #[test]
+    fn server_identifier_defaults() {
+        let mut config = config();
+        assert_eq!(
+            config.server_identifier(),
+            "10.20.0.1".parse::<Ipv4Addr>().unwrap()
+        );
+        config.lease.router = None;
+        config.lease.routes[0].gateway = "10.20.0.254".parse().unwrap();
+        assert_eq!(
+            config.server_identifier(),
+            "10.20.0.254".parse::<Ipv4Addr>().unwrap()
+        );
+        config.lease.routes.clear();
+        assert_eq!(config.server_identifier(), FALLBACK_SERVER_ID);
+        config.server_id = Some("10.20.0.9".parse().unwrap());
+        assert_eq!(
+            config.server_identifier(),
+            "10.20.0.9".parse::<Ipv4Addr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn state_file_round_trip() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("eth0.json");
+        config().save(&path).unwrap();
+        assert_eq!(ServerConfig::load(&path).unwrap(), config());
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        fs::write(&path, b"{ not json").unwrap();
+        assert!(matches!(
+            ServerConfig::load(&path),
+            Err(DhcpError::StateFormat { .. })
+        ));
+        assert!(matches!(
+            ServerConfig::load(&directory.path().join("none")),
+            Err(DhcpError::StateFile { .. })
+        ));
+    }
+
+    #[test]
+    fn stop_before_start_returns_at_once() {
+        let stop = Stop::new().unwrap();
+        stop.stop();
+        stop.stop();
+        let mut fds = [PollFd::new(stop.wake_fd(), PollFlags::POLLIN)];
+        assert_eq!(poll(&mut fds, PollTimeout::ZERO).unwrap(), 1);
+        assert!(stop.signal_fd().as_raw_fd() >= 0);
+    }
+}

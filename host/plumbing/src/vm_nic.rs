@@ -1,0 +1,314 @@
+//! The VM-NIC transform: a delegate's veth in the pod namespace becomes one port of a
+//! bridge whose other port is a tap; the VM behind the tap takes over the veth's MAC,
+//! addresses and routes (handed to it by DHCP), and the veth itself keeps none of them.
+//!
+//! It is done in two steps so a crash in the middle can still be undone: [`plan_vm_nic`]
+//! only reads the veth and returns the record ([`VmNic`]) that the caller stores; then
+//! [`attach_vm_nic`] changes things (and undoes its own partial work if it fails), and
+//! [`detach_vm_nic`] puts everything back from the record, however far attach got.
+
+use std::{io, path::Path};
+
+use serde::{Deserialize, Serialize};
+use tracing::{debug, warn};
+
+use crate::{
+    error::{PlumbingError, Result},
+    mac::MacAddr,
+    netlink::{AddressRecord, Link, Netlink, RouteRecord},
+    netns::Netns,
+    tap::{TapOptions, create_tap},
+};
+
+/// One VM NIC: the veth it replaces, exactly as the delegate left it, and the devices
+/// that stand in for it. Stored by the caller (it is all detach needs) and handed to the
+/// VM runtime (tap name, MAC, MTU, addresses and routes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmNic {
+    /// The delegate's interface in the pod namespace (e.g. `eth0`).
+    pub veth: String,
+    /// The veth's original MAC, which the VM's NIC must use.
+    pub mac: MacAddr,
+    /// The veth's MTU, also given to the tap and the bridge.
+    pub mtu: u32,
+    /// The veth's addresses, which the VM now owns.
+    pub addresses: Vec<AddressRecord>,
+    /// The routes through the veth (every table), which the VM now owns.
+    pub routes: Vec<RouteRecord>,
+    /// The locally administered MAC the veth wears while attached.
+    pub veth_attached_mac: MacAddr,
+    /// The bridge joining the veth and the tap.
+    pub bridge: String,
+    /// The tap the VM runtime opens.
+    pub tap: String,
+    /// How the tap is created.
+    pub tap_options: TapOptions,
+}
+
+/// The longest name Linux accepts for an interface (IFNAMSIZ less the NUL).
+const MAX_IFNAME: usize = 15;
+
+/// The tap's name for the veth `ifname`: `tap-<x>`.
+pub fn tap_name(ifname: &str) -> String {
+    format!("tap-{}", short_name(ifname, MAX_IFNAME - "tap-".len()))
+}
+
+/// The bridge's name for the veth `ifname`: `br-<x>`.
+pub fn bridge_name(ifname: &str) -> String {
+    format!("br-{}", short_name(ifname, MAX_IFNAME - "tap-".len()))
+}
+
+/// `ifname` itself when it fits in `room` bytes; otherwise its first ASCII letters and
+/// digits followed by a hash of the whole name, so distinct names stay distinct.
+fn short_name(ifname: &str, room: usize) -> String {
+    if ifname.len() <= room {
+        return ifname.to_owned();
+    }
+    // FNV-1a: stable across releases and platforms, which std's hasher is not.
+    let hash = ifname.bytes().fold(0x811c_9dc5u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    let hash = format!("{hash:08x}");
+    let prefix: String = ifname
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(room - hash.len())
+        .collect();
+    prefix + &hash
+}
+
+/// Reads the veth `veth` in `netns` and returns the record of what attaching it will
+/// change, without changing anything.
+pub fn plan_vm_nic(netns: &Netns, veth: &str, tap_options: TapOptions) -> Result<VmNic> {
+    let netlink = Netlink::connect(netns)?;
+    let link = netlink.link(veth)?;
+    let mac = link.mac.ok_or_else(|| PlumbingError::Op {
+        netns: netns.name(),
+        link: veth.to_owned(),
+        op: "read MAC".into(),
+        source: io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the link has no Ethernet address",
+        ),
+    })?;
+    let veth_attached_mac = MacAddr::random_local().map_err(|source| PlumbingError::Op {
+        netns: netns.name(),
+        link: veth.to_owned(),
+        op: "choose a new MAC".into(),
+        source,
+    })?;
+    Ok(VmNic {
+        veth: veth.to_owned(),
+        mac,
+        mtu: link.mtu,
+        addresses: netlink.addresses(&link)?,
+        routes: netlink.routes(&link)?,
+        veth_attached_mac,
+        bridge: bridge_name(veth),
+        tap: tap_name(veth),
+        tap_options,
+    })
+}
+
+/// Attaches the VM NIC planned by [`plan_vm_nic`]: gives the veth its new MAC, removes
+/// its addresses and routes, creates the bridge and the persistent tap with the veth's
+/// MTU, enslaves both, keeps the VM's DHCP requests from leaving through the veth, and
+/// brings everything up. On failure it undoes what it did and reports every error.
+pub fn attach_vm_nic(netns: &Netns, nic: &VmNic) -> Result<()> {
+    let netlink = Netlink::connect(netns)?;
+    let Err(error) = attach(netns, &netlink, nic) else {
+        debug!(netns = %netns.path().display(), veth = %nic.veth, tap = %nic.tap, "VM NIC attached");
+        return Ok(());
+    };
+    match restore(&netlink, nic) {
+        Ok(()) => Err(error),
+        Err(PlumbingError::Multiple(mut more)) => {
+            more.insert(0, error);
+            Err(PlumbingError::Multiple(more))
+        }
+        Err(other) => Err(PlumbingError::Multiple(vec![error, other])),
+    }
+}
+
+fn attach(netns: &Netns, netlink: &Netlink, nic: &VmNic) -> Result<()> {
+    let veth = netlink.link(&nic.veth)?;
+    netlink.set_mac(&veth, nic.veth_attached_mac)?;
+    // Removing an address also removes the routes the kernel derived from it; the rest
+    // go one by one. Either may already be gone.
+    for address in &nic.addresses {
+        tolerate(
+            netlink.delete_address(&veth, address),
+            &[libc::EADDRNOTAVAIL, libc::ENOENT],
+        )?;
+    }
+    for route in dependents_first(&nic.routes) {
+        tolerate(
+            netlink.delete_route(&veth, route),
+            &[libc::ESRCH, libc::ENOENT],
+        )?;
+    }
+    let bridge = netlink.create_bridge(&nic.bridge, nic.mtu)?;
+    create_tap(netns, &nic.tap, &nic.tap_options)?;
+    let tap = netlink.link(&nic.tap)?;
+    netlink.set_mtu(&tap, nic.mtu)?;
+    netlink.set_controller(&veth, &bridge)?;
+    netlink.set_controller(&tap, &bridge)?;
+    netlink.divert_dhcp_requests(&tap, &bridge)?;
+    netlink.set_up(&tap)?;
+    netlink.set_up(&bridge)?;
+    netlink.set_up(&veth)
+}
+
+/// Undoes [`attach_vm_nic`] from its record: deletes the tap and the bridge, and puts the
+/// veth's MAC, MTU, addresses and routes back exactly as recorded (removing any the
+/// kernel added meanwhile). Idempotent: a missing namespace, tap, bridge or veth is not
+/// an error, and neither is a half-finished attach. It goes on past failures and reports
+/// them all.
+pub fn detach_vm_nic(netns: &Path, nic: &VmNic) -> Result<()> {
+    let gone = |error: &PlumbingError| matches!(error.errno(), Some(libc::ENOENT | libc::EINVAL));
+    // A namespace whose file is gone, or is no longer a namespace (unmounted), took the
+    // veth, tap and bridge with it: there is nothing to restore.
+    let netlink = match Netns::open(netns).and_then(|netns| Netlink::connect(&netns)) {
+        Ok(netlink) => netlink,
+        Err(error) if gone(&error) => {
+            debug!(netns = %netns.display(), veth = %nic.veth, "namespace gone; nothing to detach");
+            return Ok(());
+        }
+        Err(error) => return Err(error),
+    };
+    restore(&netlink, nic)
+}
+
+fn restore(netlink: &Netlink, nic: &VmNic) -> Result<()> {
+    let mut errors = Vec::new();
+    // Only devices of the kind attach makes are deleted: a link that merely has the name
+    // (which is why an attach failed) belongs to someone else.
+    for (name, kind) in [(&nic.tap, "tun"), (&nic.bridge, "bridge")] {
+        match netlink.find_link(name) {
+            Ok(Some(link)) if link.kind.as_deref() == Some(kind) => {
+                if let Err(error) = tolerate(netlink.delete_link(&link), &[libc::ENODEV]) {
+                    errors.push(error);
+                }
+            }
+            Ok(Some(link)) => {
+                warn!(link = %link.name, kind = ?link.kind, "not ours; left in place")
+            }
+            Ok(None) => {}
+            Err(error) => errors.push(error),
+        }
+    }
+    let veth = match netlink.find_link(&nic.veth) {
+        Ok(Some(veth)) => veth,
+        Ok(None) => {
+            warn!(veth = %nic.veth, "veth gone; its addresses and routes cannot be restored");
+            return PlumbingError::from_list(errors);
+        }
+        Err(error) => {
+            errors.push(error);
+            return PlumbingError::from_list(errors);
+        }
+    };
+    if veth.mac != Some(nic.mac) {
+        errors.extend(netlink.set_mac(&veth, nic.mac).err());
+    }
+    if veth.mtu != nic.mtu {
+        errors.extend(netlink.set_mtu(&veth, nic.mtu).err());
+    }
+    if let Err(error) = restore_addresses(netlink, &veth, &nic.addresses) {
+        errors.push(error);
+    }
+    if let Err(error) = restore_routes(netlink, &veth, &nic.routes) {
+        errors.push(error);
+    }
+    PlumbingError::from_list(errors)
+}
+
+fn restore_addresses(netlink: &Netlink, veth: &Link, recorded: &[AddressRecord]) -> Result<()> {
+    let same = |a: &AddressRecord, b: &AddressRecord| {
+        (a.address, a.prefix_len, a.peer) == (b.address, b.prefix_len, b.peer)
+    };
+    let current = netlink.addresses(veth)?;
+    let mut errors = Vec::new();
+    for extra in current
+        .iter()
+        .filter(|c| !recorded.iter().any(|r| same(r, c)))
+    {
+        errors.extend(tolerate(netlink.delete_address(veth, extra), &[libc::EADDRNOTAVAIL]).err());
+    }
+    for missing in recorded
+        .iter()
+        .filter(|r| !current.iter().any(|c| same(r, c)))
+    {
+        errors.extend(tolerate(netlink.add_address(veth, missing), &[libc::EEXIST]).err());
+    }
+    PlumbingError::from_list(errors)
+}
+
+fn restore_routes(netlink: &Netlink, veth: &Link, recorded: &[RouteRecord]) -> Result<()> {
+    let mut errors = Vec::new();
+    // Routes whose next hop needs another route are added after that route; the kernel
+    // has already re-created the routes derived from the restored addresses (EEXIST).
+    let current = netlink.routes(veth)?;
+    let mut missing: Vec<&RouteRecord> = recorded.iter().filter(|r| !current.contains(r)).collect();
+    missing.sort_by_key(|route| route.depends_on_other_routes());
+    for route in missing {
+        errors.extend(tolerate(netlink.add_route(veth, route), &[libc::EEXIST]).err());
+    }
+    // Whatever the kernel added on its own that the delegate's veth did not have goes.
+    let current = netlink.routes(veth)?;
+    for extra in current.iter().filter(|c| !recorded.contains(c)) {
+        errors.extend(
+            tolerate(
+                netlink.delete_route(veth, extra),
+                &[libc::ESRCH, libc::ENOENT],
+            )
+            .err(),
+        );
+    }
+    PlumbingError::from_list(errors)
+}
+
+/// The routes in deletion order: those that depend on another route first.
+fn dependents_first(routes: &[RouteRecord]) -> Vec<&RouteRecord> {
+    let mut ordered: Vec<&RouteRecord> = routes.iter().collect();
+    ordered.sort_by_key(|route| !route.depends_on_other_routes());
+    ordered
+}
+
+/// `result`, with the given errnos (meaning "already done") turned into success.
+fn tolerate(result: Result<()>, already_done: &[i32]) -> Result<()> {
+    match result {
+        Err(error)
+            if error
+                .errno()
+                .is_some_and(|errno| already_done.contains(&errno)) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_and_stay_distinct() {
+        assert_eq!(tap_name("eth0"), "tap-eth0");
+        assert_eq!(bridge_name("eth0"), "br-eth0");
+        assert_eq!(tap_name("net12345678"), "tap-net12345678");
+        let long = ["averyverylongif", "averyverylongig", "äöü-x.y_zzzzzzz"];
+        let mut seen = std::collections::HashSet::new();
+        for name in long {
+            let (tap, bridge) = (tap_name(name), bridge_name(name));
+            assert!(
+                tap.len() <= MAX_IFNAME && bridge.len() <= MAX_IFNAME,
+                "{tap} {bridge}"
+            );
+            assert!(tap.is_ascii());
+            assert_eq!(tap, tap_name(name), "deterministic");
+            assert!(seen.insert(tap));
+        }
+    }
+}
