@@ -355,19 +355,3 @@ fn an_unreadable_record_is_moved_aside_and_del_succeeds() {
     );
     // What it recorded is for an operator now; the bench's namespaces clean the rest.
 }
-
-#[test]
-fn a_vm_pod_is_refused_until_vm_plumbing_exists_and_nothing_is_made() {
-    let bench = Bench::new();
-    two_networks(&bench);
-    let config = bench.config("1.0.0", json!({"vm": {"mode": "always"}}));
-    let error = bench
-        .invoke("ADD", "c1", "eth0", &genie("calico"), &config)
-        .err();
-    assert_eq!(error["code"], 7, "{error}");
-    assert!(
-        error["msg"].as_str().unwrap().contains("vm.mode"),
-        "{error}"
-    );
-    assert_clean(&bench);
-}

@@ -28,6 +28,9 @@ pub mod plexus_code {
     pub const TEARDOWN_INCOMPLETE: u32 = 105;
     /// ADD for an interface that is already attached (DEL it first).
     pub const ALREADY_ATTACHED: u32 = 106;
+    /// Handing a VM pod's interfaces to its VM failed (bridge, tap, DHCP); what was
+    /// attached has been rolled back.
+    pub const VM_PLUMBING: u32 = 107;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +79,12 @@ pub enum PlexusError {
     },
     #[error("{0}")]
     NotAvailable(String),
+    #[error("VM NIC plumbing: {0}")]
+    Plumbing(#[from] plexus_plumbing::PlumbingError),
+    #[error("VM NIC DHCP: {0}")]
+    Dhcp(#[from] plexus_dhcp::DhcpError),
+    #[error("VM NIC: {0}")]
+    Vm(String),
     #[error("CNI {version} has no {command}")]
     NotInVersion {
         command: plexus_cni::Command,
@@ -96,7 +105,8 @@ pub struct TeardownFailure {
     pub network: String,
     /// The attachment's interface in the pod; empty for a network-wide GC.
     pub ifname: String,
-    pub error: DelegateError,
+    /// A delegate's DEL or GC, or the VM plumbing in front of it.
+    pub error: Box<dyn std::error::Error + Send + Sync>,
 }
 
 impl fmt::Display for TeardownFailure {
@@ -174,6 +184,9 @@ impl PlexusError {
             PlexusError::AlreadyAttached { .. } => plexus_code::ALREADY_ATTACHED,
             PlexusError::UnknownAttachment { .. } => code::UNKNOWN_CONTAINER,
             PlexusError::NotAvailable(_) => code::NOT_AVAILABLE,
+            PlexusError::Plumbing(_) | PlexusError::Dhcp(_) | PlexusError::Vm(_) => {
+                plexus_code::VM_PLUMBING
+            }
         };
         let error = CniError::new(code, self.to_string());
         match self {

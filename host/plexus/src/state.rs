@@ -19,6 +19,7 @@ use tracing::{error, warn};
 
 use crate::flock::lock_current;
 use crate::network_status::NetworkStatus;
+use crate::plugin::VmAttachment;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -79,6 +80,9 @@ pub struct AttachmentRecord {
     pub runtime: RuntimeConf,
     /// The delegate's result; `None` while its ADD has not returned.
     pub result: Option<CniResult>,
+    /// For a VM pod, what was done to hand this attachment to the VM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<VmAttachment>,
 }
 
 impl AttachmentRecord {
@@ -123,6 +127,7 @@ impl StateStore {
             root.join("attachments"),
             root.join("locks"),
             root.join("tmp"),
+            root.join("dhcp"),
         ] {
             create_private_dir(&dir)?;
         }
@@ -133,6 +138,40 @@ impl StateStore {
 
     pub fn cache_dir(&self) -> PathBuf {
         self.root.join("cache")
+    }
+
+    /// Where the DHCP servers of VM NICs keep their state (one file per NIC).
+    pub fn dhcp_dir(&self) -> PathBuf {
+        self.root.join("dhcp")
+    }
+
+    /// Writes the description of a VM pod's NICs for the VM runtime:
+    /// `vm/<container-id>.json`.
+    pub fn write_vm_description(
+        &self,
+        container_id: &str,
+        description: &serde_json::Value,
+    ) -> Result<(), StateError> {
+        let dir = self.root.join("vm");
+        create_private_dir(&dir)?;
+        let path = dir.join(format!("{container_id}.json"));
+        let json =
+            serde_json::to_vec_pretty(description).map_err(|source| StateError::Corrupt {
+                path: path.clone(),
+                source,
+            })?;
+        let tmp = self.root.join("tmp");
+        let mut temp = tempfile::NamedTempFile::new_in(&tmp).map_err(io_error(&tmp))?;
+        temp.write_all(&json).map_err(io_error(&path))?;
+        temp.persist(&path)
+            .map_err(|err| io_error(&path)(err.error))?;
+        Ok(())
+    }
+
+    /// Forgets a VM pod's NIC description; one already gone is fine.
+    pub fn remove_vm_description(&self, container_id: &str) -> Result<(), StateError> {
+        let path = self.root.join("vm").join(format!("{container_id}.json"));
+        ignore_missing(fs::remove_file(&path)).map_err(io_error(&path))
     }
 
     /// Waits for exclusive use of one container's state.

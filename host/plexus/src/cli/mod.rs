@@ -1,6 +1,7 @@
 //! `plexus` without `CNI_COMMAND`: tools for operators and policy authors.
 
 mod demo;
+mod dhcp;
 mod explain;
 mod policy;
 mod scaffold;
@@ -36,21 +37,40 @@ enum CliCommand {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
+    /// The DHCP server of a VM NIC (started by the plugin for VM pods).
+    #[command(subcommand)]
+    Dhcp(DhcpCommand),
     /// What selection would give a described pod, touching nothing.
     Explain(explain::ExplainArgs),
     /// The main job on this machine: two networks into one pod, then gone again.
     Demo(demo::DemoArgs),
 }
 
+#[derive(Subcommand)]
+enum DhcpCommand {
+    /// Serve the lease in a state file until SIGTERM, or until the NIC or its pod is gone.
+    Serve {
+        #[arg(long)]
+        state: PathBuf,
+    },
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::logging::init(None, "warn");
+    // A DHCP server's log is its record of what it served; the tools speak only of trouble.
+    let level = if matches!(cli.command, CliCommand::Dhcp(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    crate::logging::init(None, level);
     let outcome = match cli.command {
         CliCommand::Policy(command) => policy::run(command),
         CliCommand::Status {
             container_id,
             state_dir,
         } => status(&container_id, &state_dir),
+        CliCommand::Dhcp(DhcpCommand::Serve { state }) => dhcp::serve_state(&state),
         CliCommand::Explain(args) => explain::run(&args),
         CliCommand::Demo(args) => demo::run(&args),
     };

@@ -9,9 +9,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tracing::info;
 
-use super::Context;
 use super::delegates;
-use crate::config::ConfigError;
+use super::{Context, vm};
 use crate::error::{PlexusError, TeardownFailure};
 use crate::network_status;
 use crate::networks;
@@ -44,16 +43,6 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
     let networks = networks::scan(&context.config.networks_dir)?;
 
     let request = policy_io::select_request(&context.invocation, &context.config, &networks)?;
-    if request.vm {
-        return Err(PlexusError::Config(ConfigError::Key {
-            key: "vm.mode",
-            reason: format!(
-                "pod {}/{} is a VM pod, but this build of Plexus cannot plumb VM NICs yet; \
-                 set vm.mode to never",
-                request.pod.namespace, request.pod.name
-            ),
-        }));
-    }
     let chosen = selector.select(&runtime, &request);
     record_call(context, &selector, &request.pod, &request, &chosen);
     let chosen = chosen?;
@@ -99,7 +88,14 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
     }
 
     // The delegates' attachments exist from here on: any failure undoes them.
-    let finished = merge(context, &runtime, &merger, &record, &request.pod).and_then(|merged| {
+    let finished = (if request.vm {
+        vm::attach_all(context, &mut record)
+    } else {
+        Ok(())
+    })
+    .and_then(|()| merge(context, &runtime, &merger, &record, &request.pod))
+    .and_then(|mut merged| {
+        list_taps(&mut merged, &record);
         record.network_status = status_of(&record);
         context.store.save(&record)?;
         Ok(merged)
@@ -141,7 +137,10 @@ fn roll_back(context: &Context, record: &Record, attempted: usize) -> Vec<Teardo
     // What is kept lists only what ran, with the delegates' results: DEL hands them back
     // as prevResult.
     let settled = if failures.is_empty() {
-        context.store.remove(&record.container_id, &record.ifname)
+        context
+            .store
+            .remove(&record.container_id, &record.ifname)
+            .and_then(|()| context.store.remove_vm_description(&record.container_id))
     } else {
         context.store.save(&Record {
             attachments: attempted.to_vec(),
@@ -165,6 +164,7 @@ fn plan(context: &Context, planned: Vec<Planned<'_>>) -> Vec<AttachmentRecord> {
             config: planned.network.config.clone(),
             selected: planned.attachment,
             result: None,
+            vm: None,
         })
         .collect()
 }
@@ -229,6 +229,22 @@ fn merge(
         reason,
     })?;
     Ok(merged)
+}
+
+/// A VM pod's result also lists its taps, in attachment order, in the pod's sandbox:
+/// what the VM runtime opens.
+fn list_taps(merged: &mut plexus_cni::CniResult, record: &Record) {
+    for attachment in &record.attachments {
+        if let Some(vm) = &attachment.vm {
+            merged.interfaces.push(plexus_cni::Interface {
+                name: vm.nic.tap.clone(),
+                mac: Some(vm.nic.mac.to_string()),
+                mtu: Some(vm.nic.mtu),
+                sandbox: record.netns.clone(),
+                ..Default::default()
+            });
+        }
+    }
 }
 
 fn status_of(record: &Record) -> Vec<network_status::NetworkStatus> {

@@ -2,12 +2,13 @@
 //! reverse-order teardown that DEL, GC and a failed ADD use; either one after another or,
 //! with `parallel`, side by side.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::thread;
 
 use plexus_cni::{CniResult, DelegateError};
 use tracing::{info, warn};
 
+use super::vm;
 use crate::error::TeardownFailure;
 use crate::state::AttachmentRecord;
 
@@ -59,27 +60,43 @@ pub fn teardown(
     outcomes.into_iter().flatten().collect()
 }
 
+/// Undoes one attachment: its VM plumbing first (the veth back as the delegate made it),
+/// then the delegate's DEL — which runs even when the first part failed, since leaving
+/// the address leased would be worse than a stray bridge in a namespace about to go.
 fn del_one(
     attachment: &AttachmentRecord,
     path: &[PathBuf],
     netns: Option<&str>,
-) -> Option<TeardownFailure> {
+) -> Vec<TeardownFailure> {
+    let failure = |error: Box<dyn std::error::Error + Send + Sync>| {
+        warn!(network = %attachment.network, %error, "teardown failed");
+        TeardownFailure {
+            network: attachment.network.clone(),
+            ifname: attachment.ifname().to_owned(),
+            error,
+        }
+    };
+    let mut failures = Vec::new();
+    if let Some(vm) = &attachment.vm {
+        let pod = netns
+            .or(attachment.runtime.netns.as_deref())
+            .unwrap_or_default();
+        if let Err(error) = vm::detach(vm, Path::new(pod)) {
+            failures.push(failure(Box::new(error)));
+        }
+    }
     info!(network = %attachment.network, ifname = attachment.ifname(), "delegate DEL");
     let mut runtime = attachment.runtime.clone();
     runtime.netns = netns.map(str::to_owned);
-    let error = plexus_cni::del_list(
+    if let Err(error) = plexus_cni::del_list(
         &attachment.config,
         &runtime,
         path,
         attachment.result.as_ref(),
-    )
-    .err()?;
-    warn!(network = %attachment.network, %error, "delegate DEL failed");
-    Some(TeardownFailure {
-        network: attachment.network.clone(),
-        ifname: attachment.ifname().to_owned(),
-        error,
-    })
+    ) {
+        failures.push(failure(Box::new(error)));
+    }
+    failures
 }
 
 /// Runs `work` for every attachment on a thread of its own; the outcomes come back in

@@ -72,7 +72,7 @@ pub fn gc(context: &Context) -> Result<(), PlexusError> {
                 failures.push(TeardownFailure {
                     network: network.config.name.clone(),
                     ifname: String::new(),
-                    error,
+                    error: Box::new(error),
                 });
             }
         }

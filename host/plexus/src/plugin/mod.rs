@@ -7,6 +7,9 @@ mod delegates;
 mod gc;
 mod status;
 mod teardown;
+mod vm;
+
+pub use vm::VmAttachment;
 
 use std::io::{self, Read, Write};
 use std::panic;

@@ -32,6 +32,7 @@ pub fn del(context: &Context) -> Result<(), PlexusError> {
         return Err(PlexusError::Teardown(failures));
     }
     context.store.remove(container_id, ifname)?;
+    context.store.remove_vm_description(container_id)?;
     info!(container = container_id, ifname, "pod detached");
     Ok(())
 }

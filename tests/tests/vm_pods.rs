@@ -1,0 +1,122 @@
+//! VM pods through the plugin: each delegate's veth handed to the VM (bridge, tap, the
+//! veth's MAC for the VM, a DHCP server per NIC), described for the VM runtime, listed in
+//! the result, and all of it undone by DEL.
+
+use std::fs;
+
+use plexus_tests::{Bench, pod_args};
+use serde_json::{Value, json};
+
+fn dhcp_servers_for(container: &str) -> usize {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|entry| fs::read(entry.path().join("cmdline")).ok())
+        .filter(|cmdline| {
+            let cmdline = String::from_utf8_lossy(cmdline);
+            cmdline.contains("dhcp\0serve") && cmdline.contains(&format!("/{container}-"))
+        })
+        .count()
+}
+
+#[test]
+fn a_vm_pod_gets_taps_bridges_dhcp_and_loses_them_on_del() {
+    let bench = Bench::new();
+    bench.write_network(
+        "10-calico.conf",
+        &bench.bridge("calico", "br-calico", "10.11.0.0/24", "1.0.0"),
+    );
+    bench.write_network(
+        "20-flannel.conflist",
+        &bench.ptp_list("flannel", "10.12.0.0/24", "1.0.0"),
+    );
+    let config = bench.config("1.1.0", json!({"vm": {"mode": "annotation"}}));
+    let args = pod_args(
+        "vms",
+        "vm-0",
+        &json!({"cni": "calico,flannel", "plexus.io/vm": "true"}),
+    );
+
+    let result = bench.invoke("ADD", "vm1", "eth0", &args, &config).ok();
+
+    let interfaces = result["interfaces"].as_array().unwrap();
+    let names: Vec<&str> = interfaces
+        .iter()
+        .filter_map(|iface| iface["name"].as_str())
+        .collect();
+    let taps: Vec<&Value> = interfaces
+        .iter()
+        .filter(|iface| iface["name"].as_str().unwrap().starts_with("tap-"))
+        .collect();
+    assert_eq!(taps.len(), 2, "{names:?}");
+    assert_eq!(taps[0]["name"], "tap-eth0", "taps in attachment order");
+    assert_eq!(taps[1]["name"], "tap-eth1");
+    let pod_path = bench.pod.path().to_string_lossy().into_owned();
+    assert_eq!(taps[0]["sandbox"], pod_path.as_str());
+
+    // The VM NIC wears the MAC the delegate gave the pod's interface; the veth a new one.
+    let delegate_eth0 = interfaces
+        .iter()
+        .find(|iface| iface["name"] == "eth0" && iface.get("sandbox").is_some())
+        .unwrap();
+    assert_eq!(taps[0]["mac"], delegate_eth0["mac"]);
+    assert_ne!(
+        bench.pod.mac("eth0"),
+        delegate_eth0["mac"].as_str().unwrap()
+    );
+    assert!(
+        bench.pod.addresses("eth0").is_empty(),
+        "the VM owns the address now"
+    );
+    let mut links = bench.pod.links();
+    links.sort();
+    assert_eq!(
+        links,
+        [
+            "br-eth0", "br-eth1", "eth0", "eth1", "lo", "tap-eth0", "tap-eth1"
+        ]
+    );
+
+    let description: Value =
+        serde_json::from_slice(&fs::read(bench.state_dir().join("vm/vm1.json")).unwrap()).unwrap();
+    let nics = description["nics"].as_array().unwrap();
+    assert_eq!(nics[0]["tap"], "tap-eth0");
+    assert_eq!(
+        nics[0]["address"],
+        plexus_tests::result_addresses(&result)[0].as_str()
+    );
+    assert_eq!(
+        nics[0]["gateway"], "10.11.0.1",
+        "the router on the primary NIC"
+    );
+    assert_eq!(nics[1]["gateway"], Value::Null, "no router on the others");
+    assert_eq!(dhcp_servers_for("vm1"), 2, "one DHCP server per NIC");
+
+    bench.invoke("DEL", "vm1", "eth0", &args, &config).ok();
+    assert_eq!(bench.pod.links(), ["lo"]);
+    assert!(bench.leases().is_empty());
+    assert_eq!(dhcp_servers_for("vm1"), 0, "DEL stops the DHCP servers");
+    assert!(!bench.state_dir().join("vm/vm1.json").exists());
+    assert!(
+        fs::read_dir(bench.state_dir().join("dhcp"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    bench.invoke("DEL", "vm1", "eth0", &args, &config).ok();
+}
+
+#[test]
+fn pods_without_the_annotation_stay_container_pods() {
+    let bench = Bench::new();
+    bench.write_network(
+        "10-calico.conf",
+        &bench.bridge("calico", "br-calico", "10.11.0.0/24", "1.0.0"),
+    );
+    let config = bench.config("1.1.0", json!({"vm": {"mode": "annotation"}}));
+    let args = pod_args("web", "web-0", &json!({"cni": "calico"}));
+    let result = bench.invoke("ADD", "c1", "eth0", &args, &config).ok();
+    assert!(!result.to_string().contains("tap-"), "{result}");
+    assert_eq!(bench.pod.addresses("eth0").len(), 1);
+    bench.invoke("DEL", "c1", "eth0", &args, &config).ok();
+}
