@@ -4,6 +4,8 @@
 //! Nothing is made in the root namespace: every delegate runs inside the node namespace,
 //! and everything a test made is removed when its [`Bench`] is dropped, pass or fail.
 
+pub mod vm;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};

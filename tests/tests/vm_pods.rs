@@ -4,7 +4,9 @@
 
 use std::fs;
 
-use plexus_tests::{Bench, pod_args};
+use std::time::Duration;
+
+use plexus_tests::{Bench, pod_args, vm};
 use serde_json::{Value, json};
 
 fn dhcp_servers_for(container: &str) -> usize {
@@ -119,4 +121,67 @@ fn pods_without_the_annotation_stay_container_pods() {
     assert!(!result.to_string().contains("tap-"), "{result}");
     assert_eq!(bench.pod.addresses("eth0").len(), 1);
     bench.invoke("DEL", "c1", "eth0", &args, &config).ok();
+}
+
+/// The end-to-end scenario: a real VM (QEMU, TCG) boots on the two taps a plexus
+/// ADD made from two delegates, runs DHCP on both NICs, and carries exactly the merged
+/// result's addresses on the delegates' MACs; it reaches the primary gateway.
+#[test]
+fn a_vm_boots_with_eth0_and_eth1_from_two_networks() {
+    let bench = Bench::new();
+    bench.write_network(
+        "10-calico.conf",
+        &bench.bridge("calico", "br-calico", "10.11.0.0/24", "1.0.0"),
+    );
+    bench.write_network(
+        "20-flannel.conflist",
+        &bench.ptp_list("flannel", "10.12.0.0/24", "1.0.0"),
+    );
+    let config = bench.config("1.1.0", json!({"vm": {"mode": "always"}}));
+    let args = pod_args("vms", "vm-0", &json!({"cni": "calico,flannel"}));
+    let started = std::time::Instant::now();
+    let result = bench.invoke("ADD", "vm2", "eth0", &args, &config).ok();
+    let add_took = started.elapsed();
+
+    let taps: Vec<(String, String)> = result["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|iface| iface["name"].as_str().unwrap().starts_with("tap-"))
+        .map(|tap| {
+            (
+                tap["name"].as_str().unwrap().to_owned(),
+                tap["mac"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let taps: Vec<(&str, &str)> = taps
+        .iter()
+        .map(|(name, mac)| (name.as_str(), mac.as_str()))
+        .collect();
+    let console = vm::boot(bench.pod.path(), &taps, Duration::from_secs(90));
+
+    let addresses = plexus_tests::result_addresses(&result);
+    let (eth0, eth1) = (console.nic("eth0"), console.nic("eth1"));
+    assert_eq!(eth0.address, addresses[0], "{console}");
+    assert_eq!(eth1.address, addresses[1], "{console}");
+    assert_eq!(eth0.mac, taps[0].1);
+    assert_eq!(eth1.mac, taps[1].1);
+    assert_eq!(eth0.router.as_deref(), Some("10.11.0.1"));
+    assert_eq!(eth1.router, None, "the router goes to the primary NIC only");
+    let (reached, gateway) = console.ping().expect("the guest pinged its gateway");
+    assert!(
+        reached,
+        "the VM reaches the primary gateway {gateway}: {console}"
+    );
+    println!(
+        "ADD {add_took:?}; ADD start to both NICs configured: {:?}",
+        add_took + console.ready_after
+    );
+    drop(console);
+
+    bench.invoke("DEL", "vm2", "eth0", &args, &config).ok();
+    assert_eq!(bench.pod.links(), ["lo"]);
+    assert!(bench.leases().is_empty());
+    assert_eq!(dhcp_servers_for("vm2"), 0);
 }
