@@ -310,6 +310,36 @@ impl Bench {
         leases
     }
 
+    /// The two delegate networks most tests use: `calico`, a bridge (`10-calico.conf`,
+    /// 10.11.0.0/24), and `flannel`, a ptp conflist (`20-flannel.conflist`, 10.12.0.0/24),
+    /// both at CNI `version`.
+    pub fn write_two_networks(&self, version: &str) {
+        self.write_network(
+            "10-calico.conf",
+            &self.bridge("calico", "br-calico", "10.11.0.0/24", version),
+        );
+        self.write_network(
+            "20-flannel.conflist",
+            &self.ptp_list("flannel", "10.12.0.0/24", version),
+        );
+    }
+
+    /// Asserts that nothing a pod had is left: no interface in the pod, no address
+    /// leased, no state record.
+    pub fn assert_clean(&self) {
+        assert_eq!(self.pod.links(), ["lo"], "the pod keeps no interface");
+        assert!(
+            self.leases().is_empty(),
+            "addresses still leased: {:?}",
+            self.leases()
+        );
+        assert!(
+            self.records().is_empty(),
+            "state left: {:?}",
+            self.records()
+        );
+    }
+
     /// Files under the state directory's attachment records.
     pub fn records(&self) -> Vec<PathBuf> {
         let mut found = Vec::new();

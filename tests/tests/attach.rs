@@ -6,18 +6,6 @@ use serde_json::{Value, json};
 
 const POD: &str = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0";
 
-/// calico (bridge, `10-calico.conf`) and flannel (ptp, `20-flannel.conflist`).
-fn two_networks(bench: &Bench, version: &str) {
-    bench.write_network(
-        "10-calico.conf",
-        &bench.bridge("calico", "br-calico", "10.11.0.0/24", version),
-    );
-    bench.write_network(
-        "20-flannel.conflist",
-        &bench.ptp_list("flannel", "10.12.0.0/24", version),
-    );
-}
-
 fn annotated(annotations: Value) -> String {
     pod_args("default", "web-0", &annotations)
 }
@@ -39,24 +27,10 @@ fn addresses_on(result: &Value, ifname: &str) -> Vec<String> {
         .collect()
 }
 
-fn assert_clean(bench: &Bench) {
-    assert_eq!(bench.pod.links(), ["lo"], "the pod keeps no interface");
-    assert!(
-        bench.leases().is_empty(),
-        "addresses still leased: {:?}",
-        bench.leases()
-    );
-    assert!(
-        bench.records().is_empty(),
-        "state left: {:?}",
-        bench.records()
-    );
-}
-
 #[test]
 fn genie_annotation_gives_eth0_and_eth1_from_two_networks() {
     let bench = Bench::new();
-    two_networks(&bench, "1.0.0");
+    bench.write_two_networks("1.0.0");
     let config = bench.config("1.1.0", json!({}));
     let args = annotated(json!({"cni": "calico,flannel"}));
 
@@ -73,13 +47,13 @@ fn genie_annotation_gives_eth0_and_eth1_from_two_networks() {
     assert_eq!(bench.leases().len(), 2);
 
     bench.invoke("DEL", "c1", "eth0", &args, &config).ok();
-    assert_clean(&bench);
+    bench.assert_clean();
 }
 
 #[test]
 fn genie_ifname_suffix_names_the_interface() {
     let bench = Bench::new();
-    two_networks(&bench, "1.0.0");
+    bench.write_two_networks("1.0.0");
     let config = bench.config("1.0.0", json!({}));
     let args = annotated(json!({"cni": "flannel@fl0, calico@cal0"}));
     let result = bench.invoke("ADD", "c1", "eth0", &args, &config).ok();
@@ -89,26 +63,26 @@ fn genie_ifname_suffix_names_the_interface() {
     links.sort();
     assert_eq!(links, ["cal0", "fl0", "lo"]);
     bench.invoke("DEL", "c1", "eth0", &args, &config).ok();
-    assert_clean(&bench);
+    bench.assert_clean();
 }
 
 #[test]
 fn multus_short_form_adds_defaults_then_net1() {
     let bench = Bench::new();
-    two_networks(&bench, "1.0.0");
+    bench.write_two_networks("1.0.0");
     let config = bench.config("1.0.0", json!({"defaultNetworks": ["calico"]}));
     let args = annotated(json!({"k8s.v1.cni.cncf.io/networks": "default/flannel"}));
     let result = bench.invoke("ADD", "c1", "eth0", &args, &config).ok();
     assert!(addresses_on(&result, "eth0")[0].starts_with("10.11.0."));
     assert!(addresses_on(&result, "net1")[0].starts_with("10.12.0."));
     bench.invoke("DEL", "c1", "eth0", &args, &config).ok();
-    assert_clean(&bench);
+    bench.assert_clean();
 }
 
 #[test]
 fn multus_json_form_with_interface_and_requested_addresses() {
     let bench = Bench::new();
-    two_networks(&bench, "1.0.0");
+    bench.write_two_networks("1.0.0");
     // Static IPAM takes the address from runtimeConfig `ips`, host-local honours it too.
     bench.write_network(
         "30-fixed.conf",
@@ -135,20 +109,20 @@ fn multus_json_form_with_interface_and_requested_addresses() {
     assert_eq!(addresses_on(&result, "net2"), ["10.14.0.42/24"]);
     assert_eq!(bench.pod.addresses("net2"), ["10.14.0.42/24"]);
     bench.invoke("DEL", "c1", "eth0", &args, &config).ok();
-    assert_clean(&bench);
+    bench.assert_clean();
 }
 
 #[test]
 fn default_networks_apply_without_annotations() {
     let bench = Bench::new();
-    two_networks(&bench, "1.0.0");
+    bench.write_two_networks("1.0.0");
     // CNI-Genie's key, as an existing Genie configuration has it.
     let config = bench.config("1.0.0", json!({"default_plugin": "flannel,calico"}));
     let result = bench.invoke("ADD", "c1", "eth0", POD, &config).ok();
     assert!(addresses_on(&result, "eth0")[0].starts_with("10.12.0."));
     assert!(addresses_on(&result, "eth1")[0].starts_with("10.11.0."));
     bench.invoke("DEL", "c1", "eth0", POD, &config).ok();
-    assert_clean(&bench);
+    bench.assert_clean();
 }
 
 #[test]
@@ -168,19 +142,19 @@ fn genie_file_names_find_networks_whose_name_differs() {
     assert!(addresses_on(&result, "eth0")[0].starts_with("10.11.0."));
     assert!(addresses_on(&result, "eth1")[0].starts_with("10.12.0."));
     bench.invoke("DEL", "c1", "eth0", &args, &config).ok();
-    assert_clean(&bench);
+    bench.assert_clean();
 }
 
 #[test]
 fn a_missing_network_is_named_and_nothing_is_made() {
     let bench = Bench::new();
-    two_networks(&bench, "1.0.0");
+    bench.write_two_networks("1.0.0");
     let config = bench.config("1.0.0", json!({}));
     let args = annotated(json!({"cni": "calico,weave"}));
     let error = bench.invoke("ADD", "c1", "eth0", &args, &config).err();
     assert_eq!(error["code"], 102, "{error}");
     assert!(error["msg"].as_str().unwrap().contains("weave"), "{error}");
-    assert_clean(&bench);
+    bench.assert_clean();
 }
 
 #[test]
@@ -202,13 +176,13 @@ fn an_ambiguous_network_names_the_candidates() {
         message.contains("10-a.conf") && message.contains("20-b.conf"),
         "{error}"
     );
-    assert_clean(&bench);
+    bench.assert_clean();
 }
 
 #[test]
 fn no_way_to_choose_is_a_clear_error() {
     let bench = Bench::new();
-    two_networks(&bench, "1.0.0");
+    bench.write_two_networks("1.0.0");
     let config = bench.config("1.0.0", json!({}));
     let error = bench.invoke("ADD", "c1", "eth0", POD, &config).err();
     let message = error["msg"].as_str().unwrap();
@@ -221,7 +195,7 @@ fn no_way_to_choose_is_a_clear_error() {
 #[test]
 fn invalid_interface_names_are_refused_before_any_delegate_runs() {
     let bench = Bench::new();
-    two_networks(&bench, "1.0.0");
+    bench.write_two_networks("1.0.0");
     let config = bench.config("1.0.0", json!({}));
     for annotation in [
         "calico@eth0,flannel@eth0",
@@ -234,7 +208,7 @@ fn invalid_interface_names_are_refused_before_any_delegate_runs() {
             error["code"].as_u64().unwrap() >= 100,
             "{annotation}: {error}"
         );
-        assert_clean(&bench);
+        bench.assert_clean();
     }
 }
 
@@ -248,7 +222,7 @@ fn every_caller_version_gets_its_own_result_format() {
             for file in ["10-calico.conf", "20-flannel.conflist"] {
                 let _ = std::fs::remove_file(bench.networks_dir().join(file));
             }
-            two_networks(&bench, delegate);
+            bench.write_two_networks(delegate);
             let config = bench.config(caller, json!({}));
             let args = annotated(json!({"cni": "calico,flannel"}));
             let result = bench.invoke("ADD", "c1", "eth0", &args, &config).ok();
@@ -267,7 +241,7 @@ fn every_caller_version_gets_its_own_result_format() {
                 bench.invoke("CHECK", "c1", "eth0", &args, &config).ok();
             }
             bench.invoke("DEL", "c1", "eth0", &args, &config).ok();
-            assert_clean(&bench);
+            bench.assert_clean();
         }
     }
 }
@@ -275,7 +249,7 @@ fn every_caller_version_gets_its_own_result_format() {
 #[test]
 fn parallel_attachments_keep_attachment_order() {
     let bench = Bench::new();
-    two_networks(&bench, "1.0.0");
+    bench.write_two_networks("1.0.0");
     let args = annotated(json!({"cni": "flannel,calico"}));
     for parallel in [false, true] {
         let config = bench.config("1.1.0", json!({ "parallel": parallel }));
@@ -289,14 +263,14 @@ fn parallel_attachments_keep_attachment_order() {
             "parallel {parallel}"
         );
         bench.invoke("DEL", "c1", "eth0", &args, &config).ok();
-        assert_clean(&bench);
+        bench.assert_clean();
     }
 }
 
 #[test]
 fn primary_only_merge_returns_the_first_attachment() {
     let bench = Bench::new();
-    two_networks(&bench, "1.0.0");
+    bench.write_two_networks("1.0.0");
     let config = bench.config("1.0.0", json!({"merge": "builtin:primary-only"}));
     let args = annotated(json!({"cni": "calico,flannel"}));
     let result = bench.invoke("ADD", "c1", "eth0", &args, &config).ok();
@@ -306,13 +280,13 @@ fn primary_only_merge_returns_the_first_attachment() {
     // The pod still has both interfaces: merging shapes the answer, not the plumbing.
     assert_eq!(bench.pod.addresses("eth1").len(), 1);
     bench.invoke("DEL", "c1", "eth0", &args, &config).ok();
-    assert_clean(&bench);
+    bench.assert_clean();
 }
 
 #[test]
 fn pod_annotations_from_runtime_config() {
     let bench = Bench::new();
-    two_networks(&bench, "1.0.0");
+    bench.write_two_networks("1.0.0");
     let config = bench.config(
         "1.1.0",
         json!({"runtimeConfig": {"io.kubernetes.cri.pod-annotations": {"cni": "flannel"}}}),
@@ -320,5 +294,5 @@ fn pod_annotations_from_runtime_config() {
     let result = bench.invoke("ADD", "c1", "eth0", POD, &config).ok();
     assert!(addresses_on(&result, "eth0")[0].starts_with("10.12.0."));
     bench.invoke("DEL", "c1", "eth0", POD, &config).ok();
-    assert_clean(&bench);
+    bench.assert_clean();
 }

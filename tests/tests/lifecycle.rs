@@ -7,39 +7,14 @@ use std::thread;
 use plexus_tests::{Bench, Netns, plexus_binary, pod_args};
 use serde_json::{Value, json};
 
-fn two_networks(bench: &Bench) {
-    bench.write_network(
-        "10-calico.conf",
-        &bench.bridge("calico", "br-calico", "10.11.0.0/24", "1.0.0"),
-    );
-    bench.write_network(
-        "20-flannel.conflist",
-        &bench.ptp_list("flannel", "10.12.0.0/24", "1.0.0"),
-    );
-}
-
 fn genie(networks: &str) -> String {
     pod_args("default", "web-0", &json!({ "cni": networks }))
-}
-
-fn assert_clean(bench: &Bench) {
-    assert_eq!(bench.pod.links(), ["lo"], "the pod keeps no interface");
-    assert!(
-        bench.leases().is_empty(),
-        "addresses still leased: {:?}",
-        bench.leases()
-    );
-    assert!(
-        bench.records().is_empty(),
-        "state left: {:?}",
-        bench.records()
-    );
 }
 
 #[test]
 fn a_failing_second_delegate_rolls_back_the_first() {
     let bench = Bench::new();
-    two_networks(&bench);
+    bench.write_two_networks("1.0.0");
     // The bridge plugin itself refuses this: its IPAM has no valid subnet.
     bench.write_network(
         "30-broken.conf",
@@ -57,14 +32,14 @@ fn a_failing_second_delegate_rolls_back_the_first() {
             message.contains("not-a-subnet"),
             "carries the delegate's message: {error}"
         );
-        assert_clean(&bench);
+        bench.assert_clean();
     }
 }
 
 #[test]
 fn del_succeeds_when_the_netns_is_already_gone() {
     let bench = Bench::new();
-    two_networks(&bench);
+    bench.write_two_networks("1.0.0");
     let config = bench.config("1.0.0", json!({}));
     let args = genie("calico,flannel");
     let pod = Netns::new("gone");
@@ -88,7 +63,7 @@ fn del_succeeds_when_the_netns_is_already_gone() {
 #[test]
 fn del_twice_and_del_of_an_unknown_container_succeed() {
     let bench = Bench::new();
-    two_networks(&bench);
+    bench.write_two_networks("1.0.0");
     let config = bench.config("1.0.0", json!({}));
     let args = genie("calico,flannel");
     bench.invoke("ADD", "c1", "eth0", &args, &config).ok();
@@ -97,7 +72,7 @@ fn del_twice_and_del_of_an_unknown_container_succeed() {
     bench
         .invoke("DEL", "never-added", "eth0", &args, &config)
         .ok();
-    assert_clean(&bench);
+    bench.assert_clean();
     let locks = std::fs::read_dir(bench.state_dir().join("locks"))
         .unwrap()
         .count();
@@ -107,7 +82,7 @@ fn del_twice_and_del_of_an_unknown_container_succeed() {
 #[test]
 fn del_works_from_the_record_after_the_configuration_changed() {
     let bench = Bench::new();
-    two_networks(&bench);
+    bench.write_two_networks("1.0.0");
     let config = bench.config("1.0.0", json!({}));
     let args = genie("calico,flannel");
     bench.invoke("ADD", "c1", "eth0", &args, &config).ok();
@@ -119,13 +94,13 @@ fn del_works_from_the_record_after_the_configuration_changed() {
     bench
         .invoke("DEL", "c1", "eth0", &genie("other"), &changed)
         .ok();
-    assert_clean(&bench);
+    bench.assert_clean();
 }
 
 #[test]
 fn check_passes_on_a_healthy_pod_and_fails_when_an_interface_vanished() {
     let bench = Bench::new();
-    two_networks(&bench);
+    bench.write_two_networks("1.0.0");
     let config = bench.config("1.1.0", json!({}));
     let args = genie("calico,flannel");
     bench.invoke("ADD", "c1", "eth0", &args, &config).ok();
@@ -137,13 +112,13 @@ fn check_passes_on_a_healthy_pod_and_fails_when_an_interface_vanished() {
         "{error}"
     );
     bench.invoke("DEL", "c1", "eth0", &args, &config).ok();
-    assert_clean(&bench);
+    bench.assert_clean();
 }
 
 #[test]
 fn status_prints_the_network_status_of_an_attachment() {
     let bench = Bench::new();
-    two_networks(&bench);
+    bench.write_two_networks("1.0.0");
     let config = bench.config("1.0.0", json!({}));
     let args = genie("calico,flannel");
     let result = bench.invoke("ADD", "c1", "eth0", &args, &config).ok();
@@ -178,7 +153,7 @@ fn status_prints_the_network_status_of_an_attachment() {
 #[test]
 fn gc_undoes_attachments_the_runtime_no_longer_knows() {
     let bench = Bench::new();
-    two_networks(&bench);
+    bench.write_two_networks("1.0.0");
     let other_pod = Netns::new("other");
     let config = bench.config("1.1.0", json!({}));
     let args = genie("calico,flannel");
@@ -220,7 +195,7 @@ fn gc_undoes_attachments_the_runtime_no_longer_knows() {
         "the valid pod is untouched"
     );
     bench.invoke("DEL", "keep", "eth0", &args, &config).ok();
-    assert_clean(&bench);
+    bench.assert_clean();
 }
 
 #[test]
@@ -230,7 +205,7 @@ fn status_reports_unavailable_policies_and_networks() {
     let error = bench.invoke_with("STATUS", &config, &[]).err();
     assert_eq!(error["code"], 50, "no network configured: {error}");
 
-    two_networks(&bench);
+    bench.write_two_networks("1.0.0");
     bench.invoke_with("STATUS", &config, &[]).ok();
 
     let broken = bench.config("1.1.0", json!({"merge": "/nonexistent/merge.wasm"}));
@@ -242,7 +217,7 @@ fn status_reports_unavailable_policies_and_networks() {
 #[test]
 fn containers_attach_concurrently_and_one_container_is_serialised() {
     let bench = Bench::new();
-    two_networks(&bench);
+    bench.write_two_networks("1.0.0");
     let config = bench.config("1.1.0", json!({}));
     let args = genie("calico,flannel");
     let pods: Vec<Netns> = (0..4).map(|_| Netns::new("many")).collect();
@@ -332,13 +307,13 @@ fn containers_attach_concurrently_and_one_container_is_serialised() {
     for pod in &pods {
         assert_eq!(pod.links(), ["lo"]);
     }
-    assert_clean(&bench);
+    bench.assert_clean();
 }
 
 #[test]
 fn an_unreadable_record_is_moved_aside_and_del_succeeds() {
     let bench = Bench::new();
-    two_networks(&bench);
+    bench.write_two_networks("1.0.0");
     let config = bench.config("1.0.0", json!({}));
     let args = genie("calico");
     bench.invoke("ADD", "c1", "eth0", &args, &config).ok();

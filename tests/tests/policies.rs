@@ -9,17 +9,6 @@ use std::time::{Duration, Instant};
 use plexus_tests::{Bench, plexus_binary, pod_args};
 use serde_json::json;
 
-fn two_networks(bench: &Bench) {
-    bench.write_network(
-        "10-calico.conf",
-        &bench.bridge("calico", "br-calico", "10.11.0.0/24", "1.0.0"),
-    );
-    bench.write_network(
-        "20-flannel.conflist",
-        &bench.ptp_list("flannel", "10.12.0.0/24", "1.0.0"),
-    );
-}
-
 /// Fills the node's compile cache, as an operator does with `plexus policy compile`, so
 /// that the timing below measures the policy's run, not the first compile.
 fn precompile(bench: &Bench, wasm: &str) {
@@ -38,7 +27,7 @@ fn precompile(bench: &Bench, wasm: &str) {
 #[test]
 fn hostile_policies_fail_the_pod_within_a_second_and_the_next_pod_works() {
     let bench = Bench::new();
-    two_networks(&bench);
+    bench.write_two_networks("1.0.0");
     let args = pod_args("default", "web-0", &json!({"cni": "calico"}));
     let hostile = [
         (env!("POLICY_LOOP_FOREVER"), "time limit"),
@@ -71,7 +60,7 @@ fn hostile_policies_fail_the_pod_within_a_second_and_the_next_pod_works() {
 #[test]
 fn a_policy_that_rejects_the_pod_gives_its_own_message() {
     let bench = Bench::new();
-    two_networks(&bench);
+    bench.write_two_networks("1.0.0");
     let config = bench.config("1.1.0", json!({ "select": env!("POLICY_REJECT") }));
     let error = bench
         .invoke("ADD", "c1", "eth0", "IgnoreUnknown=1", &config)
@@ -89,7 +78,7 @@ fn a_policy_that_rejects_the_pod_gives_its_own_message() {
 #[test]
 fn a_missing_or_wrong_policy_names_the_key() {
     let bench = Bench::new();
-    two_networks(&bench);
+    bench.write_two_networks("1.0.0");
     let cases = [
         (json!({"select": "/nonexistent/select.wasm"}), "select"),
         (json!({"select": "builtin:no-such-policy"}), "select"),
@@ -111,7 +100,7 @@ fn a_missing_or_wrong_policy_names_the_key() {
 #[test]
 fn a_new_wasm_copied_over_the_old_changes_the_next_add() {
     let bench = Bench::new();
-    two_networks(&bench);
+    bench.write_two_networks("1.0.0");
     let policy = bench.dir.path().join("select.wasm");
     let config = bench.config("1.1.0", json!({ "select": policy }));
     let args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0";

@@ -9,14 +9,7 @@ use serde_json::{Value, json};
 #[test]
 fn replay_prints_only_the_pods_a_new_policy_would_change() {
     let bench = Bench::new();
-    bench.write_network(
-        "10-calico.conf",
-        &bench.bridge("calico", "br-calico", "10.11.0.0/24", "1.0.0"),
-    );
-    bench.write_network(
-        "20-flannel.conflist",
-        &bench.ptp_list("flannel", "10.12.0.0/24", "1.0.0"),
-    );
+    bench.write_two_networks("1.0.0");
     let records = bench.dir.path().join("records");
     let config = bench.config("1.1.0", json!({ "recordDir": records }));
     for (container, pod, networks) in [("c1", "stays", "calico"), ("c2", "moves", "flannel")] {

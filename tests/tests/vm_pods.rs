@@ -24,14 +24,7 @@ fn dhcp_servers_for(container: &str) -> usize {
 #[test]
 fn a_vm_pod_gets_taps_bridges_dhcp_and_loses_them_on_del() {
     let bench = Bench::new();
-    bench.write_network(
-        "10-calico.conf",
-        &bench.bridge("calico", "br-calico", "10.11.0.0/24", "1.0.0"),
-    );
-    bench.write_network(
-        "20-flannel.conflist",
-        &bench.ptp_list("flannel", "10.12.0.0/24", "1.0.0"),
-    );
+    bench.write_two_networks("1.0.0");
     let config = bench.config("1.1.0", json!({"vm": {"mode": "annotation"}}));
     let args = pod_args(
         "vms",
@@ -129,14 +122,7 @@ fn pods_without_the_annotation_stay_container_pods() {
 #[test]
 fn a_vm_boots_with_eth0_and_eth1_from_two_networks() {
     let bench = Bench::new();
-    bench.write_network(
-        "10-calico.conf",
-        &bench.bridge("calico", "br-calico", "10.11.0.0/24", "1.0.0"),
-    );
-    bench.write_network(
-        "20-flannel.conflist",
-        &bench.ptp_list("flannel", "10.12.0.0/24", "1.0.0"),
-    );
+    bench.write_two_networks("1.0.0");
     let config = bench.config("1.1.0", json!({"vm": {"mode": "always"}}));
     let args = pod_args("vms", "vm-0", &json!({"cni": "calico,flannel"}));
     let started = std::time::Instant::now();
