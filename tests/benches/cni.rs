@@ -6,9 +6,12 @@
 //!    and the same delegates called directly side by side, the floor for any parallel run.
 //! 2. In process: loading a cached policy and calling it, and the first use of a policy
 //!    never seen before (compile included).
+//! 3. VM pods: ADD of the same two networks in VM mode vs container mode, and the time
+//!    from ADD start until a real VM booted on the taps has both NICs configured.
 //!
-//! Rounds are interleaved (direct, plexus, plexus parallel, direct, ...) so that a slow
-//! patch of the machine hits every contender alike; medians are reported.
+//! Rounds are interleaved, each starting with the next contender, so that a slow patch
+//! of the machine, or what one run leaves for the kernel to finish, hits every contender
+//! alike; medians are reported.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -16,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use plexus_policy::types::{Network, Pod, SelectRequest};
 use plexus_policy::{Limits, PolicyRuntime, PolicySource};
-use plexus_tests::{Bench, REFERENCE_PLUGINS, pod_args};
+use plexus_tests::{Bench, REFERENCE_PLUGINS, pod_args, vm};
 use serde_json::{Value, json};
 
 const ROUNDS: usize = 40;
@@ -64,11 +67,19 @@ fn main() {
     through_plexus(&sequential);
     through_plexus(&parallel);
     let mut times: [Vec<Duration>; 4] = Default::default();
-    for _ in 0..ROUNDS {
-        times[0].push(time(direct));
-        times[1].push(time(direct_side_by_side));
-        times[2].push(time(|| through_plexus(&sequential)));
-        times[3].push(time(|| through_plexus(&parallel)));
+    let contenders: [&dyn Fn(); 4] = [
+        &direct,
+        &direct_side_by_side,
+        &|| through_plexus(&sequential),
+        &|| through_plexus(&parallel),
+    ];
+    for round in 0..ROUNDS {
+        // Each round starts with the next contender: what one leaves behind in the kernel
+        // (deferred veth teardown) must not always slow the same one down.
+        for offset in 0..contenders.len() {
+            let index = (round + offset) % contenders.len();
+            times[index].push(time(contenders[index]));
+        }
     }
     let [
         direct_median,
@@ -100,6 +111,69 @@ fn main() {
     );
 
     policy_costs(&bench);
+    vm_costs(&bench, &args);
+}
+
+const VM_ROUNDS: usize = 15;
+
+fn vm_costs(bench: &Bench, args: &str) {
+    let container = bench.config("1.1.0", json!({"logLevel": "warn"}));
+    let vm = bench.config(
+        "1.1.0",
+        json!({"logLevel": "warn", "vm": {"mode": "always"}}),
+    );
+    let add = |config: &Value| {
+        let started = Instant::now();
+        let result = bench.invoke("ADD", "bench", "eth0", args, config).ok();
+        (started.elapsed(), result)
+    };
+    let del = |config: &Value| {
+        bench.invoke("DEL", "bench", "eth0", args, config).ok();
+    };
+    let (mut container_adds, mut vm_adds) = (Vec::new(), Vec::new());
+    for _ in 0..VM_ROUNDS {
+        container_adds.push(add(&container).0);
+        del(&container);
+        vm_adds.push(add(&vm).0);
+        del(&vm);
+    }
+    let (container_add, vm_add) = (median(&mut container_adds), median(&mut vm_adds));
+    println!("VM pods, ADD of the same two networks, median of {VM_ROUNDS} interleaved rounds");
+    println!("  container mode (baseline) {}", ms(container_add));
+    println!(
+        "  VM mode                   {}   ratio {:.2}",
+        ms(vm_add),
+        ratio(vm_add, container_add)
+    );
+
+    let (took, result) = add(&vm);
+    let taps: Vec<(String, String)> = result["interfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|iface| {
+            iface["name"]
+                .as_str()
+                .is_some_and(|name| name.starts_with("tap-"))
+        })
+        .map(|tap| {
+            let field = |key: &str| tap[key].as_str().unwrap_or_default().to_owned();
+            (field("name"), field("mac"))
+        })
+        .collect();
+    let taps: Vec<(&str, &str)> = taps
+        .iter()
+        .map(|(tap, mac)| (tap.as_str(), mac.as_str()))
+        .collect();
+    let console = vm::boot(bench.pod.path(), &taps, Duration::from_secs(90));
+    println!(
+        "  ADD start to both VM NICs configured (console): {}  (ADD {}, boot {})",
+        ms(took + console.ready_after),
+        ms(took),
+        ms(console.ready_after)
+    );
+    drop(console);
+    del(&vm);
 }
 
 fn policy_costs(bench: &Bench) {
