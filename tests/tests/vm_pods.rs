@@ -6,18 +6,30 @@ use std::fs;
 
 use std::time::Duration;
 
+use plexus_plumbing::testing::wait_for;
 use plexus_tests::{Bench, pod_args, vm};
 use serde_json::{Value, json};
 
-fn dhcp_servers_for(container: &str) -> usize {
+/// The DHCP processes serving a container's NICs: (pid, is a worker) for each.
+fn dhcp_processes_for(container: &str) -> Vec<(u32, bool)> {
     fs::read_dir("/proc")
         .unwrap()
         .filter_map(Result::ok)
-        .filter_map(|entry| fs::read(entry.path().join("cmdline")).ok())
-        .filter(|cmdline| {
-            let cmdline = String::from_utf8_lossy(cmdline);
-            cmdline.contains("dhcp\0serve") && cmdline.contains(&format!("/{container}-"))
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            (cmdline.contains("dhcp\0serve") && cmdline.contains(&format!("/{container}-")))
+                .then(|| (pid, cmdline.contains("\0--worker\0")))
         })
+        .collect()
+}
+
+/// The DHCP supervisors of a container's NICs, one per NIC.
+fn dhcp_servers_for(container: &str) -> usize {
+    dhcp_processes_for(container)
+        .iter()
+        .filter(|(_, worker)| !worker)
         .count()
 }
 
@@ -170,4 +182,48 @@ fn a_vm_boots_with_eth0_and_eth1_from_two_networks() {
     assert_eq!(bench.pod.links(), ["lo"]);
     assert!(bench.leases().is_empty());
     assert_eq!(dhcp_servers_for("vm2"), 0);
+}
+
+#[test]
+fn a_killed_dhcp_server_is_started_again() {
+    let bench = Bench::new();
+    bench.write_two_networks("1.0.0");
+    let config = bench.config("1.1.0", json!({"vm": {"mode": "always"}}));
+    let args = pod_args("vms", "vm-3", &json!({"cni": "calico,flannel"}));
+    bench.invoke("ADD", "vm3", "eth0", &args, &config).ok();
+    let workers = |container: &str| -> Vec<u32> {
+        dhcp_processes_for(container)
+            .into_iter()
+            .filter_map(|(pid, worker)| worker.then_some(pid))
+            .collect()
+    };
+    wait_for("a DHCP worker per NIC", Duration::from_secs(10), || {
+        workers("vm3").len() == 2
+    });
+    let before = workers("vm3");
+
+    nix_kill(before[0]);
+    wait_for(
+        "the killed worker to be replaced",
+        Duration::from_secs(10),
+        || {
+            let now = workers("vm3");
+            now.len() == 2 && !now.contains(&before[0])
+        },
+    );
+
+    bench.invoke("DEL", "vm3", "eth0", &args, &config).ok();
+    assert!(
+        dhcp_processes_for("vm3").is_empty(),
+        "DEL stops supervisors and workers"
+    );
+}
+
+/// SIGKILL, as an OOM killer or an operator's `kill -9` would.
+fn nix_kill(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }

@@ -52,6 +52,9 @@ enum DhcpCommand {
     Serve {
         #[arg(long)]
         state: PathBuf,
+        /// Serve in this process, unsupervised (what the supervisor runs).
+        #[arg(long, hide = true)]
+        worker: bool,
     },
 }
 
@@ -70,7 +73,7 @@ pub fn main() -> ExitCode {
             container_id,
             state_dir,
         } => status(&container_id, &state_dir),
-        CliCommand::Dhcp(DhcpCommand::Serve { state }) => dhcp::serve_state(&state),
+        CliCommand::Dhcp(DhcpCommand::Serve { state, worker }) => dhcp::serve_state(&state, worker),
         CliCommand::Explain(args) => explain::run(&args),
         CliCommand::Demo(args) => demo::run(&args),
     };
