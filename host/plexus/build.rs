@@ -16,9 +16,15 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 /// The built-in policies: guest crate names, which are also their `builtin:NAME` names.
-const BUILTINS: &[&str] = &["annotations", "merge-all", "primary-only"];
+const BUILTINS: &[&str] = &[
+    "annotations",
+    "merge-all",
+    "primary-only",
+    "range",
+    "sticky",
+];
 /// The WIT version the SDK builds against, vendored with it.
-const SDK_WIT: &str = "wit/v0.2.0";
+const SDK_WIT: &str = "wit/v0.3.0";
 
 fn main() {
     let manifest_dir = env_path("CARGO_MANIFEST_DIR");

@@ -230,8 +230,8 @@ fn policy_inspect_describes_world_version_metadata_and_cache() {
         serde_json::from_slice::<Value>(&output.stdout).unwrap()
     };
     let info = inspect();
-    assert_eq!(info["world"], "plexus:policy/selector@0.2.0");
-    assert_eq!(info["wit-version"], "0.2.0");
+    assert_eq!(info["world"], "plexus:policy/selector@0.3.0");
+    assert_eq!(info["wit-version"], "0.3.0");
     assert_eq!(info["metadata"]["name"], "annotations");
     assert_eq!(info["sha256"].as_str().unwrap().len(), 64);
     assert!(

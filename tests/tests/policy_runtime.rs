@@ -1,7 +1,7 @@
 //! The policy runtime against real components (`policies/`, built by `build.rs`): the
 //! sandbox's limits, error reporting, the compile cache, and the WIT versions served
-//! (the fixtures are 0.1.0 policies except `needs-newer-host` and `vm-aware`; the
-//! built-ins are 0.2.0).
+//! (the fixtures are 0.1.0 policies except `needs-newer-host` and `vm-aware`, which are
+//! 0.2.0; the built-ins are 0.3.0).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -532,8 +532,8 @@ fn a_0_2_0_policy_reports_its_metadata() {
     ] {
         let policy = runtime.load(&source(path)).unwrap();
         assert_eq!(policy.kind(), kind);
-        assert_eq!(policy.wit_version(), "0.2.0");
-        let metadata = policy.metadata().expect("0.2.0 policies have metadata");
+        assert_eq!(policy.wit_version(), "0.3.0");
+        let metadata = policy.metadata().expect("0.3.0 policies have metadata");
         assert_eq!(metadata.name, name);
         // The built-ins' own version (their workspace's) and the SDK's default.
         assert_eq!(metadata.version, "0.1.0");

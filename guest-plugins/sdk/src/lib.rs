@@ -1,10 +1,11 @@
 //! Write Plexus policies: WebAssembly components that choose a pod's networks
-//! (the `selector` world) or merge the delegates' results (the `merger` world) of
-//! the WIT package `plexus:policy@0.2.0`.
+//! (the `selector` world), merge the delegates' results (the `merger` world) or decide a
+//! pod's addresses on a network (the `ipam` world) of the WIT package
+//! `plexus:policy@0.3.0`.
 //!
 //! A policy is a `cdylib` crate built with `cargo build --release --target wasm32-wasip2`.
-//! It implements [`Selector`] or [`Merger`] on a type and exports it with
-//! [`export_selector!`] or [`export_merger!`]:
+//! It implements [`Selector`], [`Merger`] or [`Ipam`] on a type and exports it with
+//! [`export_selector!`], [`export_merger!`] or [`export_ipam!`]:
 //!
 //! ```
 //! use plexus_policy_sdk::types::{Attachment, SelectRequest};
@@ -29,8 +30,9 @@
 //!
 //! The export macros only export on `wasm32`, so the same crate builds and tests natively:
 //! `cargo test` calls `FirstNetwork::select(...)` like any Rust function. The helpers in
-//! [`annotations`], [`networks`], [`ifnames`], [`results`] and [`config`] are plain Rust
-//! for the same reason.
+//! [`annotations`], [`networks`], [`ifnames`], [`results`], [`config`] and [`ipam`] are
+//! plain Rust for the same reason; an IPAM policy takes its [`store::Store`] as an
+//! argument, so a test hands it a [`store::MemoryStore`].
 //!
 //! A policy returns `Err(message)` for anything its input can get wrong; the host turns the
 //! message into the CNI error. A panic aborts the call; its message (printed to stderr)
@@ -66,10 +68,12 @@
 pub mod annotations;
 pub mod config;
 pub mod ifnames;
+pub mod ipam;
 pub mod networks;
 pub mod results;
+pub mod store;
 
-/// The oldest Plexus host that serves `plexus:policy@0.2.0`, the WIT this SDK builds
+/// The oldest Plexus host that serves `plexus:policy@0.3.0`, the WIT this SDK builds
 /// against: the `min-host-version` a policy declares unless it names a later one.
 pub const MIN_HOST_VERSION: &str = "0.1.0";
 
@@ -80,7 +84,7 @@ pub const MIN_HOST_VERSION: &str = "0.1.0";
 pub mod selector_world {
     wit_bindgen::generate!({
         world: "selector",
-        path: "../../wit/v0.2.0",
+        path: "../../wit/v0.3.0",
         // Policy authors build records with `..Default::default()` and compare them in tests.
         additional_derives: [PartialEq, Eq, Default],
         pub_export_macro: true,
@@ -95,19 +99,36 @@ pub mod selector_world {
 pub mod merger_world {
     wit_bindgen::generate!({
         world: "merger",
-        path: "../../wit/v0.2.0",
-        with: { "plexus:policy/types@0.2.0": crate::selector_world::plexus::policy::types },
+        path: "../../wit/v0.3.0",
+        with: { "plexus:policy/types@0.3.0": crate::selector_world::plexus::policy::types },
         pub_export_macro: true,
         export_macro_name: "export_merger_world",
     });
 }
 
-/// The records of the `plexus:policy/types@0.2.0` interface, shared by both worlds.
+/// Bindings of the `ipam` world, sharing the selector world's `types`; its `store`
+/// import is reached through [`store::HostStore`].
+#[doc(hidden)]
+#[allow(clippy::all)] // Generated code.
+pub mod ipam_world {
+    wit_bindgen::generate!({
+        world: "ipam",
+        path: "../../wit/v0.3.0",
+        with: { "plexus:policy/types@0.3.0": crate::selector_world::plexus::policy::types },
+        additional_derives: [PartialEq, Eq],
+        pub_export_macro: true,
+        export_macro_name: "export_ipam_world",
+    });
+}
+
+/// The records of the `plexus:policy/types@0.3.0` interface, shared by every world.
 pub mod types {
     pub use crate::selector_world::plexus::policy::types::*;
 }
 
-use types::{Attachment, CniResult, MergeRequest, PolicyMetadata, SelectRequest};
+use types::{
+    Attachment, CniResult, GcRequest, IpamRequest, MergeRequest, PolicyMetadata, SelectRequest,
+};
 
 /// A selection policy: chooses the networks a pod is attached to, and the interface each
 /// attachment gets. Export the implementing type with [`export_selector!`].
@@ -124,8 +145,25 @@ pub trait Merger {
     fn merge(request: MergeRequest) -> Result<CniResult, String>;
 }
 
-/// What a policy says about itself. Implemented by [`export_selector!`] and
-/// [`export_merger!`], not by hand; call it in tests to see what the host will read.
+/// An IPAM policy: decides an attachment's addresses on one network, keeping its
+/// allocations in the network's [`store::Store`]. Export the implementing type with
+/// [`export_ipam!`]. [`ipam::Ranges`] does the work of a range allocator.
+///
+/// The host undoes every write of a call that returns `Err` (or traps), so a method
+/// may fail at any point without leaving half an allocation behind.
+pub trait Ipam {
+    /// The attachment's addresses, routes and DNS (CNI ADD).
+    fn allocate(request: IpamRequest, store: &dyn store::Store) -> Result<CniResult, String>;
+    /// Releases the attachment's addresses (CNI DEL); releasing nothing is no error.
+    fn release(request: IpamRequest, store: &dyn store::Store) -> Result<(), String>;
+    /// Fails when the attachment no longer holds its addresses (CNI CHECK).
+    fn check(request: IpamRequest, store: &dyn store::Store) -> Result<(), String>;
+    /// Releases the allocations of attachments that no longer exist (CNI GC).
+    fn gc(request: GcRequest, store: &dyn store::Store) -> Result<(), String>;
+}
+
+/// What a policy says about itself. Implemented by [`export_selector!`],
+/// [`export_merger!`] and [`export_ipam!`], not by hand; call it in tests to see what the host will read.
 pub trait Metadata {
     /// The policy's name and version, and the oldest Plexus host that can run it.
     fn metadata() -> PolicyMetadata;
@@ -158,6 +196,33 @@ impl<P: Merger + Metadata> merger_world::Guest for MergerExport<P> {
 
     fn metadata() -> PolicyMetadata {
         P::metadata()
+    }
+}
+
+/// Exports an [`Ipam`] through the generated bindings, handing it the host's store.
+/// Used by [`export_ipam!`] only.
+#[doc(hidden)]
+pub struct IpamExport<P>(core::marker::PhantomData<P>);
+
+impl<P: Ipam + Metadata> ipam_world::Guest for IpamExport<P> {
+    fn metadata() -> PolicyMetadata {
+        P::metadata()
+    }
+
+    fn allocate(request: IpamRequest) -> Result<CniResult, String> {
+        P::allocate(request, &store::HostStore)
+    }
+
+    fn release(request: IpamRequest) -> Result<(), String> {
+        P::release(request, &store::HostStore)
+    }
+
+    fn check(request: IpamRequest) -> Result<(), String> {
+        P::check(request, &store::HostStore)
+    }
+
+    fn gc(request: GcRequest) -> Result<(), String> {
+        P::gc(request, &store::HostStore)
     }
 }
 
@@ -199,6 +264,22 @@ macro_rules! export_merger {
             // The generated export macro takes a type name, not a generic type.
             type Export = $crate::MergerExport<$policy>;
             $crate::merger_world::export_merger_world!(Export with_types_in $crate::merger_world);
+        };
+    };
+}
+
+/// Exports a type implementing [`Ipam`] as the component's `allocate`, `release`, `check`
+/// and `gc` functions, and its [`Metadata`] as `metadata`. Used like
+/// [`export_selector!`].
+#[macro_export]
+macro_rules! export_ipam {
+    ($policy:ty $(, min_host_version = $min_host_version:expr)? $(,)?) => {
+        $crate::__impl_metadata!($policy $(, $min_host_version)?);
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            // The generated export macro takes a type name, not a generic type.
+            type Export = $crate::IpamExport<$policy>;
+            $crate::ipam_world::export_ipam_world!(Export with_types_in $crate::ipam_world);
         };
     };
 }

@@ -92,6 +92,7 @@ pub enum StoreError {
     },
 
     /// etcd answered, but refused the operation (permissions, limits...).
+    #[cfg(feature = "etcd")]
     #[error("network {network:?}: address store {store} refused the operation: {source}")]
     Etcd {
         /// The network the operation was for.

@@ -12,16 +12,22 @@
 //!   `stateDir`, one lock per network, crash-safe writes.
 //! - [`EtcdStore`]: cluster-wide, etcd transactions, so two nodes never hand out the
 //!   same address.
+//!
+//! [`MemoryStore`] has their semantics without durability, for running a policy offline.
 
 mod error;
+#[cfg(feature = "etcd")]
 mod etcd;
 mod file;
+mod memory;
 
 use std::fmt;
 
 pub use error::StoreError;
+#[cfg(feature = "etcd")]
 pub use etcd::{EtcdClientIdentity, EtcdConfig, EtcdStore, EtcdTls};
 pub use file::FileStore;
+pub use memory::MemoryStore;
 
 /// The longest key a store accepts, in bytes.
 ///

@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 
 use plexus_cni::{CniError, DelegateError, code};
+use plexus_ipam_store::StoreError;
 use plexus_policy::PolicyError;
 
 use crate::config::ConfigError;
@@ -97,6 +98,15 @@ pub enum PlexusError {
     },
     #[error("plexus failed unexpectedly: {0}")]
     Internal(String),
+    /// An address store could not be opened or used (`plexus-ipam`).
+    #[error(transparent)]
+    Store(#[from] plexus_ipam_store::StoreError),
+    /// A `plexus-ipam` failure, with the network it was for.
+    #[error("network {network}: {source}")]
+    Ipam {
+        network: String,
+        source: Box<PlexusError>,
+    },
 }
 
 /// One delegate that could not be undone.
@@ -165,6 +175,12 @@ impl PlexusError {
     pub fn to_cni(&self) -> CniError {
         let code = match self {
             PlexusError::RollbackFailed { error, .. } => error.to_cni().code,
+            PlexusError::Ipam { source, .. } => source.to_cni().code,
+            PlexusError::Store(StoreError::Unreachable { .. }) => code::TRY_AGAIN_LATER,
+            PlexusError::Store(StoreError::InvalidNetwork { .. } | StoreError::Config { .. }) => {
+                code::INVALID_CONFIG
+            }
+            PlexusError::Store(_) => code::IO_FAILURE,
             PlexusError::NotInVersion { .. } => code::INCOMPATIBLE_VERSION,
             PlexusError::Internal(_) => code::INTERNAL,
             PlexusError::Env(_) => code::INVALID_ENVIRONMENT,
@@ -203,6 +219,9 @@ impl PlexusError {
 
 fn policy_code(error: &PolicyError) -> u32 {
     match error {
+        // The store is down or unreadable, not the policy wrong: the runtime should retry.
+        PolicyError::StoreUnavailable { .. } => code::TRY_AGAIN_LATER,
+        PolicyError::UndoIncomplete { error, .. } => policy_code(error),
         PolicyError::Rejected { .. } => plexus_code::POLICY_REJECTED,
         PolicyError::Timeout { .. }
         | PolicyError::MemoryLimit { .. }

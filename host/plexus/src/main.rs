@@ -1,10 +1,13 @@
-//! `plexus`: a CNI plugin when `CNI_COMMAND` is set, a command-line tool otherwise.
+//! `plexus`: a CNI plugin when `CNI_COMMAND` is set, a command-line tool otherwise, and
+//! the IPAM plugin when invoked as `plexus-ipam`.
 
 mod builtins;
 mod cli;
+mod cni_io;
 mod config;
 mod error;
 mod flock;
+mod ipam;
 mod logging;
 mod network_status;
 mod networks;
@@ -26,9 +29,8 @@ fn main() -> ExitCode {
         .map(std::path::PathBuf::from)
         .and_then(|path| Some(path.file_name()?.to_os_string()));
     if invoked_as.is_some_and(|name| name == IPAM_NAME) {
-        // Never the meta-plugin under this name: a delegate calling it as its IPAM would
-        // wait forever on the lock of the very ADD that runs the delegate.
-        plugin::refuse(IPAM_NAME)
+        // Only ever the IPAM plugin under this name, whatever the environment says.
+        ipam::main()
     } else if std::env::var_os("CNI_COMMAND").is_some() {
         plugin::main()
     } else {

@@ -95,6 +95,17 @@ impl AttachmentRecord {
     }
 }
 
+/// Where policies compiled for this node are kept, under the state directory `root`.
+pub fn cache_dir(root: &Path) -> PathBuf {
+    root.join("cache")
+}
+
+/// Where `plexus-ipam`'s file store keeps each network's allocations, under the state
+/// directory `root`.
+pub fn ipam_dir(root: &Path) -> PathBuf {
+    root.join("ipam")
+}
+
 /// The state directory.
 #[derive(Debug, Clone)]
 pub struct StateStore {
@@ -137,7 +148,7 @@ impl StateStore {
     }
 
     pub fn cache_dir(&self) -> PathBuf {
-        self.root.join("cache")
+        cache_dir(&self.root)
     }
 
     /// Where the DHCP servers of VM NICs keep their state (one file per NIC).

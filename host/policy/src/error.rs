@@ -76,6 +76,19 @@ pub enum PolicyError {
     #[error("policy {policy} failed: {reason}")]
     Trap { policy: String, reason: String },
 
+    /// An IPAM policy's call failed because its address store did (unreachable,
+    /// unreadable); what it wrote was undone.
+    #[error("policy {policy}: {reason}")]
+    StoreUnavailable { policy: String, reason: String },
+
+    /// An IPAM call failed and some of what it wrote could not be undone: `left` says
+    /// what, so an operator can clean the store.
+    #[error("{error}; undoing its writes failed, so the address store keeps them: {}", left.join("; "))]
+    UndoIncomplete {
+        error: Box<PolicyError>,
+        left: Vec<String>,
+    },
+
     /// The compile cache could not be used where it was required (`precompile`).
     #[error("policy {policy}: compile cache: {reason}")]
     Cache { policy: String, reason: String },

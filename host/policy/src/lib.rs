@@ -45,6 +45,7 @@ mod output;
 mod runtime;
 mod sandbox;
 mod source;
+mod store_access;
 pub mod types;
 mod wit;
 
@@ -85,14 +86,20 @@ pub enum PolicyKind {
     Selector,
     /// `plexus:policy/merger`: exports `merge`.
     Merger,
+    /// `plexus:policy/ipam`: exports `allocate` (and `release`, `check`, `gc`).
+    Ipam,
 }
 
 impl PolicyKind {
-    /// The function the world exports.
+    /// Every world.
+    pub const ALL: [Self; 3] = [Self::Selector, Self::Merger, Self::Ipam];
+
+    /// The function that tells the world apart among a component's exports.
     pub fn export(self) -> &'static str {
         match self {
             Self::Selector => "select",
             Self::Merger => "merge",
+            Self::Ipam => "allocate",
         }
     }
 }
@@ -103,6 +110,7 @@ impl fmt::Display for PolicyKind {
         f.write_str(match self {
             Self::Selector => "selector",
             Self::Merger => "merger",
+            Self::Ipam => "ipam",
         })
     }
 }

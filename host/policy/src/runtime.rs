@@ -2,6 +2,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -15,8 +16,11 @@ use wasmtime::{Config, Engine, Store};
 
 use crate::cache::Cache;
 use crate::sandbox::{self, Sandbox};
-use crate::types::{Attachment, CniResult, MergeRequest, PolicyMetadata, SelectRequest};
-use crate::wit::{MergerPre, SelectorPre, WitVersion};
+use crate::store_access::StoreAccess;
+use crate::types::{
+    Attachment, CniResult, GcRequest, IpamRequest, MergeRequest, PolicyMetadata, SelectRequest,
+};
+use crate::wit::{IpamCall, IpamPre, MergerPre, SelectorPre, WitVersion};
 use crate::{HOST_VERSION, Limits, PolicyError, PolicyKind, PolicySource};
 
 /// How often the epoch advances: the granularity of the time limit.
@@ -66,6 +70,7 @@ impl PolicyRuntime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
         sandbox::add_deadline_clock(&mut linker).map_err(setup)?;
+        sandbox::add_store(&mut linker).map_err(setup)?;
         let cache = cache_dir.and_then(|dir| Cache::open(dir, &engine));
         let ticker = EpochTicker::start(engine.clone())?;
         Ok(Self {
@@ -226,22 +231,27 @@ impl PolicyRuntime {
             .exports(&self.engine)
             .map(|(name, _)| name)
             .collect();
-        let kind = match (
-            exports.contains(&PolicyKind::Selector.export()),
-            exports.contains(&PolicyKind::Merger.export()),
-        ) {
-            (true, false) => PolicyKind::Selector,
-            (false, true) => PolicyKind::Merger,
-            (true, true) => {
-                return Err(invalid(
-                    "it exports both `select` and `merge`; a policy implements one world".into(),
-                ));
-            }
-            (false, false) => {
+        let kinds: Vec<PolicyKind> = PolicyKind::ALL
+            .into_iter()
+            .filter(|kind| exports.contains(&kind.export()))
+            .collect();
+        let kind = match kinds.as_slice() {
+            [kind] => *kind,
+            [] => {
                 return Err(invalid(format!(
-                    "it exports neither `select` (plexus:policy/selector) nor `merge` \
-                     (plexus:policy/merger); its exports: [{}]",
+                    "it exports none of `select` (plexus:policy/selector), `merge` \
+                     (plexus:policy/merger) and `allocate` (plexus:policy/ipam); its exports: [{}]",
                     exports.join(", ")
+                )));
+            }
+            several => {
+                let names: Vec<String> = several
+                    .iter()
+                    .map(|kind| format!("`{}`", kind.export()))
+                    .collect();
+                return Err(invalid(format!(
+                    "it exports {}; a policy implements one world",
+                    names.join(" and ")
                 )));
             }
         };
@@ -267,6 +277,19 @@ impl PolicyRuntime {
                     .transpose()?;
                 (Exports::Merger(pre), metadata)
             }
+            PolicyKind::Ipam => {
+                let pre = IpamPre::new(pre, version)
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "it is built against plexus:policy@{}, which has no ipam world; \
+                             the ipam world exists from plexus:policy@0.3.0 on",
+                            version.as_str()
+                        ))
+                    })?
+                    .map_err(link_error)?;
+                let metadata = self.call(policy, pre.engine(), pre.metadata())?;
+                (Exports::Ipam(pre), Some(metadata))
+            }
         })
     }
 
@@ -277,12 +300,25 @@ impl PolicyRuntime {
         engine: &Engine,
         call: impl FnOnce(&mut Store<Sandbox>) -> wasmtime::Result<R>,
     ) -> Result<R, PolicyError> {
+        self.call_with_store(policy, engine, None, call).0
+    }
+
+    /// [`call`](Self::call), in a sandbox that reaches the address store `ipam`; also
+    /// returns that access, with what the call wrote.
+    fn call_with_store<R>(
+        &self,
+        policy: &str,
+        engine: &Engine,
+        ipam: Option<StoreAccess>,
+        call: impl FnOnce(&mut Store<Sandbox>) -> wasmtime::Result<R>,
+    ) -> (Result<R, PolicyError>, Option<StoreAccess>) {
         // Wasmtime panics when a store meets code of another engine.
         if !Engine::same(engine, &self.engine) {
-            return Err(PolicyError::Invalid {
+            let error = PolicyError::Invalid {
                 policy: policy.to_owned(),
                 reason: "it was loaded by another PolicyRuntime".to_owned(),
-            });
+            };
+            return (Err(error), ipam);
         }
         let started = Instant::now();
         let mut store = Sandbox::store(
@@ -290,9 +326,10 @@ impl PolicyRuntime {
             &self.limits,
             started.checked_add(self.limits.timeout),
             epoch_ticks(self.limits.timeout),
+            ipam,
         );
         let result = call(&mut store);
-        let sandbox = store.data();
+        let sandbox = store.data_mut();
         let (stdout, stderr) = sandbox.output();
         if !stdout.is_empty() {
             debug!(policy, %stdout, "policy wrote to stdout");
@@ -301,7 +338,8 @@ impl PolicyRuntime {
             debug!(policy, %stderr, "policy wrote to stderr");
         }
         debug!(policy, elapsed = ?started.elapsed(), ok = result.is_ok(), "policy call finished");
-        result.map_err(|error| sandbox.failure(policy, &error, &self.limits))
+        let result = result.map_err(|error| sandbox.failure(policy, &error, &self.limits));
+        (result, sandbox.take_ipam())
     }
 }
 
@@ -422,6 +460,7 @@ pub struct Policy {
 enum Exports {
     Selector(SelectorPre),
     Merger(MergerPre),
+    Ipam(IpamPre),
 }
 
 impl Exports {
@@ -429,6 +468,7 @@ impl Exports {
         match self {
             Self::Selector(pre) => (PolicyKind::Selector, pre.version()),
             Self::Merger(pre) => (PolicyKind::Merger, pre.version()),
+            Self::Ipam(pre) => (PolicyKind::Ipam, pre.version()),
         }
     }
 }
@@ -449,7 +489,7 @@ impl Policy {
         self.exports.identity().0
     }
 
-    /// The version of `plexus:policy` it was built against: `0.1.0` or `0.2.0`.
+    /// The version of `plexus:policy` it was built against, e.g. `0.3.0`.
     pub fn wit_version(&self) -> &str {
         self.exports.identity().1.as_str()
     }
@@ -493,6 +533,99 @@ impl Policy {
         };
         let answer = runtime.call(&self.name, pre.engine(), |store| pre.merge(store, request))?;
         answer.map_err(|message| self.rejected(message))
+    }
+
+    /// Calls an IPAM policy's `allocate`: the attachment's addresses, routes and DNS,
+    /// allocated from `store` (the network's).
+    ///
+    /// All or nothing: when the call fails, whatever it wrote to `store` is undone.
+    /// `runtime` must be the one that loaded the policy.
+    pub fn allocate(
+        &self,
+        runtime: &PolicyRuntime,
+        store: Arc<dyn plexus_ipam_store::Store>,
+        request: &IpamRequest,
+    ) -> Result<CniResult, PolicyError> {
+        let allocation = self.ipam(runtime, store, IpamCall::Allocate(request))?;
+        allocation.ok_or_else(|| PolicyError::Trap {
+            policy: self.name.clone(),
+            reason: "`allocate` answered without an allocation".to_owned(),
+        })
+    }
+
+    /// Calls an IPAM policy's `release`, all or nothing like [`allocate`](Self::allocate).
+    pub fn release(
+        &self,
+        runtime: &PolicyRuntime,
+        store: Arc<dyn plexus_ipam_store::Store>,
+        request: &IpamRequest,
+    ) -> Result<(), PolicyError> {
+        self.ipam(runtime, store, IpamCall::Release(request))
+            .map(drop)
+    }
+
+    /// Calls an IPAM policy's `check`: an error when the attachment no longer holds what
+    /// it was allocated.
+    pub fn check(
+        &self,
+        runtime: &PolicyRuntime,
+        store: Arc<dyn plexus_ipam_store::Store>,
+        request: &IpamRequest,
+    ) -> Result<(), PolicyError> {
+        self.ipam(runtime, store, IpamCall::Check(request))
+            .map(drop)
+    }
+
+    /// Calls an IPAM policy's `gc`, all or nothing like [`allocate`](Self::allocate).
+    pub fn gc(
+        &self,
+        runtime: &PolicyRuntime,
+        store: Arc<dyn plexus_ipam_store::Store>,
+        request: &GcRequest,
+    ) -> Result<(), PolicyError> {
+        self.ipam(runtime, store, IpamCall::Gc(request)).map(drop)
+    }
+
+    fn ipam(
+        &self,
+        runtime: &PolicyRuntime,
+        store: Arc<dyn plexus_ipam_store::Store>,
+        call: IpamCall<'_>,
+    ) -> Result<Option<CniResult>, PolicyError> {
+        let Exports::Ipam(pre) = &self.exports else {
+            return Err(self.wrong_world(PolicyKind::Ipam));
+        };
+        let (result, access) = runtime.call_with_store(
+            &self.name,
+            pre.engine(),
+            Some(StoreAccess::new(store)),
+            |store| pre.call(store, call),
+        );
+        let error = match result {
+            Ok(Ok(answer)) => return Ok(answer),
+            Ok(Err(message)) => self.rejected(message),
+            Err(error) => error,
+        };
+        let Some(access) = access else {
+            return Err(error);
+        };
+        // The store's own failure explains the policy's, whatever the policy made of it.
+        let error = match access.unavailable() {
+            Some(reason) => PolicyError::StoreUnavailable {
+                policy: self.name.clone(),
+                reason: reason.to_owned(),
+            },
+            None => error,
+        };
+        let left = access.undo();
+        if left.is_empty() {
+            Err(error)
+        } else {
+            Err(PolicyError::UndoIncomplete {
+                error: Box::new(error),
+                left,
+            })
+        }
     }
 
     fn wrong_world(&self, expected: PolicyKind) -> PolicyError {
@@ -649,7 +782,7 @@ mod tests {
         let error = runtime.load(&source).unwrap_err();
         assert!(matches!(error, PolicyError::Invalid { .. }), "{error}");
         assert!(error.to_string().contains("builtin:empty"), "{error}");
-        assert!(error.to_string().contains("neither `select`"), "{error}");
+        assert!(error.to_string().contains("none of `select`"), "{error}");
     }
 
     #[test]

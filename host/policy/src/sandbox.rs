@@ -12,6 +12,7 @@ use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::output::OutputTail;
+use crate::store_access::{StoreAccess, wit as store};
 use crate::{Limits, PolicyError};
 
 /// Bytes of a guest's stdout and stderr kept (the tail) for logs and panic messages.
@@ -34,15 +35,19 @@ pub(crate) struct Sandbox {
     /// When the call's wall-clock time is up (`None`: beyond what `Instant` can hold);
     /// see [`DeadlineClock`].
     deadline: Option<Instant>,
+    /// The network's address store, for a call of the `ipam` world.
+    ipam: Option<StoreAccess>,
 }
 
 impl Sandbox {
-    /// A store for one call, which must finish by `deadline` and within `epoch_ticks`.
+    /// A store for one call, which must finish by `deadline` and within `epoch_ticks`,
+    /// and may reach the address store `ipam`.
     pub(crate) fn store(
         engine: &Engine,
         limits: &Limits,
         deadline: Option<Instant>,
         epoch_ticks: u64,
+        ipam: Option<StoreAccess>,
     ) -> Store<Self> {
         let stdout = OutputTail::new(CAPTURED_OUTPUT);
         let stderr = OutputTail::new(CAPTURED_OUTPUT);
@@ -62,6 +67,7 @@ impl Sandbox {
             stdout,
             stderr,
             deadline,
+            ipam,
         };
         let mut store = Store::new(engine, sandbox);
         store.limiter(|sandbox| &mut sandbox.limiter);
@@ -73,6 +79,17 @@ impl Sandbox {
     /// What the guest wrote to stdout and stderr (tails), for the logs.
     pub(crate) fn output(&self) -> (String, String) {
         (self.stdout.text(), self.stderr.text())
+    }
+
+    /// The address store access of the call, with what the call wrote.
+    pub(crate) fn take_ipam(&mut self) -> Option<StoreAccess> {
+        self.ipam.take()
+    }
+
+    fn ipam(&mut self) -> Result<&mut StoreAccess, store::StoreError> {
+        self.ipam.as_mut().ok_or_else(|| {
+            store::StoreError::Unavailable("this call was given no address store".to_owned())
+        })
     }
 
     /// Turns the error that ended a call into the reason a user can act on.
@@ -122,6 +139,37 @@ impl WasiView for Sandbox {
             table: &mut self.table,
         }
     }
+}
+
+/// An IPAM policy's `store` import, forwarded to the call's [`StoreAccess`].
+impl store::Host for Sandbox {
+    fn get(&mut self, key: String) -> Result<Option<store::Entry>, store::StoreError> {
+        self.ipam()?.get(key)
+    }
+
+    fn list(&mut self, prefix: String) -> Result<Vec<store::Entry>, store::StoreError> {
+        self.ipam()?.list(prefix)
+    }
+
+    fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<u64>,
+        value: String,
+    ) -> Result<bool, store::StoreError> {
+        self.ipam()?.compare_and_swap(key, expected, value)
+    }
+
+    fn delete(&mut self, key: String, expected: u64) -> Result<bool, store::StoreError> {
+        self.ipam()?.delete(key, expected)
+    }
+}
+
+/// Adds the `store` interface of the `ipam` world to `linker`.
+pub(crate) fn add_store(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
+    store::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(linker, |sandbox| {
+        sandbox
+    })
 }
 
 /// The message of a Rust panic, from the guest's stderr:

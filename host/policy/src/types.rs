@@ -1,4 +1,4 @@
-//! The records of `plexus:policy/types`, newest version (`wit/v0.2.0`), as Rust types.
+//! The records of `plexus:policy/types`, newest version (`wit/v0.3.0`), as Rust types.
 //!
 //! Generated from the WIT package by `wasmtime::component::bindgen!`, so they are exactly
 //! what crosses the policy boundary; a policy built against an older version gets them
@@ -8,9 +8,9 @@
 //! `false` or `none`) and an unknown field is an error, so a typo is reported rather than
 //! silently ignored.
 
-pub use crate::wit::v0_2_0::selector::plexus::policy::types::{
-    Attachment, CniResult, DelegateResult, Dns, Interface, IpConfig, MergeRequest, Network, Pod,
-    PolicyMetadata, Route, SelectRequest,
+pub use crate::wit::v0_3_0::selector::plexus::policy::types::{
+    Attachment, AttachmentId, CniResult, DelegateResult, Dns, GcRequest, Interface, IpConfig,
+    IpamRequest, MergeRequest, Network, Pod, PolicyMetadata, Route, SelectRequest,
 };
 
 /// Gives each record serde impls with the WIT's field names.
@@ -94,6 +94,16 @@ wit_serde! {
     DelegateResult { attachment: Attachment, network: Network, result: CniResult }
     MergeRequest { pod: Pod, results: Vec<DelegateResult>, policy_config: String }
     PolicyMetadata { name: String, version: String, min_host_version: String }
+    IpamRequest {
+        pod: Pod,
+        network: String,
+        config: String,
+        requested_ips: Vec<String>,
+        cni_args: Vec<(String, String)>,
+        now: u64,
+    }
+    AttachmentId { container_id: String, ifname: String }
+    GcRequest { network: String, config: String, valid_attachments: Vec<AttachmentId>, now: u64 }
 }
 
 #[cfg(test)]

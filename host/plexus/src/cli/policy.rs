@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Subcommand;
+use plexus_ipam_store::MemoryStore;
 use plexus_policy::{Limits, Policy, PolicyKind, PolicyRuntime, PolicySource};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -21,7 +23,10 @@ pub enum PolicyCommand {
     Run {
         /// `builtin:NAME` or a path to a `.wasm` component.
         policy: String,
-        /// A select-request (for a selector) or merge-request (for a merger), as JSON.
+        /// A select-request (for a selector), a merge-request (for a merger), or for an
+        /// IPAM policy `{"call": "allocate" | "release" | "check" | "gc", "request": ...,
+        /// "store": {KEY: VALUE, ...}}` (the store it starts from; it prints the answer
+        /// and the store afterwards), as JSON.
         #[arg(long)]
         input: PathBuf,
     },
@@ -132,8 +137,81 @@ fn call(runtime: &PolicyRuntime, policy: &Policy, request: Value) -> Result<Valu
             let request = serde_json::from_value(request).map_err(CallError::Input)?;
             serde_json::to_value(policy.merge(runtime, &request)?)
         }
+        PolicyKind::Ipam => return call_ipam(runtime, policy, request),
     };
     output.map_err(CallError::Input)
+}
+
+/// `value` as the request type of the call.
+fn shaped<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, CallError> {
+    T::deserialize(value).map_err(CallError::Input)
+}
+
+/// What an offline IPAM call starts from: the call, its request, and the store's entries.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IpamInput {
+    #[serde(default)]
+    call: IpamCallName,
+    request: Value,
+    #[serde(default)]
+    store: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum IpamCallName {
+    #[default]
+    Allocate,
+    Release,
+    Check,
+    Gc,
+}
+
+/// An IPAM call against an in-memory store: `{"result": ..., "store": {...}}`, the store
+/// as the call left it (as it was, when the call failed: the host undid its writes).
+fn call_ipam(runtime: &PolicyRuntime, policy: &Policy, input: Value) -> Result<Value, CallError> {
+    let input: IpamInput = serde_json::from_value(input).map_err(CallError::Input)?;
+    let network = input
+        .request
+        .get("network")
+        .and_then(Value::as_str)
+        .unwrap_or("network")
+        .to_owned();
+    let entries = input
+        .store
+        .into_iter()
+        .map(|(key, value)| (key, value.into_bytes()));
+    let store = Arc::new(
+        MemoryStore::new(&network, entries).map_err(|error| CallError::Store(error.to_string()))?,
+    );
+    let request = &input.request;
+    let result = match input.call {
+        IpamCallName::Allocate => {
+            serde_json::to_value(policy.allocate(runtime, store.clone(), &shaped(request)?)?)
+                .map_err(CallError::Input)?
+        }
+        IpamCallName::Release => policy
+            .release(runtime, store.clone(), &shaped(request)?)
+            .map(|()| Value::Null)?,
+        IpamCallName::Check => policy
+            .check(runtime, store.clone(), &shaped(request)?)
+            .map(|()| Value::Null)?,
+        IpamCallName::Gc => policy
+            .gc(runtime, store.clone(), &shaped(request)?)
+            .map(|()| Value::Null)?,
+    };
+    let contents: serde_json::Map<String, Value> = store
+        .contents()
+        .into_iter()
+        .map(|(key, value)| {
+            (
+                key,
+                Value::String(String::from_utf8_lossy(&value).into_owned()),
+            )
+        })
+        .collect();
+    Ok(json!({ "result": result, "store": contents }))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +220,8 @@ enum CallError {
     Input(#[source] serde_json::Error),
     #[error(transparent)]
     Policy(#[from] plexus_policy::PolicyError),
+    #[error("the input's store: {0}")]
+    Store(String),
 }
 
 /// A case file holds one case or `{"cases": [...]}`.

@@ -1,8 +1,6 @@
-//! STATUS and VERSION: can this node add pods, and which versions do we speak.
+//! STATUS: can this node add pods.
 
-use plexus_cni::CniVersion;
 use plexus_policy::PolicyKind;
-use serde_json::{Value, json};
 
 use super::Context;
 use crate::error::PlexusError;
@@ -37,11 +35,4 @@ pub fn status(context: &Context) -> Result<(), PlexusError> {
             .map_err(|error| not_available(format!("network {}: {error}", network.config.name)))?;
     }
     Ok(())
-}
-
-pub fn version() -> Value {
-    json!({
-        "cniVersion": CniVersion::LATEST.as_str(),
-        "supportedVersions": CniVersion::ALL.iter().map(|version| version.as_str()).collect::<Vec<_>>(),
-    })
 }

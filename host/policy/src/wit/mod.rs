@@ -7,13 +7,16 @@
 //! modules convert requests down and answers up.
 
 mod v0_1_0;
-pub(crate) mod v0_2_0;
+mod v0_2_0;
+pub(crate) mod v0_3_0;
 
 use wasmtime::component::InstancePre;
 use wasmtime::{Engine, Store};
 
 use crate::sandbox::Sandbox;
-use crate::types::{Attachment, CniResult, MergeRequest, PolicyMetadata, SelectRequest};
+use crate::types::{
+    Attachment, CniResult, GcRequest, IpamRequest, MergeRequest, PolicyMetadata, SelectRequest,
+};
 
 /// The package every policy interface belongs to.
 const PACKAGE: &str = "plexus:policy";
@@ -23,18 +26,24 @@ const PACKAGE: &str = "plexus:policy";
 pub(crate) enum WitVersion {
     V0_1_0,
     V0_2_0,
+    V0_3_0,
 }
 
 /// The versions of `plexus:policy` this host serves, oldest first.
-pub const WIT_VERSIONS: [&str; 2] = [WitVersion::V0_1_0.as_str(), WitVersion::V0_2_0.as_str()];
+pub const WIT_VERSIONS: [&str; 3] = [
+    WitVersion::V0_1_0.as_str(),
+    WitVersion::V0_2_0.as_str(),
+    WitVersion::V0_3_0.as_str(),
+];
 
 impl WitVersion {
-    const ALL: [Self; 2] = [Self::V0_1_0, Self::V0_2_0];
+    const ALL: [Self; 3] = [Self::V0_1_0, Self::V0_2_0, Self::V0_3_0];
 
     pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Self::V0_1_0 => "0.1.0",
             Self::V0_2_0 => "0.2.0",
+            Self::V0_3_0 => "0.3.0",
         }
     }
 
@@ -90,35 +99,77 @@ impl WitVersion {
     }
 }
 
-/// A selector prepared for instantiation, through the bindings of its version.
-pub(crate) enum SelectorPre {
-    V0_1_0(v0_1_0::SelectorPre<Sandbox>),
-    V0_2_0(v0_2_0::SelectorPre<Sandbox>),
+/// Defines the prepared instantiation of a world that every version serves: an enum
+/// with one variant per version's bindings, and what does not depend on the call.
+macro_rules! versioned_pre {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub(crate) enum $name {
+            V0_1_0(v0_1_0::$name<Sandbox>),
+            V0_2_0(v0_2_0::$name<Sandbox>),
+            V0_3_0(v0_3_0::$name<Sandbox>),
+        }
+
+        impl $name {
+            /// Checks that the component exports the world's functions with this
+            /// version's types.
+            pub(crate) fn new(pre: InstancePre<Sandbox>, version: WitVersion) -> wasmtime::Result<Self> {
+                Ok(match version {
+                    WitVersion::V0_1_0 => Self::V0_1_0(v0_1_0::$name::new(pre)?),
+                    WitVersion::V0_2_0 => Self::V0_2_0(v0_2_0::$name::new(pre)?),
+                    WitVersion::V0_3_0 => Self::V0_3_0(v0_3_0::$name::new(pre)?),
+                })
+            }
+
+            pub(crate) fn version(&self) -> WitVersion {
+                match self {
+                    Self::V0_1_0(_) => WitVersion::V0_1_0,
+                    Self::V0_2_0(_) => WitVersion::V0_2_0,
+                    Self::V0_3_0(_) => WitVersion::V0_3_0,
+                }
+            }
+
+            pub(crate) fn engine(&self) -> &Engine {
+                match self {
+                    Self::V0_1_0(pre) => pre.engine(),
+                    Self::V0_2_0(pre) => pre.engine(),
+                    Self::V0_3_0(pre) => pre.engine(),
+                }
+            }
+
+            /// The call of `metadata`, for the versions that export it.
+            pub(crate) fn metadata(
+                &self,
+            ) -> Option<impl FnOnce(&mut Store<Sandbox>) -> wasmtime::Result<PolicyMetadata> + '_> {
+                enum Call<'a> {
+                    V0_2_0(&'a v0_2_0::$name<Sandbox>),
+                    V0_3_0(&'a v0_3_0::$name<Sandbox>),
+                }
+                let call = match self {
+                    Self::V0_1_0(_) => return None,
+                    Self::V0_2_0(pre) => Call::V0_2_0(pre),
+                    Self::V0_3_0(pre) => Call::V0_3_0(pre),
+                };
+                Some(move |store: &mut Store<Sandbox>| match call {
+                    Call::V0_2_0(pre) => pre.instantiate(&mut *store)?.call_metadata(&mut *store),
+                    Call::V0_3_0(pre) => pre.instantiate(&mut *store)?.call_metadata(&mut *store),
+                })
+            }
+        }
+    };
 }
 
+versioned_pre!(
+    /// A selector prepared for instantiation, through the bindings of its version.
+    SelectorPre
+);
+
+versioned_pre!(
+    /// A merger prepared for instantiation, through the bindings of its version.
+    MergerPre
+);
+
 impl SelectorPre {
-    /// Checks that the component exports the world's functions with this version's types.
-    pub(crate) fn new(pre: InstancePre<Sandbox>, version: WitVersion) -> wasmtime::Result<Self> {
-        Ok(match version {
-            WitVersion::V0_1_0 => Self::V0_1_0(v0_1_0::SelectorPre::new(pre)?),
-            WitVersion::V0_2_0 => Self::V0_2_0(v0_2_0::SelectorPre::new(pre)?),
-        })
-    }
-
-    pub(crate) fn version(&self) -> WitVersion {
-        match self {
-            Self::V0_1_0(_) => WitVersion::V0_1_0,
-            Self::V0_2_0(_) => WitVersion::V0_2_0,
-        }
-    }
-
-    pub(crate) fn engine(&self) -> &Engine {
-        match self {
-            Self::V0_1_0(pre) => pre.engine(),
-            Self::V0_2_0(pre) => pre.engine(),
-        }
-    }
-
     /// Instantiates the policy in `store` and calls `select`.
     pub(crate) fn select(
         &self,
@@ -130,51 +181,14 @@ impl SelectorPre {
             Self::V0_2_0(pre) => pre
                 .instantiate(&mut *store)?
                 .call_select(&mut *store, request),
+            Self::V0_3_0(pre) => pre
+                .instantiate(&mut *store)?
+                .call_select(&mut *store, request),
         }
     }
-
-    /// The call of `metadata`, for the versions that export it.
-    pub(crate) fn metadata(
-        &self,
-    ) -> Option<impl FnOnce(&mut Store<Sandbox>) -> wasmtime::Result<PolicyMetadata> + '_> {
-        match self {
-            Self::V0_1_0(_) => None,
-            Self::V0_2_0(pre) => Some(|store: &mut Store<Sandbox>| {
-                pre.instantiate(&mut *store)?.call_metadata(&mut *store)
-            }),
-        }
-    }
-}
-
-/// A merger prepared for instantiation, through the bindings of its version.
-pub(crate) enum MergerPre {
-    V0_1_0(v0_1_0::MergerPre<Sandbox>),
-    V0_2_0(v0_2_0::MergerPre<Sandbox>),
 }
 
 impl MergerPre {
-    /// Checks that the component exports the world's functions with this version's types.
-    pub(crate) fn new(pre: InstancePre<Sandbox>, version: WitVersion) -> wasmtime::Result<Self> {
-        Ok(match version {
-            WitVersion::V0_1_0 => Self::V0_1_0(v0_1_0::MergerPre::new(pre)?),
-            WitVersion::V0_2_0 => Self::V0_2_0(v0_2_0::MergerPre::new(pre)?),
-        })
-    }
-
-    pub(crate) fn version(&self) -> WitVersion {
-        match self {
-            Self::V0_1_0(_) => WitVersion::V0_1_0,
-            Self::V0_2_0(_) => WitVersion::V0_2_0,
-        }
-    }
-
-    pub(crate) fn engine(&self) -> &Engine {
-        match self {
-            Self::V0_1_0(pre) => pre.engine(),
-            Self::V0_2_0(pre) => pre.engine(),
-        }
-    }
-
     /// Instantiates the policy in `store` and calls `merge`.
     pub(crate) fn merge(
         &self,
@@ -186,19 +200,70 @@ impl MergerPre {
             Self::V0_2_0(pre) => pre
                 .instantiate(&mut *store)?
                 .call_merge(&mut *store, request),
+            Self::V0_3_0(pre) => pre
+                .instantiate(&mut *store)?
+                .call_merge(&mut *store, request),
+        }
+    }
+}
+
+/// An IPAM policy prepared for instantiation. The `ipam` world exists from 0.3.0 on.
+pub(crate) struct IpamPre(v0_3_0::IpamPre<Sandbox>);
+
+/// One call of the `ipam` world.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum IpamCall<'a> {
+    Allocate(&'a IpamRequest),
+    Release(&'a IpamRequest),
+    Check(&'a IpamRequest),
+    Gc(&'a GcRequest),
+}
+
+/// What an `ipam` call answers: the allocation for `allocate`, nothing for the others.
+pub(crate) type IpamAnswer = Result<Option<CniResult>, String>;
+
+impl IpamPre {
+    /// Checks that the component exports the world's functions; `None` for a version
+    /// without the world.
+    pub(crate) fn new(
+        pre: InstancePre<Sandbox>,
+        version: WitVersion,
+    ) -> Option<wasmtime::Result<Self>> {
+        match version {
+            WitVersion::V0_1_0 | WitVersion::V0_2_0 => None,
+            WitVersion::V0_3_0 => Some(v0_3_0::IpamPre::new(pre).map(Self)),
         }
     }
 
-    /// The call of `metadata`, for the versions that export it.
+    pub(crate) fn version(&self) -> WitVersion {
+        WitVersion::V0_3_0
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        self.0.engine()
+    }
+
     pub(crate) fn metadata(
         &self,
-    ) -> Option<impl FnOnce(&mut Store<Sandbox>) -> wasmtime::Result<PolicyMetadata> + '_> {
-        match self {
-            Self::V0_1_0(_) => None,
-            Self::V0_2_0(pre) => Some(|store: &mut Store<Sandbox>| {
-                pre.instantiate(&mut *store)?.call_metadata(&mut *store)
-            }),
-        }
+    ) -> impl FnOnce(&mut Store<Sandbox>) -> wasmtime::Result<PolicyMetadata> + '_ {
+        |store: &mut Store<Sandbox>| self.0.instantiate(&mut *store)?.call_metadata(&mut *store)
+    }
+
+    /// Instantiates the policy in `store` and makes `call`.
+    pub(crate) fn call(
+        &self,
+        store: &mut Store<Sandbox>,
+        call: IpamCall<'_>,
+    ) -> wasmtime::Result<IpamAnswer> {
+        let instance = self.0.instantiate(&mut *store)?;
+        Ok(match call {
+            IpamCall::Allocate(request) => instance.call_allocate(&mut *store, request)?.map(Some),
+            IpamCall::Release(request) => {
+                instance.call_release(&mut *store, request)?.map(|()| None)
+            }
+            IpamCall::Check(request) => instance.call_check(&mut *store, request)?.map(|()| None),
+            IpamCall::Gc(request) => instance.call_gc(&mut *store, request)?.map(|()| None),
+        })
     }
 }
 
@@ -213,6 +278,7 @@ mod tests {
         for (types, version) in [
             ("plexus:policy/types@0.1.0", WitVersion::V0_1_0),
             ("plexus:policy/types@0.2.0", WitVersion::V0_2_0),
+            ("plexus:policy/types@0.3.0", WitVersion::V0_3_0),
         ] {
             assert_eq!(
                 WitVersion::of_component([WASI, types, "select"]),
@@ -223,10 +289,10 @@ mod tests {
 
     #[test]
     fn an_unknown_or_missing_version_is_explained() {
-        let newer = WitVersion::of_component(["plexus:policy/types@0.3.0"]).unwrap_err();
-        assert!(newer.contains("plexus:policy@0.3.0"), "{newer}");
+        let newer = WitVersion::of_component(["plexus:policy/types@0.4.0"]).unwrap_err();
+        assert!(newer.contains("plexus:policy@0.4.0"), "{newer}");
         assert!(
-            newer.contains("serves plexus:policy@0.1.0, plexus:policy@0.2.0"),
+            newer.contains("serves plexus:policy@0.1.0, plexus:policy@0.2.0, plexus:policy@0.3.0"),
             "{newer}"
         );
 

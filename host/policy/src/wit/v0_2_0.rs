@@ -1,13 +1,12 @@
-//! Bindings of `plexus:policy@0.2.0` (`wit/v0.2.0`), the newest version: its records are
-//! the crate's [`types`](crate::types), so its policies are called without conversion.
+//! Bindings of `plexus:policy@0.2.0` (`wit/v0.2.0`), frozen. 0.3.0 only added the `ipam`
+//! world and the records it uses, so the records 0.2.0 has are the newest ones, field for
+//! field: its policies are called with the crate's [`types`](crate::types) directly.
 
 pub(crate) mod selector {
     wasmtime::component::bindgen!({
         path: "../../wit/v0.2.0",
         world: "selector",
-        // `Default` for serde's `default` (JSON written by hand may leave out empty fields)
-        // and for callers' `..Default::default()`; equality for their tests.
-        additional_derives: [Default, PartialEq, Eq],
+        with: { "plexus:policy/types": crate::wit::v0_3_0::selector::plexus::policy::types },
     });
 }
 
@@ -15,8 +14,7 @@ pub(crate) mod merger {
     wasmtime::component::bindgen!({
         path: "../../wit/v0.2.0",
         world: "merger",
-        // One set of Rust types for both worlds.
-        with: { "plexus:policy/types": super::selector::plexus::policy::types },
+        with: { "plexus:policy/types": crate::wit::v0_3_0::selector::plexus::policy::types },
     });
 }
 

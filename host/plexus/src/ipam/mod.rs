@@ -1,0 +1,179 @@
+//! `plexus` run as `plexus-ipam`: the CNI IPAM protocol for any delegate (bridge,
+//! macvlan, ...), with the addresses decided by an IPAM policy that allocates from the
+//! network's address store (a file store on the node, or etcd across nodes).
+//!
+//! The policy sees neither files nor sockets: the host opens the store, scopes it to the
+//! network, and undoes whatever a failed call wrote (see `plexus_policy`), so an ADD
+//! either allocates completely or not at all.
+
+mod config;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use plexus_cni::{Command, Invocation};
+use plexus_ipam_store::{EtcdStore, FileStore, Store};
+use plexus_policy::types as wit;
+use plexus_policy::{Limits, Policy, PolicyKind, PolicyRuntime};
+use serde_json::Value;
+use tracing::debug;
+
+use crate::cni_io;
+use crate::config::ConfigError;
+use crate::error::PlexusError;
+use crate::logging;
+use crate::pod::PodIdentity;
+use crate::policy_io;
+use crate::selection;
+use crate::state;
+use config::{IpamConfig, StoreChoice};
+
+/// Runs the invocation and prints its answer; the exit status tells success.
+pub fn main() -> ExitCode {
+    cni_io::serve(run)
+}
+
+fn run(invocation: Invocation, stdin: &[u8]) -> Result<Option<Value>, PlexusError> {
+    if invocation.command == Command::Version {
+        return Ok(Some(cni_io::version()));
+    }
+    let config = IpamConfig::from_slice(stdin, &invocation)?;
+    logging::init(config.log_file.as_deref(), &config.log_level);
+    debug!(command = %invocation.command, network = %config.network, container = ?invocation.container_id, "IPAM invoked");
+    let in_network = |error: PlexusError| PlexusError::Ipam {
+        network: config.network.clone(),
+        source: Box::new(error),
+    };
+    let store = open_store(&config).map_err(in_network)?;
+    if invocation.command == Command::Status {
+        // Ready when the store answers: an allocation needs nothing else.
+        store
+            .list("")
+            .map_err(|error| in_network(PlexusError::from(error)))?;
+        return Ok(None);
+    }
+    let runtime = PolicyRuntime::new(
+        Some(state::cache_dir(&config.state_dir)),
+        Limits {
+            timeout: config.policy_timeout,
+            memory_bytes: config.policy_memory_bytes,
+        },
+    )
+    .map_err(|error| in_network(error.into()))?;
+    let policy = selection::load_policy(&runtime, "ipam.policy", &config.policy, PolicyKind::Ipam)
+        .map_err(in_network)?;
+    let call = Call {
+        runtime: &runtime,
+        policy: &policy,
+        store,
+        config: &config,
+    };
+    match invocation.command {
+        Command::Add => call.add(&invocation).map(Some),
+        Command::Del => call.del(&invocation).map(|()| None),
+        Command::Check => call.check(&invocation).map(|()| None),
+        Command::Gc => call.gc().map(|()| None),
+        Command::Status | Command::Version => Ok(None),
+    }
+    .map_err(in_network)
+}
+
+fn open_store(config: &IpamConfig) -> Result<Arc<dyn Store>, PlexusError> {
+    Ok(match &config.store {
+        StoreChoice::File => Arc::new(FileStore::open(
+            state::ipam_dir(&config.state_dir),
+            &config.network,
+        )?),
+        StoreChoice::Etcd(etcd) => Arc::new(EtcdStore::connect(etcd, &config.network)?),
+    })
+}
+
+/// One invocation's policy call, with everything it needs.
+struct Call<'a> {
+    runtime: &'a PolicyRuntime,
+    policy: &'a Policy,
+    store: Arc<dyn Store>,
+    config: &'a IpamConfig,
+}
+
+impl Call<'_> {
+    fn add(&self, invocation: &Invocation) -> Result<Value, PlexusError> {
+        let allocation =
+            self.policy
+                .allocate(self.runtime, self.store.clone(), &self.request(invocation))?;
+        let result = policy_io::from_policy_result(allocation);
+        if !result.interfaces.is_empty() {
+            return Err(PlexusError::InvalidAnswer {
+                policy: self.policy.name().to_owned(),
+                reason: "an IPAM result has no interfaces; the delegate makes them".into(),
+            });
+        }
+        policy_io::check_result(&result).map_err(|reason| PlexusError::InvalidAnswer {
+            policy: self.policy.name().to_owned(),
+            reason,
+        })?;
+        Ok(result.to_json(self.config.cni_version))
+    }
+
+    fn del(&self, invocation: &Invocation) -> Result<(), PlexusError> {
+        Ok(self
+            .policy
+            .release(self.runtime, self.store.clone(), &self.request(invocation))?)
+    }
+
+    fn check(&self, invocation: &Invocation) -> Result<(), PlexusError> {
+        Ok(self
+            .policy
+            .check(self.runtime, self.store.clone(), &self.request(invocation))?)
+    }
+
+    fn gc(&self) -> Result<(), PlexusError> {
+        // A missing list is an error, never "nothing is valid": that would free every address.
+        let valid =
+            plexus_cni::parse_valid_attachments(&self.config.document).map_err(|error| {
+                PlexusError::Config(ConfigError::Key {
+                    key: "cni.dev/valid-attachments",
+                    reason: error.to_string(),
+                })
+            })?;
+        let request = wit::GcRequest {
+            network: self.config.network.clone(),
+            config: self.config.ipam.to_string(),
+            valid_attachments: valid
+                .into_iter()
+                .map(|(container_id, ifname)| wit::AttachmentId {
+                    container_id,
+                    ifname,
+                })
+                .collect(),
+            now: now(),
+        };
+        Ok(self.policy.gc(self.runtime, self.store.clone(), &request)?)
+    }
+
+    fn request(&self, invocation: &Invocation) -> wit::IpamRequest {
+        let identity = PodIdentity::from_args(&invocation.args);
+        wit::IpamRequest {
+            pod: wit::Pod {
+                namespace: identity.namespace,
+                name: identity.name,
+                uid: identity.uid,
+                container_id: invocation.container_id.clone().unwrap_or_default(),
+                ifname: invocation.ifname.clone().unwrap_or_default(),
+            },
+            network: self.config.network.clone(),
+            config: self.config.ipam.to_string(),
+            requested_ips: self.config.requested_ips.clone(),
+            cni_args: invocation.args.clone(),
+            now: now(),
+        }
+    }
+}
+
+/// Seconds since the Unix epoch; a clock before 1970 counts as 0.
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
