@@ -4,6 +4,8 @@
 //! Nothing is made in the root namespace: every delegate runs inside the node namespace,
 //! and everything a test made is removed when its [`Bench`] is dropped, pass or fail.
 
+pub mod etcd;
+pub mod ipam;
 pub mod vm;
 
 use std::fs;
@@ -361,7 +363,8 @@ impl Default for Bench {
     }
 }
 
-fn answer(output: Output) -> Answer {
+/// What a plugin printed and how it exited.
+pub(crate) fn answer(output: Output) -> Answer {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let json = if stdout.trim().is_empty() {
         Value::Null

@@ -98,6 +98,13 @@ pub enum PlexusError {
     },
     #[error("plexus failed unexpectedly: {0}")]
     Internal(String),
+    /// A lock file could not be taken.
+    #[error("cannot lock {}: {source}", path.display())]
+    Lock {
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
     /// An address store could not be opened or used (`plexus-ipam`).
     #[error(transparent)]
     Store(#[from] plexus_ipam_store::StoreError),
@@ -180,7 +187,7 @@ impl PlexusError {
             PlexusError::Store(StoreError::InvalidNetwork { .. } | StoreError::Config { .. }) => {
                 code::INVALID_CONFIG
             }
-            PlexusError::Store(_) => code::IO_FAILURE,
+            PlexusError::Store(_) | PlexusError::Lock { .. } => code::IO_FAILURE,
             PlexusError::NotInVersion { .. } => code::INCOMPATIBLE_VERSION,
             PlexusError::Internal(_) => code::INTERNAL,
             PlexusError::Env(_) => code::INVALID_ENVIRONMENT,

@@ -54,7 +54,7 @@ pub enum PolicyError {
     Rejected { policy: String, message: String },
 
     /// The call ran past [`Limits::timeout`](crate::Limits::timeout).
-    #[error("policy {policy} did not finish within its time limit of {limit:?}")]
+    #[error("policy {policy} did not finish within its time limit of {limit:?} (CPU time)")]
     Timeout { policy: String, limit: Duration },
 
     /// The policy wanted more linear memory than [`Limits::memory_bytes`](crate::Limits::memory_bytes).

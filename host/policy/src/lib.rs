@@ -29,9 +29,10 @@
 //! Each call runs in a fresh store: WASI preview 2 with no preopened directories, no
 //! environment, no arguments, no network, an empty stdin, and stdout and stderr captured
 //! in memory (the last 64 KiB of each, logged at debug level; a panic message is taken
-//! from stderr). A call is stopped after [`Limits::timeout`] of wall-clock time, even
-//! when it is blocked sleeping in a host call, and may grow its linear memory to
-//! [`Limits::memory_bytes`] in total; its wasm stack is bounded too.
+//! from stderr). A call is stopped once the process has spent [`Limits::timeout`] of CPU
+//! time on it (time spent waiting for a core does not count, so a busy node does not fail
+//! policies), a sleep in it never outlasts `timeout` of wall-clock time, and it may grow
+//! its linear memory to [`Limits::memory_bytes`] in total; its wasm stack is bounded too.
 //!
 //! # The compile cache
 //! Compiling a component takes far longer than running it, so a runtime given a cache
@@ -64,7 +65,8 @@ pub const HOST_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// What one policy call may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Wall-clock time for one call, instantiation included (default 500 ms).
+    /// CPU time for one call, instantiation included (default 500 ms); also the longest
+    /// a call may sleep. Counted for the whole process: make calls one at a time.
     pub timeout: Duration,
     /// Linear memory of one call, all memories together (default 64 MiB).
     pub memory_bytes: usize,

@@ -325,7 +325,6 @@ impl PolicyRuntime {
             &self.engine,
             &self.limits,
             started.checked_add(self.limits.timeout),
-            epoch_ticks(self.limits.timeout),
             ipam,
         );
         let result = call(&mut store);
@@ -380,14 +379,6 @@ fn check_metadata(
         });
     }
     Ok(())
-}
-
-/// Epoch ticks for `timeout`, one more than it spans: the deadline is counted from
-/// whatever point of the current tick the call starts at, so the call always gets at
-/// least `timeout` and at most one tick more.
-fn epoch_ticks(timeout: Duration) -> u64 {
-    let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
-    u64::try_from(ticks).unwrap_or(u64::MAX - 1) + 1
 }
 
 /// A policy's bytes, identity and name, read from its source.
@@ -660,6 +651,9 @@ impl fmt::Debug for Policy {
 /// The one thread per runtime that advances the engine's epoch, against which each call's
 /// deadline is set. A call never needs a timer of its own, and a late tick can only end
 /// the call whose deadline it is.
+///
+/// The epoch only says when to look: at each tick the call checks the CPU time its
+/// thread has used (see `Sandbox::store`).
 struct EpochTicker {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -707,14 +701,6 @@ mod tests {
         fn shareable<T: Send + Sync>() {}
         shareable::<PolicyRuntime>();
         shareable::<Policy>();
-    }
-
-    #[test]
-    fn deadline_spans_the_timeout_plus_one_tick() {
-        assert_eq!(epoch_ticks(Duration::from_millis(500)), 51);
-        assert_eq!(epoch_ticks(Duration::from_millis(501)), 52);
-        assert_eq!(epoch_ticks(Duration::ZERO), 1);
-        assert_eq!(epoch_ticks(Duration::MAX), u64::MAX);
     }
 
     fn metadata(version: &str, min_host_version: &str) -> PolicyMetadata {

@@ -1,11 +1,11 @@
 //! What one policy call runs in: a fresh store with a WASI context that grants nothing,
-//! limits on memory, tables and instances, and a wall-clock deadline that even blocking
-//! host calls respect.
+//! limits on memory, tables and instances, and a wall-clock deadline that a sleeping
+//! guest's timers respect.
 
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasData, Linker, ResourceTable};
-use wasmtime::{Engine, ResourceLimiter, Store, Trap};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::clocks::{WasiClocksCtxView, WasiClocksView};
 use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
@@ -40,13 +40,13 @@ pub(crate) struct Sandbox {
 }
 
 impl Sandbox {
-    /// A store for one call, which must finish by `deadline` and within `epoch_ticks`,
+    /// A store for one call, which may use `limits.timeout` of CPU time and sleep until
+    /// `deadline`,
     /// and may reach the address store `ipam`.
     pub(crate) fn store(
         engine: &Engine,
         limits: &Limits,
         deadline: Option<Instant>,
-        epoch_ticks: u64,
         ipam: Option<StoreAccess>,
     ) -> Store<Self> {
         let stdout = OutputTail::new(CAPTURED_OUTPUT);
@@ -71,8 +71,19 @@ impl Sandbox {
         };
         let mut store = Store::new(engine, sandbox);
         store.limiter(|sandbox| &mut sandbox.limiter);
-        store.set_epoch_deadline(epoch_ticks);
-        store.epoch_deadline_trap();
+        // At every epoch tick, the call goes on while its thread has used less than its CPU
+        // time. Counting CPU rather than wall-clock time means that a node busy starting a
+        // hundred pods at once, where a policy waits for a core, does not fail them.
+        let timeout = limits.timeout;
+        let started = thread_cpu_time();
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if thread_cpu_time().saturating_sub(started) >= timeout {
+                Err(Trap::Interrupt.into())
+            } else {
+                Ok(UpdateDeadline::Continue(1))
+            }
+        });
         store
     }
 
@@ -267,6 +278,16 @@ impl ResourceLimiter for Limiter {
     }
 }
 
+/// The CPU time the calling thread has used: policy calls run on the thread that made
+/// their store.
+fn thread_cpu_time() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
+}
+
 /// Replaces `wasi:clocks/monotonic-clock` in `linker` with [`DeadlineClock`].
 pub(crate) fn add_deadline_clock(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
@@ -282,10 +303,10 @@ pub(crate) fn add_deadline_clock(linker: &mut Linker<Sandbox>) -> wasmtime::Resu
 
 /// `wasi:clocks/monotonic-clock` whose timers never outlive the call.
 ///
-/// Epoch interruption stops a guest only while it runs wasm code. A guest blocked in a
-/// host call (`poll` on a timer: a `sleep`) would hold the CNI invocation for as long as
-/// it asked. So a timer fires at the call's deadline at the latest; the guest then runs
-/// again, and the epoch deadline, which is just past it, traps it.
+/// Epoch interruption stops a guest only while it runs wasm code, and counts CPU time.
+/// A guest blocked in a host call (`poll` on a timer: a `sleep`) would hold the CNI
+/// invocation for as long as it asked. So a timer fires at the call's wall-clock deadline
+/// at the latest, and a guest asking to wait past it is stopped.
 struct DeadlineClock;
 
 impl HasData for DeadlineClock {
@@ -330,6 +351,11 @@ impl monotonic_clock::Host for DeadlineClockView<'_> {
         duration: monotonic_clock::Duration,
     ) -> wasmtime::Result<wasmtime::component::Resource<DynPollable>> {
         let capped = self.capped(Duration::from_nanos(duration));
+        // Time is up and the guest still wants to wait: the call ends here. Sleeping is
+        // the guest's choice, so wall-clock time bounds it, unlike computing.
+        if capped == 0 && duration > 0 {
+            return Err(Trap::Interrupt.into());
+        }
         monotonic_clock::Host::subscribe_duration(&mut self.clocks, capped)
     }
 }

@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use plexus_ipam_store::{EtcdClientIdentity, EtcdConfig, EtcdStore, EtcdTls, Store, StoreError};
 
-use crate::etcd_server::EtcdServer;
 use crate::workers::{self, StoreSpec};
+use plexus_tests::etcd::EtcdServer;
 
 fn connect(server: &EtcdServer, network: &str, timeout: Duration) -> EtcdStore {
     let mut config = EtcdConfig::new(vec![server.endpoint()]);

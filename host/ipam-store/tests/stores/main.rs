@@ -4,7 +4,6 @@
 //! One test binary: the concurrency tests re-execute it as worker processes (see
 //! [`worker`]), and linking one binary is cheaper than several.
 
-mod etcd_server;
 mod etcd_store;
 mod file_store;
 mod semantics;

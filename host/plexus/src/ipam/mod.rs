@@ -8,10 +8,13 @@
 
 mod config;
 
+use std::fs::{DirBuilder, File};
+use std::os::unix::fs::DirBuilderExt;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use nix::fcntl::Flock;
 use plexus_cni::{Command, Invocation};
 use plexus_ipam_store::{EtcdStore, FileStore, Store};
 use plexus_policy::types as wit;
@@ -22,6 +25,7 @@ use tracing::debug;
 use crate::cni_io;
 use crate::config::ConfigError;
 use crate::error::PlexusError;
+use crate::flock;
 use crate::logging;
 use crate::pod::PodIdentity;
 use crate::policy_io;
@@ -69,6 +73,15 @@ fn run(invocation: Invocation, stdin: &[u8]) -> Result<Option<Value>, PlexusErro
         store,
         config: &config,
     };
+    // Writers on this node take turns per network, waiting before the policy's time
+    // limit starts: a call then never loses its time, or a compare-and-swap, to a
+    // neighbour. Other nodes (etcd) are still kept apart by compare-and-swap alone.
+    let _turn = match invocation.command {
+        Command::Add | Command::Del | Command::Gc => {
+            Some(network_lock(&config).map_err(in_network)?)
+        }
+        Command::Check | Command::Status | Command::Version => None,
+    };
     match invocation.command {
         Command::Add => call.add(&invocation).map(Some),
         Command::Del => call.del(&invocation).map(|()| None),
@@ -86,6 +99,22 @@ fn open_store(config: &IpamConfig) -> Result<Arc<dyn Store>, PlexusError> {
             &config.network,
         )?),
         StoreChoice::Etcd(etcd) => Arc::new(EtcdStore::connect(etcd, &config.network)?),
+    })
+}
+
+/// Waits for this node's lock on the network's allocations:
+/// `<stateDir>/locks/ipam/<network>.lock`.
+fn network_lock(config: &IpamConfig) -> Result<Flock<File>, PlexusError> {
+    let dir = config.state_dir.join("locks").join("ipam");
+    let path = dir.join(format!("{}.lock", config.network));
+    let locked = DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .and_then(|()| flock::lock_current(&path));
+    locked.map_err(|error| PlexusError::Lock {
+        path,
+        source: error,
     })
 }
 
