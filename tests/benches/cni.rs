@@ -8,6 +8,8 @@
 //!    never seen before (compile included).
 //! 3. VM pods: ADD of the same two networks in VM mode vs container mode, and the time
 //!    from ADD start until a real VM booted on the taps has both NICs configured.
+//! 4. IPAM: allocation latency (an IPAM ADD) of `plexus-ipam` with the file store and
+//!    with a real etcd, against Debian's `host-local` on the same ranges.
 //!
 //! Rounds are interleaved, each starting with the next contender, so that a slow patch
 //! of the machine, or what one run leaves for the kernel to finish, hits every contender
@@ -19,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use plexus_policy::types::{Network, Pod, SelectRequest};
 use plexus_policy::{Limits, PolicyRuntime, PolicySource};
+use plexus_tests::etcd::EtcdServer;
+use plexus_tests::ipam::{IpamCall, IpamPlugins};
 use plexus_tests::{Bench, REFERENCE_PLUGINS, pod_args, vm};
 use serde_json::{Value, json};
 
@@ -27,12 +31,39 @@ const POLICY_ROUNDS: usize = 200;
 const FIRST_USE_ROUNDS: usize = 10;
 
 fn main() {
-    let bench = Bench::new();
+    // `cargo bench -p plexus-tests -- ipam vm` runs only the sections named.
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    let run = |section: &str| named.is_empty() || named.iter().any(|name| name == section);
+    if run("delegates") {
+        delegate_costs();
+    }
+    if run("policy") {
+        policy_costs();
+    }
+    if run("vm") {
+        vm_costs();
+    }
+    if run("ipam") {
+        ipam_costs();
+    }
+}
+
+/// The two delegates most tests use, written into `bench`, and the pod's `CNI_ARGS`.
+fn two_networks(bench: &Bench) -> (Value, Value, String) {
     let calico = bench.bridge("calico", "br-calico", "10.11.0.0/24", "1.0.0");
     let flannel = bench.ptp_list("flannel", "10.12.0.0/24", "1.0.0");
     bench.write_network("10-calico.conf", &calico);
     bench.write_network("20-flannel.conflist", &flannel);
     let args = pod_args("default", "web-0", &json!({"cni": "calico,flannel"}));
+    (calico, flannel, args)
+}
+
+fn delegate_costs() {
+    let bench = Bench::new();
+    let (calico, flannel, args) = two_networks(&bench);
     let sequential = bench.config("1.1.0", json!({"logLevel": "warn"}));
     let parallel = bench.config("1.1.0", json!({"logLevel": "warn", "parallel": true}));
     let mut flannel_plugin = flannel["plugins"][0].clone();
@@ -109,14 +140,80 @@ fn main() {
         "  plexus parallel / direct side by side: {:.2}",
         ratio(parallel_median, side_by_side_median)
     );
+}
 
-    policy_costs(&bench);
-    vm_costs(&bench, &args);
+const IPAM_ROUNDS: usize = 40;
+
+fn ipam_costs() {
+    let plugins = IpamPlugins::new();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let etcd = EtcdServer::start();
+    let ipam = |extra: Value| {
+        let mut ipam =
+            json!({ "ranges": [[{ "subnet": "10.70.0.0/24" }]], "stateDir": dir.path() });
+        if let (Some(base), Value::Object(extra)) = (ipam.as_object_mut(), extra) {
+            base.extend(extra);
+        }
+        json!({ "cniVersion": "1.0.0", "name": "benchnet", "type": "bridge", "ipam": ipam })
+    };
+    let host_local =
+        ipam(json!({ "type": "host-local", "dataDir": dir.path().join("host-local") }));
+    let file = ipam(json!({ "type": "plexus-ipam", "policy": "builtin:range" }));
+    let etcd_store = ipam(json!({
+        "type": "plexus-ipam", "policy": "builtin:range",
+        "store": { "type": "etcd", "endpoints": [etcd.endpoint()] },
+    }));
+    let contenders = [
+        (plugins.host_local(), &host_local),
+        (plugins.plexus_ipam(), &file),
+        (plugins.plexus_ipam(), &etcd_store),
+    ];
+    let allocate = |(plugin, config): &(std::path::PathBuf, &Value), container_id: &str| {
+        let call = |command| IpamCall {
+            plugin,
+            command,
+            container_id,
+            args: "",
+            config,
+        };
+        let took = time(|| {
+            call("ADD").run().ok();
+        });
+        call("DEL").run().ok();
+        took
+    };
+    // One untimed round warms the page cache, the compiled policy and etcd.
+    for contender in &contenders {
+        allocate(contender, "warm-up");
+    }
+    let mut times: [Vec<Duration>; 3] = Default::default();
+    for round in 0..IPAM_ROUNDS {
+        for offset in 0..contenders.len() {
+            let index = (round + offset) % contenders.len();
+            times[index].push(allocate(&contenders[index], &format!("bench-{round}")));
+        }
+    }
+    let [host_local, file, etcd] = times.map(|mut samples| median(&mut samples));
+    println!("IPAM ADD (one allocation), median of {IPAM_ROUNDS} interleaved rounds");
+    println!("  host-local (baseline)     {}", ms(host_local));
+    println!(
+        "  plexus-ipam, file store   {}   ratio {:.2}",
+        ms(file),
+        ratio(file, host_local)
+    );
+    println!(
+        "  plexus-ipam, etcd         {}   ratio {:.2}",
+        ms(etcd),
+        ratio(etcd, host_local)
+    );
 }
 
 const VM_ROUNDS: usize = 15;
 
-fn vm_costs(bench: &Bench, args: &str) {
+fn vm_costs() {
+    let bench = Bench::new();
+    let (_, _, args) = two_networks(&bench);
+    let args = args.as_str();
     let container = bench.config("1.1.0", json!({"logLevel": "warn"}));
     let vm = bench.config(
         "1.1.0",
@@ -176,13 +273,14 @@ fn vm_costs(bench: &Bench, args: &str) {
     del(&vm);
 }
 
-fn policy_costs(bench: &Bench) {
+fn policy_costs() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let size = std::fs::metadata(env!("POLICY_BUILTIN_ANNOTATIONS"))
         .expect("the built-in policy")
         .len();
     let source = PolicySource::File(env!("POLICY_BUILTIN_ANNOTATIONS").into());
     let request = request();
-    let cache = bench.dir.path().join("bench-cache");
+    let cache = dir.path().join("bench-cache");
 
     // Cached: what every pod event after the first pays.
     let warm = PolicyRuntime::new(Some(cache.clone()), Limits::default()).expect("runtime");
@@ -200,7 +298,7 @@ fn policy_costs(bench: &Bench) {
     // First use: a policy the node has never compiled.
     let mut first = Vec::new();
     for round in 0..FIRST_USE_ROUNDS {
-        let fresh = bench.dir.path().join(format!("fresh-cache-{round}"));
+        let fresh = dir.path().join(format!("fresh-cache-{round}"));
         first.push(time(|| {
             let runtime =
                 PolicyRuntime::new(Some(fresh.clone()), Limits::default()).expect("runtime");

@@ -101,6 +101,69 @@ fn policy_run_prints_the_selection() {
 }
 
 #[test]
+fn an_ipam_policy_runs_offline_against_the_store_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let request = json!({
+        "pod": {"container-id": "c2", "ifname": "eth0"},
+        "network": "net",
+        "config": json!({"ranges": [[{"subnet": "10.9.0.0/29"}]]}).to_string(),
+    });
+    let owner = json!({"container-id": "c1", "ifname": "eth0"}).to_string();
+    let input = dir.path().join("allocate.json");
+    let store = json!({"ip/10.9.0.2": owner, "last/0": "10.9.0.2"});
+    fs::write(
+        &input,
+        json!({"call": "allocate", "request": request, "store": store}).to_string(),
+    )
+    .unwrap();
+    let output = cli(&[
+        "policy",
+        "run",
+        "builtin:range",
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(answer["result"]["ips"][0]["address"], "10.9.0.3/29");
+    assert_eq!(answer["store"]["last/0"], "10.9.0.3");
+    assert!(
+        answer["store"]["ip/10.9.0.3"]
+            .as_str()
+            .unwrap()
+            .contains("\"c2\""),
+        "{answer}"
+    );
+
+    // A failing call leaves the store as it was: the host undoes its writes.
+    let full = json!({"ranges": [[{"subnet": "10.9.0.0/29", "rangeEnd": "10.9.0.2"}]]}).to_string();
+    let mut failing = request.clone();
+    failing["config"] = json!(full);
+    fs::write(
+        &input,
+        json!({"request": failing, "store": store}).to_string(),
+    )
+    .unwrap();
+    let output = cli(&[
+        "policy",
+        "run",
+        "builtin:range",
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("no free address"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
 fn policy_test_runs_cases_and_reports_like_a_test_runner() {
     let dir = tempfile::tempdir().unwrap();
     let cases = json!({"cases": [
