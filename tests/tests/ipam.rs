@@ -414,6 +414,60 @@ fn a_failed_allocation_leaves_nothing_and_errors_name_the_network() {
 }
 
 #[test]
+fn gc_releases_what_the_runtime_no_longer_knows_and_status_needs_the_store() {
+    let plugins = IpamPlugins::new();
+    let state = tempfile::tempdir().unwrap();
+    let mut config = network(
+        state.path(),
+        json!({ "ranges": [[{ "subnet": "10.23.0.0/24" }]] }),
+    );
+    config["cniVersion"] = json!("1.1.0");
+    let plugin = plugins.plexus_ipam();
+    for id in ["gone", "kept"] {
+        call(&plugin, "ADD", id, &config).run().ok();
+    }
+    let mut gc = config.clone();
+    gc["cni.dev/valid-attachments"] = json!([{ "containerID": "kept", "ifname": "eth0" }]);
+    call(&plugin, "GC", "", &gc).run().ok();
+    assert_eq!(allocated(&file_store(state.path())), ["10.23.0.3"]);
+    call(&plugin, "CHECK", "kept", &config).run().ok();
+    assert!(
+        call(&plugin, "CHECK", "gone", &config).run().err()["msg"]
+            .as_str()
+            .unwrap()
+            .contains("holds no address")
+    );
+    // Without the list GC refuses, rather than freeing everything.
+    let refused = call(&plugin, "GC", "", &config).run().err();
+    assert!(
+        refused["msg"]
+            .as_str()
+            .unwrap()
+            .contains("cni.dev/valid-attachments"),
+        "{refused}"
+    );
+    // GC is a 1.1.0 command.
+    let mut old = gc.clone();
+    old["cniVersion"] = json!("1.0.0");
+    assert_eq!(call(&plugin, "GC", "", &old).run().err()["code"], 1);
+
+    call(&plugin, "STATUS", "", &config).run().ok();
+    let unreachable = network(
+        state.path(),
+        json!({ "ranges": [[{ "subnet": "10.23.0.0/24" }]],
+                "store": { "type": "etcd", "endpoints": ["http://127.0.0.1:9"], "timeoutMs": 500 } }),
+    );
+    let mut unreachable = unreachable;
+    unreachable["cniVersion"] = json!("1.1.0");
+    let status = call(&plugin, "STATUS", "", &unreachable).run().err();
+    assert_eq!(status["code"], 50, "{status}");
+    assert!(
+        status["msg"].as_str().unwrap().contains("127.0.0.1:9"),
+        "{status}"
+    );
+}
+
+#[test]
 fn a_bridge_delegate_gets_its_address_from_plexus_ipam() {
     let plugins = IpamPlugins::new();
     let mut bench = Bench::new();

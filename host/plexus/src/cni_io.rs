@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use std::panic::{self, UnwindSafe};
 use std::process::ExitCode;
 
-use plexus_cni::{CniVersion, Invocation};
+use plexus_cni::{CniVersion, Command, Invocation};
 use serde_json::{Value, json};
 use tracing::error;
 
@@ -68,6 +68,19 @@ pub fn version() -> Value {
         "cniVersion": CniVersion::LATEST.as_str(),
         "supportedVersions": CniVersion::ALL.iter().map(|version| version.as_str()).collect::<Vec<_>>(),
     })
+}
+
+/// Refuses, as the spec asks, a command the caller's CNI version does not have.
+pub fn check_command_version(command: Command, version: CniVersion) -> Result<(), PlexusError> {
+    let since = match command {
+        Command::Check => CniVersion::V0_4_0,
+        Command::Gc | Command::Status => CniVersion::V1_1_0,
+        Command::Add | Command::Del | Command::Version => CniVersion::V0_3_0,
+    };
+    if version < since {
+        return Err(PlexusError::NotInVersion { command, version });
+    }
+    Ok(())
 }
 
 fn caller_version(stdin: &[u8]) -> CniVersion {

@@ -44,19 +44,25 @@ fn run(invocation: Invocation, stdin: &[u8]) -> Result<Option<Value>, PlexusErro
     }
     let config = IpamConfig::from_slice(stdin, &invocation)?;
     logging::init(config.log_file.as_deref(), &config.log_level);
+    cni_io::check_command_version(invocation.command, config.cni_version)?;
     debug!(command = %invocation.command, network = %config.network, container = ?invocation.container_id, "IPAM invoked");
-    let in_network = |error: PlexusError| PlexusError::Ipam {
-        network: config.network.clone(),
-        source: Box::new(error),
+    // Store errors name the network themselves.
+    let in_network = |error: PlexusError| match error {
+        PlexusError::Store(_) => error,
+        _ => PlexusError::Ipam {
+            network: config.network.clone(),
+            source: Box::new(error),
+        },
     };
-    let store = open_store(&config).map_err(in_network)?;
+    let store = open_store(&config);
     if invocation.command == Command::Status {
         // Ready when the store answers: an allocation needs nothing else.
-        store
-            .list("")
-            .map_err(|error| in_network(PlexusError::from(error)))?;
-        return Ok(None);
+        return store
+            .and_then(|store| Ok(store.list("")?))
+            .map(|_| None)
+            .map_err(|error| PlexusError::NotAvailable(error.to_string()));
     }
+    let store = store.map_err(in_network)?;
     let runtime = PolicyRuntime::new(
         Some(state::cache_dir(&config.state_dir)),
         Limits {

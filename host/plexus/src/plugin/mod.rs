@@ -13,7 +13,7 @@ pub use vm::VmAttachment;
 
 use std::process::ExitCode;
 
-use plexus_cni::{CniVersion, Command, Invocation};
+use plexus_cni::{Command, Invocation};
 use plexus_policy::{Limits, PolicyRuntime};
 use serde_json::Value;
 use tracing::debug;
@@ -63,7 +63,8 @@ fn run(invocation: Invocation, stdin: &[u8]) -> Result<Option<Value>, PlexusErro
     let config = PluginConfig::from_slice(stdin)?;
     logging::init(config.log_file.as_deref(), &config.log_level);
     debug!(command = %invocation.command, container = ?invocation.container_id, "invoked");
-    check_command_version(invocation.command, &config)?;
+    cni_io::check_command_version(invocation.command, config.cni_version)?;
+    check_first_in_list(invocation.command, &config)?;
     let store = StateStore::open(&config.state_dir)?;
     let context = Context {
         invocation,
@@ -80,20 +81,8 @@ fn run(invocation: Invocation, stdin: &[u8]) -> Result<Option<Value>, PlexusErro
     }
 }
 
-/// Commands the caller's CNI version does not have are refused, as the spec asks; and
 /// Plexus makes the pod's interfaces itself, so it must come first in its list.
-fn check_command_version(command: Command, config: &PluginConfig) -> Result<(), PlexusError> {
-    let since = match command {
-        Command::Check => CniVersion::V0_4_0,
-        Command::Gc | Command::Status => CniVersion::V1_1_0,
-        Command::Add | Command::Del | Command::Version => CniVersion::V0_3_0,
-    };
-    if config.cni_version < since {
-        return Err(PlexusError::NotInVersion {
-            command,
-            version: config.cni_version,
-        });
-    }
+fn check_first_in_list(command: Command, config: &PluginConfig) -> Result<(), PlexusError> {
     if command == Command::Add && config.document.get("prevResult").is_some() {
         return Err(PlexusError::Config(ConfigError::Key {
             key: "prevResult",
