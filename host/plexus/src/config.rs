@@ -50,6 +50,8 @@ pub struct PluginConfig {
     pub record_max_bytes: u64,
     /// `vm.mode`: which pods are virtual-machine pods.
     pub vm_mode: VmMode,
+    /// `vm.leaseSeconds`: the lease time DHCP gives a VM pod's NICs.
+    pub vm_lease_secs: u32,
     /// `runtimeConfig` as the runtime filled it in (capability arguments).
     pub runtime_config: Map<String, Value>,
     /// The configuration as given, for the keys only one command reads (GC's list of
@@ -82,7 +84,8 @@ struct RawConfig {
     record_dir: Option<PathBuf>,
     #[serde(rename = "recordMaxMiB")]
     record_max_mib: Option<u64>,
-    /// Checked by hand (`vm_mode`) so that a bad value is reported as `vm.mode`.
+    /// Checked by hand (`vm_settings`) so that a bad value is reported as `vm.mode` or
+    /// `vm.leaseSeconds`.
     vm: Option<Value>,
     #[serde(default)]
     runtime_config: Map<String, Value>,
@@ -113,12 +116,23 @@ impl VmMode {
     }
 }
 
-/// `vm` is `{"mode": "never" | "annotation" | "always"}`; absent (or without `mode`) it
-/// is `never`. Other keys in it are ignored, like unknown keys anywhere.
-fn vm_mode(vm: Option<&Value>) -> Result<VmMode, ConfigError> {
-    let mode = match vm {
+/// The lease time of a VM NIC when `vm.leaseSeconds` does not say: an hour, so that a
+/// VM renews rarely but notices within the hour that its server is gone.
+const DEFAULT_VM_LEASE_SECS: u32 = 3600;
+
+/// What `vm` configures.
+struct VmSettings {
+    mode: VmMode,
+    lease_secs: u32,
+}
+
+/// `vm` is `{"mode": "never" | "annotation" | "always", "leaseSeconds": N}`; absent (or
+/// without a key) it is `never` and an hour. Other keys in it are ignored, like unknown
+/// keys anywhere.
+fn vm_settings(vm: Option<&Value>) -> Result<VmSettings, ConfigError> {
+    let vm = match vm {
         None | Some(Value::Null) => None,
-        Some(Value::Object(vm)) => vm.get("mode"),
+        Some(Value::Object(vm)) => Some(vm),
         Some(other) => {
             return Err(ConfigError::Key {
                 key: "vm",
@@ -128,18 +142,36 @@ fn vm_mode(vm: Option<&Value>) -> Result<VmMode, ConfigError> {
             });
         }
     };
-    let Some(mode) = mode else {
-        return Ok(VmMode::Never);
+    let mode = match vm.and_then(|vm| vm.get("mode")) {
+        None => VmMode::Never,
+        Some(mode) => match mode.as_str() {
+            Some("never") => VmMode::Never,
+            Some("annotation") => VmMode::Annotation,
+            Some("always") => VmMode::Always,
+            _ => {
+                return Err(ConfigError::Key {
+                    key: "vm.mode",
+                    reason: format!("must be \"never\", \"annotation\" or \"always\", not {mode}"),
+                });
+            }
+        },
     };
-    match mode.as_str() {
-        Some("never") => Ok(VmMode::Never),
-        Some("annotation") => Ok(VmMode::Annotation),
-        Some("always") => Ok(VmMode::Always),
-        _ => Err(ConfigError::Key {
-            key: "vm.mode",
-            reason: format!("must be \"never\", \"annotation\" or \"always\", not {mode}"),
-        }),
-    }
+    let lease_secs = match vm.and_then(|vm| vm.get("leaseSeconds")) {
+        None => DEFAULT_VM_LEASE_SECS,
+        // DHCP's lease time is 32 bits, 0xffffffff meaning infinite; 0 is no lease.
+        Some(secs) => secs
+            .as_u64()
+            .and_then(|secs| u32::try_from(secs).ok())
+            .filter(|secs| *secs > 0)
+            .ok_or_else(|| ConfigError::Key {
+                key: "vm.leaseSeconds",
+                reason: format!(
+                    "must be a whole number of seconds from 1 to {} (infinite), not {secs}",
+                    u32::MAX
+                ),
+            })?,
+    };
+    Ok(VmSettings { mode, lease_secs })
 }
 
 /// A list of network names: a JSON list, or Genie's comma-separated string.
@@ -177,7 +209,7 @@ const DEFAULT_MAX_ATTACHMENTS: usize = 16;
 
 impl PluginConfig {
     pub fn from_slice(bytes: &[u8]) -> Result<Self, ConfigError> {
-        let document: Value = serde_json::from_slice(bytes).map_err(ConfigError::Decode)?;
+        let document = parse_document(bytes)?;
         // Valid JSON of the wrong shape is a configuration error that names its key.
         let raw: RawConfig = serde_path_to_error::deserialize(document.clone()).map_err(|err| {
             ConfigError::Invalid {
@@ -217,7 +249,7 @@ impl PluginConfig {
         if let Some(record_dir) = &raw.record_dir {
             check_absolute("recordDir", record_dir)?;
         }
-        let vm_mode = vm_mode(raw.vm.as_ref())?;
+        let vm = vm_settings(raw.vm.as_ref())?;
         let policy_timeout_ms = raw.policy_timeout_ms.unwrap_or(DEFAULT_POLICY_TIMEOUT_MS);
         if policy_timeout_ms == 0 {
             return Err(ConfigError::Key {
@@ -261,7 +293,8 @@ impl PluginConfig {
                 .record_max_mib
                 .unwrap_or(DEFAULT_RECORD_MAX_MIB)
                 .saturating_mul(1 << 20),
-            vm_mode,
+            vm_mode: vm.mode,
+            vm_lease_secs: vm.lease_secs,
             runtime_config: raw.runtime_config,
             document,
         })
@@ -275,7 +308,26 @@ impl PluginConfig {
     }
 }
 
-fn check_absolute(key: &'static str, path: &Path) -> Result<(), ConfigError> {
+/// The configuration on stdin as JSON, which must be an object.
+pub fn parse_document(bytes: &[u8]) -> Result<Value, ConfigError> {
+    let document: Value = serde_json::from_slice(bytes).map_err(ConfigError::Decode)?;
+    if !document.is_object() {
+        let kind = match document {
+            Value::Array(_) => "an array",
+            Value::String(_) => "a string",
+            Value::Number(_) => "a number",
+            Value::Bool(_) => "a boolean",
+            _ => "null",
+        };
+        return Err(ConfigError::Invalid {
+            key: "(the whole configuration)".into(),
+            reason: format!("must be a JSON object, not {kind}"),
+        });
+    }
+    Ok(document)
+}
+
+pub fn check_absolute(key: &'static str, path: &Path) -> Result<(), ConfigError> {
     if path.is_absolute() {
         Ok(())
     } else {
@@ -365,6 +417,29 @@ mod tests {
         }
         let err = parse(r#"{"cniVersion":"1.1.0","vm":{"mode":"sometimes"}}"#).unwrap_err();
         assert!(err.to_string().contains(r#"not "sometimes""#), "{err}");
+    }
+
+    #[test]
+    fn the_vm_lease_defaults_to_an_hour_and_is_checked() {
+        let lease = |vm: &str| {
+            parse(&format!(r#"{{"cniVersion":"1.1.0","vm":{vm}}}"#))
+                .map(|config| config.vm_lease_secs)
+        };
+        assert_eq!(
+            parse(r#"{"cniVersion":"1.1.0"}"#).unwrap().vm_lease_secs,
+            3600
+        );
+        assert_eq!(lease(r#"{"mode":"always"}"#).unwrap(), 3600);
+        assert_eq!(lease(r#"{"leaseSeconds":30}"#).unwrap(), 30);
+        assert_eq!(lease(r#"{"leaseSeconds":4294967295}"#).unwrap(), u32::MAX);
+        for bad in ["0", "-5", "1.5", r#""30""#, "4294967296", "null"] {
+            let err = lease(&format!(r#"{{"leaseSeconds":{bad}}}"#)).unwrap_err();
+            assert!(
+                err.to_string().contains("`vm.leaseSeconds`")
+                    && err.to_string().contains(&format!("not {bad}")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

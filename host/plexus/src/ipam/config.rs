@@ -10,7 +10,7 @@ use plexus_ipam_store::EtcdConfig;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{ConfigError, DEFAULT_STATE_DIR};
+use crate::config::{ConfigError, DEFAULT_STATE_DIR, check_absolute, parse_document};
 
 /// Store I/O happens inside the call (and etcd is a network round trip per operation),
 /// so an IPAM policy gets more time than a selector does.
@@ -134,7 +134,7 @@ fn typed<T: for<'de> Deserialize<'de>>(value: Value, prefix: &str) -> Result<T, 
 
 impl IpamConfig {
     pub fn from_slice(bytes: &[u8], invocation: &Invocation) -> Result<Self, ConfigError> {
-        let document: Value = serde_json::from_slice(bytes).map_err(ConfigError::Decode)?;
+        let document = parse_document(bytes)?;
         let raw: RawNetwork = typed(document.clone(), "")?;
         let cni_version = raw
             .cni_version
@@ -194,6 +194,12 @@ impl IpamConfig {
                 key: "ipam.policyMemoryMiB",
                 reason: "must be at least 1".into(),
             });
+        }
+        if let Some(state_dir) = &own.state_dir {
+            check_absolute("ipam.stateDir", state_dir)?;
+        }
+        if let Some(log_file) = &own.log_file {
+            check_absolute("ipam.logFile", log_file)?;
         }
         let mut requested_ips = raw.runtime_config.ips;
         requested_ips.extend(raw.args.cni.ips);
