@@ -9,7 +9,9 @@ use plexus_wasm_build::{GuestComponent, build_guests};
 
 const TEST_POLICIES: &[&str] = &[
     "alloc-unbounded",
+    "bad-answer",
     "echo-merge",
+    "greedy",
     "loop-forever",
     "needs-newer-host",
     "noisy-panic",
@@ -22,7 +24,13 @@ const TEST_POLICIES: &[&str] = &[
     "sleep-forever",
     "vm-aware",
 ];
-const BUILTIN_POLICIES: &[&str] = &["annotations", "merge-all", "primary-only"];
+const BUILTIN_POLICIES: &[&str] = &[
+    "annotations",
+    "merge-all",
+    "primary-only",
+    "range",
+    "sticky",
+];
 const EXAMPLE_POLICIES: &[&str] = &["by-namespace", "vm-networks", "primary-routes"];
 
 fn main() {

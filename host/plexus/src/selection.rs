@@ -103,7 +103,8 @@ pub fn check<'a>(
                 )));
             }
             let network =
-                networks::by_file(networks, &attachment.network_file, &config.networks_dir)?;
+                networks::by_file(networks, &attachment.network_file, &config.networks_dir)
+                    .map_err(|error| invalid(error.to_string()))?;
             let cni_args = attachment
                 .cni_args
                 .as_deref()
