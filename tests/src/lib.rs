@@ -342,6 +342,43 @@ impl Bench {
         );
     }
 
+    /// Asserts that nothing a VM pod had is left: no DHCP server of this bench running,
+    /// no DHCP state or VM description under the state directory.
+    pub fn assert_no_vm_leftovers(&self) {
+        let servers = self.dhcp_processes();
+        assert!(
+            servers.is_empty(),
+            "DHCP servers still running: {servers:?}"
+        );
+        for dir in ["dhcp", "vm"] {
+            let left: Vec<PathBuf> = fs::read_dir(self.state_dir().join(dir))
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+                .collect();
+            assert!(left.is_empty(), "{dir} state left: {left:?}");
+        }
+    }
+
+    /// The `plexus dhcp serve` processes (supervisors and workers) whose state files are
+    /// in this bench's state directory.
+    pub fn dhcp_processes(&self) -> Vec<u32> {
+        let state = self.state_dir().display().to_string();
+        fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let pid = entry.file_name().to_str()?.parse().ok()?;
+                let cmdline = fs::read(entry.path().join("cmdline")).ok()?;
+                let cmdline = String::from_utf8_lossy(&cmdline);
+                (cmdline.contains("dhcp\0serve") && cmdline.contains(&state)).then_some(pid)
+            })
+            .collect()
+    }
+
     /// Files under the state directory's attachment records.
     pub fn records(&self) -> Vec<PathBuf> {
         let mut found = Vec::new();

@@ -5,6 +5,7 @@ mod builtins;
 mod cli;
 mod cni_io;
 mod config;
+mod crash_point;
 mod error;
 mod flock;
 mod ipam;

@@ -24,6 +24,7 @@ use tracing::debug;
 
 use crate::cni_io;
 use crate::config::ConfigError;
+use crate::crash_point;
 use crate::error::PlexusError;
 use crate::flock;
 use crate::logging;
@@ -137,6 +138,7 @@ impl Call<'_> {
         let allocation =
             self.policy
                 .allocate(self.runtime, self.store.clone(), &self.request(invocation))?;
+        crash_point::reached("ipam:allocated");
         let result = policy_io::from_policy_result(allocation);
         if !result.interfaces.is_empty() {
             return Err(PlexusError::InvalidAnswer {

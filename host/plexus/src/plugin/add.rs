@@ -11,6 +11,7 @@ use tracing::info;
 
 use super::delegates;
 use super::{Context, vm};
+use crate::crash_point;
 use crate::error::{PlexusError, TeardownFailure};
 use crate::network_status;
 use crate::networks;
@@ -62,6 +63,7 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
     };
     // Recorded before the first delegate runs, so that a DEL after a crash finds it.
     context.store.save(&record)?;
+    crash_point::reached("add:recorded");
 
     let outcomes = delegates::add_all(
         &record.attachments,
@@ -98,6 +100,7 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
         list_taps(&mut merged, &record);
         record.network_status = status_of(&record);
         context.store.save(&record)?;
+        crash_point::reached("add:saved");
         Ok(merged)
     });
     let merged = match finished {

@@ -9,6 +9,7 @@ use plexus_cni::{CniResult, DelegateError};
 use tracing::{info, warn};
 
 use super::vm;
+use crate::crash_point;
 use crate::error::TeardownFailure;
 use crate::state::AttachmentRecord;
 
@@ -25,8 +26,9 @@ pub fn add_all(
         return side_by_side(attachments, |attachment| add_one(attachment, path));
     }
     let mut outcomes = Vec::with_capacity(attachments.len());
-    for attachment in attachments {
+    for (index, attachment) in attachments.iter().enumerate() {
         let outcome = add_one(attachment, path);
+        crash_point::reached_at("add:delegate-done", index);
         let failed = outcome.is_err();
         outcomes.push(outcome);
         if failed {
@@ -55,7 +57,14 @@ pub fn teardown(
     let outcomes = if parallel {
         side_by_side(attachments, del)
     } else {
-        attachments.iter().rev().map(del).collect()
+        let indexed = attachments.iter().enumerate().rev();
+        indexed
+            .map(|(index, attachment)| {
+                let failures = del(attachment);
+                crash_point::reached_at("del:delegate-done", index);
+                failures
+            })
+            .collect()
     };
     outcomes.into_iter().flatten().collect()
 }
@@ -84,6 +93,7 @@ fn del_one(
         if let Err(error) = vm::detach(vm, Path::new(pod)) {
             failures.push(failure(Box::new(error)));
         }
+        crash_point::reached("del:vm-detached");
     }
     info!(network = %attachment.network, ifname = attachment.ifname(), "delegate DEL");
     let mut runtime = attachment.runtime.clone();

@@ -6,46 +6,37 @@
 //! DHCP runs as one detached `plexus dhcp serve --state FILE` process per NIC rather than
 //! a node daemon: nothing has to be installed or kept running besides the plugin, a NIC's
 //! server lives and dies with its pod, and its state file (the whole lease) is all a
-//! restart needs.
+//! restart needs (`plexus dhcp restore`, or CHECK for one pod).
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use plexus_cni::CniResult;
-use plexus_dhcp::{ClasslessRoute, Lease, ServerConfig};
-use plexus_plumbing::{Netns, TapOptions, VmNic, attach_vm_nic, detach_vm_nic, plan_vm_nic};
+use plexus_dhcp::{ClasslessRoute, Lease, ServerConfig, remove_lock_file, server_pid};
+use plexus_plumbing::{
+    Netlink, Netns, TapOptions, VmNic, attach_vm_nic, detach_vm_nic, plan_vm_nic,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{info, warn};
 
 use super::Context;
+use crate::cli::dhcp::{self, Started};
+use crate::crash_point;
 use crate::error::PlexusError;
 use crate::state::Record;
-
-/// How long a VM's lease lasts before it renews.
-const LEASE_SECS: u32 = 3600;
-/// How long a DHCP server gets to stop on SIGTERM before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// What VM plumbing did for one attachment: all DEL needs to undo it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VmAttachment {
     pub nic: VmNic,
-    /// The DHCP server's state file, once its lease is written.
+    /// The DHCP server's state file (whoever serves it holds the lock beside it).
     #[serde(default)]
     pub dhcp_state: Option<PathBuf>,
-    /// The DHCP server's process, once started.
-    #[serde(default)]
-    pub dhcp_pid: Option<u32>,
 }
 
 /// Hands every attachment's veth over to the VM. The plan (each veth exactly as its
@@ -54,61 +45,145 @@ pub struct VmAttachment {
 pub fn attach_all(context: &Context, record: &mut Record) -> Result<(), PlexusError> {
     let netns_path = record.netns.clone().unwrap_or_default();
     let netns = Netns::open(&netns_path)?;
+    let dhcp_dir = context.store.dhcp_dir();
     for attachment in &mut record.attachments {
         let nic = plan_vm_nic(&netns, attachment.ifname(), TapOptions::default())?;
+        let state = dhcp_dir.join(format!("{}-{}.json", record.container_id, nic.veth));
         attachment.vm = Some(VmAttachment {
             nic,
-            dhcp_state: None,
-            dhcp_pid: None,
+            dhcp_state: Some(state),
         });
     }
     context.store.save(record)?;
+    crash_point::reached("add:vm-planned");
 
-    let dhcp_dir = context.store.dhcp_dir();
-    for (index, attachment) in record.attachments.iter_mut().enumerate() {
+    for (index, attachment) in record.attachments.iter().enumerate() {
         let primary = index == 0;
         let result = attachment.result.clone().unwrap_or_default();
-        let Some(vm) = attachment.vm.as_mut() else {
+        let Some(VmAttachment {
+            nic,
+            dhcp_state: Some(state),
+        }) = &attachment.vm
+        else {
             continue;
         };
-        attach_vm_nic(&netns, &vm.nic)?;
-        let state = dhcp_dir.join(format!("{}-{}.json", record.container_id, vm.nic.veth));
+        attach_vm_nic(&netns, nic)?;
         let server = ServerConfig {
             netns: PathBuf::from(&netns_path),
-            interface: vm.nic.tap.clone(),
-            client_mac: vm.nic.mac,
-            lease: lease(&vm.nic, &result, primary)?,
+            interface: nic.tap.clone(),
+            client_mac: nic.mac,
+            lease: lease(nic, &result, primary, context.config.vm_lease_secs)?,
             server_id: None,
         };
-        server.save(&state)?;
-        vm.dhcp_state = Some(state.clone());
-        vm.dhcp_pid = Some(spawn_dhcp(&state, context.config.log_file.as_deref())?);
-        info!(tap = %vm.nic.tap, mac = %vm.nic.mac, address = %server.lease.address, "VM NIC ready");
+        // A server left from an earlier pod of this name would go on answering with the
+        // lease it read when it started.
+        dhcp::stop(state).map_err(PlexusError::Vm)?;
+        server.save(state)?;
+        start_dhcp(context, state)?;
+        info!(tap = %nic.tap, mac = %nic.mac, address = %server.lease.address, "VM NIC ready");
+        crash_point::reached_at("add:vm-nic", index);
     }
-    context.store.save(record)?;
     describe(context, record)
 }
 
-/// Undoes one attachment's VM plumbing: stops its DHCP server, then restores the veth.
-/// Each part that is already gone is fine, so this can run any number of times.
-pub fn detach(vm: &VmAttachment, netns: &Path) -> Result<(), PlexusError> {
-    if let (Some(pid), Some(state)) = (vm.dhcp_pid, &vm.dhcp_state) {
-        stop_dhcp(pid, state);
+/// Starts the DHCP server of `state`, detached, logging where the plugin does, and
+/// returns once it serves.
+fn start_dhcp(context: &Context, state: &Path) -> Result<(), PlexusError> {
+    let log = context
+        .config
+        .log_file
+        .as_deref()
+        .map_or_else(Stdio::null, dhcp::log_to);
+    match dhcp::start_detached(state, log).map_err(PlexusError::Vm)? {
+        Started::Now(pid) | Started::Already(pid) => {
+            info!(state = %state.display(), pid, "DHCP server running");
+            Ok(())
+        }
     }
-    if let Some(state) = &vm.dhcp_state
-        && let Err(error) = fs::remove_file(state)
+}
+
+/// Undoes one attachment's VM plumbing: stops its DHCP server, then restores the veth.
+/// Each part that is already gone is fine, so this can run any number of times. A server
+/// that cannot be stopped keeps its files, for the runtime's retry; the veth is restored
+/// all the same (the server ends by itself once its tap is gone).
+pub fn detach(vm: &VmAttachment, netns: &Path) -> Result<(), PlexusError> {
+    let stopped = match &vm.dhcp_state {
+        Some(state) => dhcp::stop(state)
+            .map_err(PlexusError::Vm)
+            .and_then(|()| forget_dhcp(state)),
+        None => Ok(()),
+    };
+    detach_vm_nic(netns, &vm.nic)?;
+    stopped
+}
+
+/// Removes a stopped server's state file, then its lock file.
+fn forget_dhcp(state: &Path) -> Result<(), PlexusError> {
+    if let Err(error) = fs::remove_file(state)
         && error.kind() != io::ErrorKind::NotFound
     {
         warn!(state = %state.display(), %error, "cannot remove a DHCP state file");
     }
-    detach_vm_nic(netns, &vm.nic)?;
+    remove_lock_file(state)?;
+    Ok(())
+}
+
+/// CHECK of one VM attachment. The delegate's own CHECK cannot be asked: it would find
+/// its interface changed (the VM wears its MAC and address), so what Plexus made is
+/// checked instead — the tap and the bridge, both ports on the bridge, the veth with the
+/// MAC it got — and a DHCP server that is missing is started again from its state file
+/// (the VM would lose its address at the end of its lease otherwise; the state file holds
+/// all the server needs, and the NIC's lock keeps it to one server).
+pub fn check(context: &Context, vm: &VmAttachment, netns: &Path) -> Result<(), PlexusError> {
+    let nic = &vm.nic;
+    let broken = |what: String| PlexusError::Vm(format!("{} ({}): {what}", nic.tap, nic.veth));
+    let netlink = Netlink::connect(&Netns::open(netns)?)?;
+    let find = |name: &str, kind: &str| -> Result<_, PlexusError> {
+        match netlink.find_link(name)? {
+            Some(link) if link.kind.as_deref() == Some(kind) => Ok(link),
+            Some(link) => Err(broken(format!(
+                "{name} is a {:?}, not a {kind}",
+                link.kind.unwrap_or_default()
+            ))),
+            None => Err(broken(format!("{name} is missing"))),
+        }
+    };
+    let bridge = find(&nic.bridge, "bridge")?;
+    let tap = find(&nic.tap, "tun")?;
+    // Any kind: the delegate decides what its interface is (veth, macvlan, ...).
+    let veth = netlink
+        .find_link(&nic.veth)?
+        .ok_or_else(|| broken(format!("{} is missing", nic.veth)))?;
+    for port in [&tap, &veth] {
+        if port.controller != Some(bridge.index) {
+            return Err(broken(format!("{} is not on {}", port.name, bridge.name)));
+        }
+    }
+    if veth.mac != Some(nic.veth_attached_mac) {
+        return Err(broken(format!(
+            "{} has MAC {:?}, not {}",
+            veth.name, veth.mac, nic.veth_attached_mac
+        )));
+    }
+    let Some(state) = &vm.dhcp_state else {
+        return Err(broken("no DHCP server was recorded".into()));
+    };
+    if server_pid(state)?.is_none() {
+        warn!(state = %state.display(), "the DHCP server of a VM NIC is gone; starting it again");
+        start_dhcp(context, state)?;
+    }
     Ok(())
 }
 
 /// The lease the VM gets for one NIC: the address the delegate gave the veth, the router
 /// on the primary NIC only, the veth's routes (option 121, gateways outside the subnet
 /// included), DNS from the delegate's result, the veth's MTU.
-fn lease(nic: &VmNic, result: &CniResult, primary: bool) -> Result<Lease, PlexusError> {
+fn lease(
+    nic: &VmNic,
+    result: &CniResult,
+    primary: bool,
+    lease_secs: u32,
+) -> Result<Lease, PlexusError> {
     let unusable = |reason: String| PlexusError::Vm(format!("{}: {reason}", nic.veth));
     let address = nic
         .addresses
@@ -165,7 +240,7 @@ fn lease(nic: &VmNic, result: &CniResult, primary: bool) -> Result<Lease, Plexus
         mtu: u16::try_from(nic.mtu).ok(),
         routes,
         hostname: None,
-        lease_secs: LEASE_SECS,
+        lease_secs,
     })
 }
 
@@ -173,65 +248,6 @@ fn lease(nic: &VmNic, result: &CniResult, primary: bool) -> Result<Lease, Plexus
 const MAIN_TABLE: u32 = 254;
 /// `RTPROT_KERNEL`: the subnet route the kernel made for the address; the VM makes its own.
 const KERNEL_PROTOCOL: u8 = 2;
-
-/// Starts `plexus dhcp serve` for one NIC, detached into a session of its own so that it
-/// outlives this invocation; its log goes where the plugin's does.
-fn spawn_dhcp(state: &Path, log_file: Option<&Path>) -> Result<u32, PlexusError> {
-    let exe = std::env::current_exe().map_err(|error| PlexusError::Vm(error.to_string()))?;
-    let log = match log_file {
-        Some(path) => File::options()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map(Stdio::from)
-            .unwrap_or_else(|_| Stdio::null()),
-        None => Stdio::null(),
-    };
-    let mut command = Command::new(exe);
-    command
-        .args(["dhcp", "serve", "--state"])
-        .arg(state)
-        .env_remove("CNI_COMMAND")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    // SAFETY: setsid is async-signal-safe, as a pre_exec closure must be.
-    unsafe {
-        command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(io::Error::from));
-    }
-    let child = command
-        .spawn()
-        .map_err(|error| PlexusError::Vm(format!("cannot start the DHCP server: {error}")))?;
-    Ok(child.id())
-}
-
-/// Stops the DHCP server `pid` if it is still the one serving `state` (a pid can be
-/// reused): SIGTERM, then SIGKILL after a grace period.
-fn stop_dhcp(pid: u32, state: &Path) {
-    let serves_state = || {
-        fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|cmdline| {
-                cmdline
-                    .split(|byte| *byte == 0)
-                    .any(|arg| arg == state.as_os_str().as_encoded_bytes())
-            })
-            .unwrap_or(false)
-    };
-    let Ok(raw) = i32::try_from(pid) else {
-        return;
-    };
-    if !serves_state() {
-        return;
-    }
-    let _ = kill(Pid::from_raw(raw), Signal::SIGTERM);
-    let deadline = Instant::now() + STOP_GRACE;
-    while serves_state() && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(10));
-    }
-    if serves_state() {
-        let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
-    }
-}
 
 /// Writes `<stateDir>/vm/<container>.json`, what the VM runtime needs to plug the VM in:
 /// per NIC, in attachment order, the tap, the MAC, address, gateway, routes, DNS and MTU.
