@@ -1,20 +1,32 @@
 //! The real-VM bench: a tiny QEMU guest (Debian's cloud kernel, a busybox initramfs made
 //! by `tests/vm/build-image`) booted inside a pod's network namespace on the taps of its
 //! VM NICs. The guest configures every NIC by DHCP, reports what it got on the serial
-//! console, pings its primary gateway and powers off; [`boot`] returns that console.
+//! console, pings its primary gateway and powers off ([`boot`]), or stays up with its
+//! DHCP clients running and reports each renewal ([`boot_and_stay`]); both return the
+//! console.
 //!
 //! What the guest prints, one line each (see the script):
-//! `PLEXUS-NIC eth0 mac=… ip=10.1.0.5/24 router=10.1.0.1 mtu=1500 routes=DEST/LEN,GW;…`,
-//! `PLEXUS-NIC-FAIL eth1`, `PLEXUS-PING ok|fail GATEWAY` (or `none`), `PLEXUS-READY`.
+//! `PLEXUS-NIC eth0 event=bound mac=… ip=10.1.0.5/24 router=10.1.0.1 mtu=1500 lease=3600
+//! routes=DEST/LEN,GW;…` (again with `event=renew` for each renewal), `PLEXUS-DHCP
+//! deconfig|leasefail|nak eth0`, `PLEXUS-NIC-FAIL eth1`, `PLEXUS-PING ok|fail GATEWAY`
+//! (or `none`), `PLEXUS-READY`.
+//!
+//! [`TapPeer`] stands in for a VM's NIC where a DHCP client in a namespace is enough.
 
+use std::ffi::CString;
 use std::fmt;
-use std::io::Read;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+
+use crate::Netns;
 
 /// The QEMU binary the guest runs under.
 pub const QEMU: &str = "qemu-system-x86_64";
@@ -74,11 +86,22 @@ fn target_dir() -> PathBuf {
 /// Boots the guest inside the network namespace at `netns` (a file such as
 /// `/var/run/netns/NAME`), with one virtio NIC per `(tap, mac)` in that order (the guest
 /// names them eth0, eth1, … in the same order), and reads its serial console until it is
-/// ready. Panics, printing the console and QEMU's errors, if QEMU exits first or
-/// `timeout` passes. QEMU is killed when the returned console is dropped.
+/// ready; the guest then powers off. Panics, printing the console and QEMU's errors, if
+/// QEMU exits first or `timeout` passes. QEMU is killed when the returned console is
+/// dropped.
 pub fn boot(netns: impl AsRef<Path>, taps: &[(&str, &str)], timeout: Duration) -> Console {
+    start(netns.as_ref(), taps, false, timeout)
+}
+
+/// Like [`boot`], but the guest stays up after it is ready, its DHCP clients running and
+/// reporting every renewal, until the console is dropped.
+pub fn boot_and_stay(netns: impl AsRef<Path>, taps: &[(&str, &str)], timeout: Duration) -> Console {
+    start(netns.as_ref(), taps, true, timeout)
+}
+
+fn start(netns: &Path, taps: &[(&str, &str)], stay: bool, timeout: Duration) -> Console {
     let image = image();
-    let netns_path = netns.as_ref().display();
+    let netns_path = netns.display();
     let netns = format!("--net={netns_path}");
     for (tap, _) in taps {
         // QEMU would create a missing tap itself, and the VM would boot on a NIC that
@@ -121,7 +144,12 @@ pub fn boot(netns: impl AsRef<Path>, taps: &[(&str, &str)], timeout: Duration) -
         .arg(&image.kernel)
         .arg("-initrd")
         .arg(&image.initrd)
-        .args(["-append", "console=ttyS0 quiet panic=-1"]);
+        .arg("-append")
+        .arg(if stay {
+            "console=ttyS0 quiet panic=-1 plexus.stay"
+        } else {
+            "console=ttyS0 quiet panic=-1"
+        });
     if taps.is_empty() {
         // Otherwise QEMU adds a NIC of its own (user networking).
         command.args(["-nic", "none"]);
@@ -148,12 +176,13 @@ pub fn boot(netns: impl AsRef<Path>, taps: &[(&str, &str)], timeout: Duration) -
         .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"));
     let stdout = child.stdout.take().expect("QEMU's stdout is piped");
     let stderr = child.stderr.take().expect("QEMU's stderr is piped");
+    let (chunks, arrivals) = mpsc::channel();
     let mut console = Console {
         output: Output::default(),
         ready_after: Duration::ZERO,
+        arrivals,
         qemu: Qemu(child),
     };
-    let (chunks, arrivals) = mpsc::channel();
     collect(stdout, &console.output.stdout, Some(chunks));
     console.output.stderr_reader = Some(collect(stderr, &console.output.stderr, None));
 
@@ -164,7 +193,7 @@ pub fn boot(netns: impl AsRef<Path>, taps: &[(&str, &str)], timeout: Duration) -
             return console;
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        match arrivals.recv_timeout(left) {
+        match console.arrivals.recv_timeout(left) {
             Ok(()) => {}
             Err(RecvTimeoutError::Timeout) => {
                 panic!("the VM did not get ready within {timeout:?}\n{console}")
@@ -186,8 +215,15 @@ pub struct Console {
     output: Output,
     /// From starting QEMU to the guest's `PLEXUS-READY`.
     pub ready_after: Duration,
+    /// A message for every chunk the guest prints.
+    arrivals: Receiver<()>,
     qemu: Qemu,
 }
+
+/// A place in the console (a count of lines), to look only at what the guest printed
+/// after it.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark(usize);
 
 impl Console {
     /// The serial console so far (line ends normalised to `\n`).
@@ -195,16 +231,66 @@ impl Console {
         self.output.stdout_text()
     }
 
-    /// Every NIC that got a lease, as the guest reported it.
-    pub fn nics(&self) -> Vec<GuestNic> {
-        self.text()
-            .lines()
-            .filter_map(|line| line.strip_prefix("PLEXUS-NIC "))
-            .filter_map(GuestNic::parse)
+    /// The console now: what was printed so far is before it.
+    pub fn mark(&self) -> Mark {
+        Mark(self.text().matches('\n').count())
+    }
+
+    /// The complete lines the guest printed after `mark`.
+    pub fn lines_since(&self, mark: Mark) -> Vec<String> {
+        let text = self.text();
+        // A line still being written is not one yet.
+        let Some(end) = text.rfind('\n') else {
+            return Vec::new();
+        };
+        text[..end]
+            .split('\n')
+            .skip(mark.0)
+            .map(str::to_owned)
             .collect()
     }
 
-    /// The guest NIC `ifname`; panics, printing the console, if it got no lease.
+    /// Every lease event (the first lease, then each renewal) of every NIC, in order, as
+    /// the guest reported it.
+    pub fn nics(&self) -> Vec<GuestNic> {
+        nic_lines(self.text().lines())
+    }
+
+    /// The lease events reported after `mark`.
+    pub fn nics_since(&self, mark: Mark) -> Vec<GuestNic> {
+        nic_lines(self.lines_since(mark).iter().map(String::as_str))
+    }
+
+    /// The times after `mark` that a DHCP client lost or was refused a lease
+    /// (`deconfig eth0`, `leasefail eth1`, `nak eth0`).
+    pub fn troubles_since(&self, mark: Mark) -> Vec<String> {
+        self.lines_since(mark)
+            .iter()
+            .filter_map(|line| line.strip_prefix("PLEXUS-DHCP "))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits, as the guest prints, until `condition` holds; panics with `what` and the
+    /// console after `timeout`, or if QEMU exits first.
+    pub fn wait_until(&self, what: &str, timeout: Duration, condition: impl Fn(&Console) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !condition(self) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.arrivals.recv_timeout(left) {
+                Ok(()) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("timed out after {timeout:?} waiting for {what}\n{self}")
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("QEMU exited while waiting for {what}\n{self}")
+                }
+            }
+        }
+    }
+
+    /// The guest NIC `ifname` as it first got its lease; panics, printing the console, if
+    /// it got none.
     pub fn nic(&self, ifname: &str) -> GuestNic {
         self.nics()
             .into_iter()
@@ -236,16 +322,27 @@ impl fmt::Display for Console {
     }
 }
 
+fn nic_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<GuestNic> {
+    lines
+        .filter_map(|line| line.strip_prefix("PLEXUS-NIC "))
+        .filter_map(GuestNic::parse)
+        .collect()
+}
+
 /// One `PLEXUS-NIC` line: what DHCP gave a guest NIC and what the guest made of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestNic {
     pub ifname: String,
+    /// `bound` (the first lease) or `renew`.
+    pub event: String,
     pub mac: String,
     /// `ADDRESS/PREFIX`.
     pub address: String,
     pub router: Option<String>,
     /// The MTU of the guest's interface after configuration.
     pub mtu: Option<u32>,
+    /// The lease time the server gave, in seconds.
+    pub lease: Option<u32>,
     /// Option 121's routes, `(DEST/LEN, GATEWAY)`, `0.0.0.0` meaning on-link.
     pub routes: Vec<(String, String)>,
 }
@@ -264,10 +361,12 @@ impl GuestNic {
         };
         Some(GuestNic {
             ifname,
+            event: field("event")?.to_owned(),
             mac: field("mac")?.to_owned(),
             address: field("ip")?.to_owned(),
             router: field("router").map(str::to_owned),
             mtu: field("mtu").and_then(|mtu| mtu.parse().ok()),
+            lease: field("lease").and_then(|lease| lease.parse().ok()),
             routes: field("routes")
                 .into_iter()
                 .flat_map(|routes| routes.split(';'))
@@ -332,5 +431,192 @@ impl Drop for Qemu {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A VM's NIC without a VM: it opens the tap as QEMU does and joins it, frame for frame,
+/// to the veth `ifname` (wearing the VM NIC's `mac`) in the namespace `client`, so that a
+/// DHCP client run there talks through the tap exactly as the VM's would. The joining
+/// ends, and the tap is let go, when this is dropped.
+pub struct TapPeer {
+    stop: Arc<AtomicBool>,
+    forwarder: Option<JoinHandle<()>>,
+}
+
+impl TapPeer {
+    /// Joins the tap `tap` in the namespace at `pod` to a new veth `ifname` in `client`.
+    pub fn connect(pod: &Path, tap: &str, client: &Netns, ifname: &str, mac: &str) -> Self {
+        let wire = format!("{ifname}w");
+        client.ip(&[
+            "link", "add", ifname, "address", mac, "type", "veth", "peer", "name", &wire,
+        ]);
+        for link in [ifname, wire.as_str()] {
+            client.ip(&["link", "set", link, "up"]);
+        }
+        let (pod, client, tap) = (pod.to_owned(), client.path(), tap.to_owned());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (opened, outcome) = mpsc::channel();
+        let stopping = Arc::clone(&stop);
+        // A thread of its own: it enters both namespaces and is never reused.
+        let forwarder = thread::spawn(move || {
+            let ends = (|| {
+                enter(&pod)?;
+                let tap = open_tap(&tap)?;
+                enter(&client)?;
+                Ok((tap, packet_socket(&wire)?))
+            })();
+            match ends {
+                Ok((tap, wire)) => {
+                    let _ = opened.send(Ok(()));
+                    forward(&tap, &wire, &stopping);
+                }
+                Err(error) => {
+                    let _ = opened.send(Err::<(), io::Error>(error));
+                }
+            }
+        });
+        let peer = TapPeer {
+            stop,
+            forwarder: Some(forwarder),
+        };
+        if let Err(error) = outcome.recv().expect("the forwarder reports") {
+            panic!("cannot join the tap to the client namespace: {error}");
+        }
+        peer
+    }
+}
+
+impl Drop for TapPeer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(forwarder) = self.forwarder.take() {
+            let _ = forwarder.join();
+        }
+    }
+}
+
+/// Moves the calling thread into the network namespace at `path`.
+fn enter(path: &Path) -> io::Result<()> {
+    let netns = File::open(path)?;
+    // SAFETY: a plain setns(2) on a descriptor this function owns.
+    cvt(unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) })
+}
+
+/// Opens the existing tap `name` (in this thread's namespace) as QEMU does.
+fn open_tap(name: &str) -> io::Result<OwnedFd> {
+    let path = CString::new("/dev/net/tun").expect("no NUL");
+    // SAFETY: open(2) of a NUL-terminated path.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is new and nothing else owns it.
+    let tun = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, byte) in request.ifr_name.iter_mut().zip(name.bytes()) {
+        *slot = byte as libc::c_char;
+    }
+    request.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+    // SAFETY: request is a valid ifreq that outlives the call.
+    cvt(unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETIFF, &request) })?;
+    Ok(tun)
+}
+
+/// A packet socket bound to `ifname` (in this thread's namespace), every protocol.
+fn packet_socket(ifname: &str) -> io::Result<OwnedFd> {
+    let all = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: socket(2) with constant arguments.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            i32::from(all),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is new and nothing else owns it.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    let name = CString::new(ifname).map_err(io::Error::other)?;
+    // SAFETY: a NUL-terminated name that outlives the call.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: sockaddr_ll is plain old data; all zeroes is a valid value.
+    let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    address.sll_family = libc::AF_PACKET as u16;
+    address.sll_protocol = all;
+    address.sll_ifindex = index as i32;
+    // SAFETY: address is a valid sockaddr_ll of the length given.
+    cvt(unsafe {
+        libc::bind(
+            socket.as_raw_fd(),
+            (&raw const address).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    })?;
+    Ok(socket)
+}
+
+/// Copies frames the tap emits out of `wire`, and frames arriving on `wire` into the tap,
+/// until `stop`.
+fn forward(tap: &OwnedFd, wire: &OwnedFd, stop: &AtomicBool) {
+    let mut frame = [0u8; 65536];
+    while !stop.load(Ordering::Relaxed) {
+        let mut fds = [tap.as_raw_fd(), wire.as_raw_fd()].map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        // SAFETY: fds is a valid array of pollfd of the length given.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, 100) } <= 0 {
+            continue;
+        }
+        if fds[0].revents & libc::POLLIN != 0 {
+            // SAFETY: frame is valid for its length.
+            let read =
+                unsafe { libc::read(tap.as_raw_fd(), frame.as_mut_ptr().cast(), frame.len()) };
+            if read > 0 {
+                // SAFETY: as above; a lost frame is what a network does.
+                unsafe { libc::send(wire.as_raw_fd(), frame.as_ptr().cast(), read as usize, 0) };
+            }
+        }
+        if fds[1].revents & libc::POLLIN != 0 {
+            // SAFETY: sockaddr_ll is plain old data; all zeroes is a valid value.
+            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut from_len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+            // SAFETY: frame and from are valid for the lengths given.
+            let read = unsafe {
+                libc::recvfrom(
+                    wire.as_raw_fd(),
+                    frame.as_mut_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&raw mut from).cast(),
+                    &mut from_len,
+                )
+            };
+            // The socket also sees what it sent itself.
+            if read > 0 && from.sll_pkttype != libc::PACKET_OUTGOING {
+                // SAFETY: as above.
+                unsafe { libc::write(tap.as_raw_fd(), frame.as_ptr().cast(), read as usize) };
+            }
+        }
+    }
+}
+
+fn cvt(result: libc::c_int) -> io::Result<()> {
+    if result < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
     }
 }

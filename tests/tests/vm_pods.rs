@@ -1,14 +1,21 @@
 //! VM pods through the plugin: each delegate's veth handed to the VM (bridge, tap, the
 //! veth's MAC for the VM, a DHCP server per NIC), described for the VM runtime, listed in
-//! the result, and all of it undone by DEL.
+//! the result, and all of it undone by DEL; DHCP that survives its processes being
+//! killed, on a node (`plexus dhcp restore`, CHECK) and under a running VM.
 
 use std::fs;
-
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use plexus_plumbing::testing::wait_for;
-use plexus_tests::{Bench, pod_args, vm};
+use plexus_plumbing::testing::{poll_until, wait_for};
+use plexus_tests::vm::{Console, Mark, TapPeer};
+use plexus_tests::{Bench, Netns, plexus_binary, pod_args, result_addresses, vm};
 use serde_json::{Value, json};
+
+/// Long enough for a loaded machine; what is waited for comes in well under a second.
+const TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The DHCP processes serving a container's NICs: (pid, is a worker) for each.
 fn dhcp_processes_for(container: &str) -> Vec<(u32, bool)> {
@@ -25,7 +32,8 @@ fn dhcp_processes_for(container: &str) -> Vec<(u32, bool)> {
         .collect()
 }
 
-/// The DHCP supervisors of a container's NICs, one per NIC.
+/// The DHCP supervisors of a container's NICs, one per NIC. (A worker between fork and
+/// exec still has its supervisor's command line, so counts are taken once settled.)
 fn dhcp_servers_for(container: &str) -> usize {
     dhcp_processes_for(container)
         .iter()
@@ -97,7 +105,9 @@ fn a_vm_pod_gets_taps_bridges_dhcp_and_loses_them_on_del() {
         "the router on the primary NIC"
     );
     assert_eq!(nics[1]["gateway"], Value::Null, "no router on the others");
-    assert_eq!(dhcp_servers_for("vm1"), 2, "one DHCP server per NIC");
+    wait_for("one DHCP server per NIC", TIMEOUT, || {
+        dhcp_servers_for("vm1") == 2
+    });
 
     bench.invoke("DEL", "vm1", "eth0", &args, &config).ok();
     assert_eq!(bench.pod.links(), ["lo"]);
@@ -141,18 +151,7 @@ fn a_vm_boots_with_eth0_and_eth1_from_two_networks() {
     let result = bench.invoke("ADD", "vm2", "eth0", &args, &config).ok();
     let add_took = started.elapsed();
 
-    let taps: Vec<(String, String)> = result["interfaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|iface| iface["name"].as_str().unwrap().starts_with("tap-"))
-        .map(|tap| {
-            (
-                tap["name"].as_str().unwrap().to_owned(),
-                tap["mac"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let taps = taps_of(&result);
     let taps: Vec<(&str, &str)> = taps
         .iter()
         .map(|(name, mac)| (name.as_str(), mac.as_str()))
@@ -226,4 +225,405 @@ fn nix_kill(pid: u32) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// What a node restart does to a pod's DHCP: every server process of the container
+/// killed at once (supervisors and workers; the pods' namespaces stay). Returns once
+/// they are all gone.
+fn kill_every_dhcp_process(container: &str) {
+    let pids: Vec<String> = dhcp_processes_for(container)
+        .iter()
+        .map(|(pid, _)| pid.to_string())
+        .collect();
+    assert!(!pids.is_empty(), "no DHCP process to kill");
+    let status = Command::new("kill").arg("-9").args(&pids).status().unwrap();
+    assert!(status.success());
+    wait_for("every DHCP process to be gone", TIMEOUT, || {
+        dhcp_processes_for(container).is_empty()
+    });
+}
+
+/// The workers (the processes that answer) of a container's DHCP servers.
+fn dhcp_workers_for(container: &str) -> Vec<u32> {
+    let mut workers: Vec<u32> = dhcp_processes_for(container)
+        .into_iter()
+        .filter_map(|(pid, worker)| worker.then_some(pid))
+        .collect();
+    workers.sort_unstable();
+    workers
+}
+
+/// `plexus dhcp restore` on the bench's state directory: its report lines, after
+/// asserting that it succeeded.
+fn restore(bench: &Bench) -> Vec<String> {
+    let output = Command::new(plexus_binary())
+        .args(["dhcp", "restore", "--state-dir"])
+        .arg(bench.state_dir())
+        .arg("--log-file")
+        .arg(bench.log_file())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "restore failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout.lines().map(str::to_owned).collect()
+}
+
+/// The report line of `file` in a restore's output.
+fn report_of<'a>(report: &'a [String], file: &str) -> &'a str {
+    report
+        .iter()
+        .find(|line| line.starts_with(&format!("{file} ")))
+        .unwrap_or_else(|| panic!("no line for {file} in {report:#?}"))
+}
+
+/// The (tap, MAC) of every VM NIC in an ADD's result, in attachment order.
+fn taps_of(result: &Value) -> Vec<(String, String)> {
+    result["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|iface| iface["name"].as_str().unwrap().starts_with("tap-"))
+        .map(|tap| {
+            (
+                tap["name"].as_str().unwrap().to_owned(),
+                tap["mac"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The processes whose network namespace is the one at `netns` (a VM's QEMU, say).
+fn processes_in(netns: &Path) -> Vec<u32> {
+    let identity = |path: &Path| fs::metadata(path).map(|meta| (meta.dev(), meta.ino())).ok();
+    let Some(wanted) = identity(netns) else {
+        return Vec::new();
+    };
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse().ok()?;
+            (identity(&entry.path().join("ns/net")) == Some(wanted)).then_some(pid)
+        })
+        .collect()
+}
+
+/// busybox `udhcpc` on a stand-in VM NIC in a namespace, noting each event with the
+/// address it carries; killed on drop.
+struct Client {
+    udhcpc: Child,
+    events: PathBuf,
+}
+
+impl Client {
+    fn start(netns: &Netns, ifname: &str, dir: &Path) -> Self {
+        let events = dir.join(format!("{}-events", netns.name));
+        let script = dir.join(format!("{}-udhcpc.sh", netns.name));
+        fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n\
+                 case \"$1\" in\n\
+                 deconfig) ip addr flush dev \"$interface\" ;;\n\
+                 bound) ip addr add \"$ip/$mask\" dev \"$interface\" ;;\n\
+                 esac\n\
+                 echo \"$1 ${{ip:-}}\" >> {}\n",
+                events.display()
+            ),
+        )
+        .unwrap();
+        let _ = fs::remove_file(&events);
+        let status = Command::new("chmod")
+            .arg("755")
+            .arg(&script)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let udhcpc = Command::new("ip")
+            .args(["netns", "exec", &netns.name, "busybox", "udhcpc", "-f"])
+            .args(["-i", ifname, "-t", "20", "-T", "1", "-A", "1", "-s"])
+            .arg(&script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Client { udhcpc, events }
+    }
+
+    /// Every event so far: (event, address).
+    fn events(&self) -> Vec<(String, String)> {
+        fs::read_to_string(&self.events)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| {
+                let (event, ip) = line.split_once(' ').unwrap_or((line, ""));
+                (event.to_owned(), ip.to_owned())
+            })
+            .collect()
+    }
+
+    fn addresses_of(&self, event: &str) -> Vec<String> {
+        self.events()
+            .into_iter()
+            .filter(|(e, _)| e == event)
+            .map(|(_, ip)| ip)
+            .collect()
+    }
+
+    /// The address of the first lease, once there is one.
+    fn bound(&self) -> String {
+        wait_for("a lease", TIMEOUT, || {
+            !self.addresses_of("bound").is_empty()
+        });
+        self.addresses_of("bound").remove(0)
+    }
+
+    /// Asks for a renewal (SIGUSR1, again each second until one more is reported) and
+    /// returns the address it carries.
+    fn renew(&self) -> String {
+        let before = self.addresses_of("renew").len();
+        let renewed = poll_until(TIMEOUT, || {
+            let pid = self.udhcpc.id().to_string();
+            let _ = Command::new("kill").args(["-USR1", &pid]).status();
+            poll_until(Duration::from_secs(1), || {
+                self.addresses_of("renew").len() > before
+            })
+        });
+        assert!(renewed, "no renewal; events: {:?}", self.events());
+        self.addresses_of("renew").remove(before)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.udhcpc.kill();
+        let _ = self.udhcpc.wait();
+    }
+}
+
+/// An address without its prefix length.
+fn ip_of(cidr: &str) -> &str {
+    cidr.split('/').next().unwrap_or(cidr)
+}
+
+/// After a node lost its DHCP processes (but not its pods), `plexus dhcp restore` starts
+/// a server for each VM NIC that is still there, from its state file, skips those whose
+/// pod is gone, and starts nothing twice; a real client behind the tap renews its lease
+/// with the restored server, and a new one gets the same lease.
+#[test]
+fn dhcp_restore_brings_back_the_servers_a_node_lost() {
+    let bench = Bench::new();
+    bench.write_two_networks("1.0.0");
+    let config = bench.config("1.1.0", json!({"vm": {"mode": "always"}}));
+    let args = pod_args("vms", "vm-4", &json!({"cni": "calico,flannel"}));
+    let result = bench.invoke("ADD", "vm4", "eth0", &args, &config).ok();
+    let address = result_addresses(&result)[0].clone();
+    let (tap, mac) = taps_of(&result)[0].clone();
+
+    let client_netns = Netns::new("vm");
+    let _peer = TapPeer::connect(&bench.pod.path(), &tap, &client_netns, "vm0", &mac);
+    let client = Client::start(&client_netns, "vm0", bench.dir.path());
+    assert_eq!(client.bound(), ip_of(&address));
+
+    wait_for("a DHCP worker per NIC", TIMEOUT, || {
+        dhcp_workers_for("vm4").len() == 2
+    });
+    kill_every_dhcp_process("vm4");
+
+    // A NIC whose pod went away meanwhile: its state file stays until its DEL, and
+    // restore must leave it alone.
+    let dhcp_dir = bench.state_dir().join("dhcp");
+    let mut gone: Value =
+        serde_json::from_slice(&fs::read(dhcp_dir.join("vm4-eth0.json")).unwrap()).unwrap();
+    gone["netns"] = json!("/var/run/netns/plexus-test-no-such-pod");
+    fs::write(dhcp_dir.join("gone-eth0.json"), gone.to_string()).unwrap();
+
+    let report = restore(&bench);
+    assert!(
+        report_of(&report, "vm4-eth0.json").contains("started (pid"),
+        "{report:#?}"
+    );
+    assert!(
+        report_of(&report, "vm4-eth1.json").contains("started (pid"),
+        "{report:#?}"
+    );
+    assert!(
+        report_of(&report, "gone-eth0.json").ends_with("skipped: the namespace is gone"),
+        "{report:#?}"
+    );
+    assert_eq!(
+        report.last().unwrap(),
+        "2 started, 0 already served, 1 skipped, 0 failed"
+    );
+    wait_for("a DHCP worker per NIC", TIMEOUT, || {
+        dhcp_workers_for("vm4").len() == 2
+    });
+    let mut running = dhcp_processes_for("vm4");
+    running.sort_unstable();
+    assert_eq!(running.len(), 4, "a supervisor and a worker per NIC");
+
+    let report = restore(&bench);
+    assert_eq!(
+        report.last().unwrap(),
+        "0 started, 2 already served, 1 skipped, 0 failed"
+    );
+    let mut again = dhcp_processes_for("vm4");
+    again.sort_unstable();
+    assert_eq!(again, running, "a second restore starts nothing");
+    assert!(
+        dhcp_processes_for("gone").is_empty(),
+        "nothing serves a NIC that is gone"
+    );
+    fs::remove_file(dhcp_dir.join("gone-eth0.json")).unwrap();
+
+    // The VM's renewal, and a VM booting again, are answered by the restored server.
+    assert_eq!(client.renew(), ip_of(&address));
+    drop(client);
+    let rebooted = Client::start(&client_netns, "vm0", bench.dir.path());
+    assert_eq!(rebooted.bound(), ip_of(&address));
+    drop(rebooted);
+    drop(_peer);
+
+    bench.invoke("DEL", "vm4", "eth0", &args, &config).ok();
+    bench.assert_clean();
+    assert!(dhcp_processes_for("vm4").is_empty(), "DEL stops them all");
+    assert_eq!(fs::read_dir(&dhcp_dir).unwrap().count(), 0, "no state left");
+}
+
+/// The delegates cannot CHECK a VM pod's interfaces (the VM wears their MACs and
+/// addresses), so CHECK checks what Plexus made: it passes on a healthy pod, starts a
+/// lost DHCP server again, and fails with code 107 naming a tap that is gone.
+#[test]
+fn check_of_a_vm_pod_restarts_a_lost_dhcp_server_and_finds_a_missing_tap() {
+    let bench = Bench::new();
+    bench.write_two_networks("1.0.0");
+    let config = bench.config("1.1.0", json!({"vm": {"mode": "always"}}));
+    let args = pod_args("vms", "vm-6", &json!({"cni": "calico,flannel"}));
+    bench.invoke("ADD", "vm6", "eth0", &args, &config).ok();
+    bench.invoke("CHECK", "vm6", "eth0", &args, &config).ok();
+
+    kill_every_dhcp_process("vm6");
+    bench.invoke("CHECK", "vm6", "eth0", &args, &config).ok();
+    // Counted once settled: a worker between fork and exec still looks like its supervisor.
+    wait_for("CHECK to start both servers again", TIMEOUT, || {
+        dhcp_servers_for("vm6") == 2 && dhcp_workers_for("vm6").len() == 2
+    });
+
+    bench.pod.ip(&["link", "del", "tap-eth1"]);
+    let error = bench.invoke("CHECK", "vm6", "eth0", &args, &config).err();
+    assert_eq!(error["code"], 107, "{error}");
+    assert!(
+        error["msg"]
+            .as_str()
+            .unwrap()
+            .contains("tap-eth1 is missing"),
+        "{error}"
+    );
+
+    bench.invoke("DEL", "vm6", "eth0", &args, &config).ok();
+    bench.assert_clean();
+    assert!(dhcp_processes_for("vm6").is_empty());
+}
+
+/// Whether both NICs reported a renewal after `mark`, each of its own address.
+fn both_renewed(console: &Console, mark: Mark, addresses: &[String]) -> bool {
+    ["eth0", "eth1"]
+        .iter()
+        .zip(addresses)
+        .all(|(ifname, address)| {
+            console
+                .nics_since(mark)
+                .iter()
+                .any(|nic| nic.ifname == *ifname && nic.event == "renew" && nic.address == *address)
+        })
+}
+
+/// The issue's "responder killed while the VM runs": a real VM, up with its DHCP
+/// clients running on a 30-second lease (busybox's floor), renews both NICs after their
+/// workers are killed (the supervisors start new ones), and again after every DHCP
+/// process of the pod is killed and `plexus dhcp restore` runs; the VM never loses its
+/// addresses. Then DEL leaves nothing: no QEMU, no DHCP process, no namespace.
+#[test]
+fn renewals_succeed_after_the_dhcp_responder_is_killed_while_the_vm_runs() {
+    let bench = Bench::new();
+    bench.write_two_networks("1.0.0");
+    let config = bench.config(
+        "1.1.0",
+        json!({"vm": {"mode": "always", "leaseSeconds": 30}}),
+    );
+    let args = pod_args("vms", "vm-5", &json!({"cni": "calico,flannel"}));
+    let result = bench.invoke("ADD", "vm5", "eth0", &args, &config).ok();
+    let addresses = result_addresses(&result);
+    let taps = taps_of(&result);
+    let taps: Vec<(&str, &str)> = taps
+        .iter()
+        .map(|(name, mac)| (name.as_str(), mac.as_str()))
+        .collect();
+    let console = vm::boot_and_stay(bench.pod.path(), &taps, Duration::from_secs(90));
+    for (ifname, address) in ["eth0", "eth1"].iter().zip(&addresses) {
+        let nic = console.nic(ifname);
+        assert_eq!(&nic.address, address, "{console}");
+        assert_eq!(nic.lease, Some(30), "{console}");
+    }
+    // A renewal comes at half the lease; one that goes unanswered ends in rebinding and
+    // then the loss of the address at its end.
+    let renewal = Duration::from_secs(40);
+
+    wait_for("a DHCP worker per NIC", TIMEOUT, || {
+        dhcp_workers_for("vm5").len() == 2
+    });
+    let killed = dhcp_workers_for("vm5");
+    let mark = console.mark();
+    for pid in &killed {
+        nix_kill(*pid);
+    }
+    wait_for("new workers", TIMEOUT, || {
+        let now = dhcp_workers_for("vm5");
+        now.len() == 2 && now.iter().all(|pid| !killed.contains(pid))
+    });
+    console.wait_until(
+        "both NICs to renew after their workers were killed",
+        renewal,
+        |console| both_renewed(console, mark, &addresses),
+    );
+    assert_eq!(
+        console.troubles_since(mark),
+        Vec::<String>::new(),
+        "{console}"
+    );
+
+    let mark = console.mark();
+    kill_every_dhcp_process("vm5");
+    let report = restore(&bench);
+    assert_eq!(
+        report.last().unwrap(),
+        "2 started, 0 already served, 0 skipped, 0 failed"
+    );
+    console.wait_until("both NICs to renew after restore", renewal, |console| {
+        both_renewed(console, mark, &addresses)
+    });
+    assert_eq!(
+        console.troubles_since(mark),
+        Vec::<String>::new(),
+        "{console}"
+    );
+    drop(console);
+
+    bench.invoke("DEL", "vm5", "eth0", &args, &config).ok();
+    bench.assert_clean();
+    assert!(dhcp_processes_for("vm5").is_empty(), "no DHCP process left");
+    let pod = bench.pod.path();
+    assert_eq!(
+        processes_in(&pod),
+        Vec::<u32>::new(),
+        "no QEMU left in the pod"
+    );
+    drop(bench);
+    assert!(!pod.exists(), "no namespace left");
 }

@@ -27,6 +27,15 @@ pub enum DhcpError {
         #[source]
         source: serde_json::Error,
     },
+    /// The lock file that tells which process serves a state file failed.
+    #[error("DHCP server lock {}: {source}", path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The reason.
+        #[source]
+        source: io::Error,
+    },
     /// The lease cannot be expressed in DHCP.
     #[error(transparent)]
     Lease(#[from] LeaseError),

@@ -13,6 +13,12 @@
 //! comes back by starting the same command on the same file: it answers the VM's next
 //! renewal as if nothing happened.
 //!
+//! Whoever serves `FILE` holds the [`ServerLock`] beside it ([`lock_file`]) for as long
+//! as it runs; [`server_pid`] asks the kernel who that is. That is how a second server
+//! for one NIC is refused, how DEL finds the server to stop whoever started it, and how
+//! a restart after the fact starts only the servers that are missing — for NICs that
+//! are still [`Presence::Present`].
+//!
 //! The server listens on the VM NIC's **tap** (its `interface`), through a packet
 //! socket opened inside the pod's namespace on a throw-away thread. It sees each frame
 //! the VM sends before the bridge does, so it also gets renewals unicast to the
@@ -34,9 +40,11 @@
 mod error;
 mod frame;
 mod lease;
+mod lock;
 pub mod packet;
 mod server;
 
 pub use error::DhcpError;
 pub use lease::{ClasslessRoute, Lease, LeaseError};
-pub use server::{ServerConfig, Stop, Stopped, serve};
+pub use lock::{Claim, ServerLock, lock_file, remove_lock_file, server_pid};
+pub use server::{Presence, ServerConfig, Stop, Stopped, serve};

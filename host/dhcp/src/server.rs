@@ -1,6 +1,7 @@
 //! The server: one VM NIC (one MAC) on one interface of a pod namespace, one fixed lease.
 
 use std::{
+    ffi::CString,
     fs, io,
     net::Ipv4Addr,
     os::{
@@ -98,6 +99,26 @@ impl ServerConfig {
         })
     }
 
+    /// Whether the NIC is still there to be served: its namespace, and its interface in
+    /// it. A server is only worth (re)starting for a NIC that is present.
+    pub fn presence(&self) -> Presence {
+        let Ok(netns) = Netns::open(&self.netns) else {
+            return Presence::NetnsGone;
+        };
+        let Ok(name) = CString::new(self.interface.as_str()) else {
+            return Presence::InterfaceGone;
+        };
+        // SAFETY: if_nametoindex reads a NUL-terminated string that outlives the call.
+        match netns.run("look up interface", || unsafe {
+            libc::if_nametoindex(name.as_ptr())
+        }) {
+            // Entering it fails when the file is no longer a namespace (unmounted).
+            Err(_) => Presence::NetnsGone,
+            Ok(0) => Presence::InterfaceGone,
+            Ok(_) => Presence::Present,
+        }
+    }
+
     /// The server identifier in effect (see [`ServerConfig::server_id`]).
     pub fn server_identifier(&self) -> Ipv4Addr {
         self.server_id
@@ -111,6 +132,17 @@ impl ServerConfig {
             })
             .unwrap_or(FALLBACK_SERVER_ID)
     }
+}
+
+/// What [`ServerConfig::presence`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// The namespace and the interface are there.
+    Present,
+    /// The namespace's file is gone, or is no longer a namespace.
+    NetnsGone,
+    /// The namespace is there, the interface is not.
+    InterfaceGone,
 }
 
 /// Asks a running [`serve`] to return. Cloneable and usable from any thread; for a

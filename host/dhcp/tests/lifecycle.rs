@@ -1,9 +1,10 @@
 //! How a server ends: on request, when its interface is deleted, when its namespace is
-//! removed; and how it fails to start. As root, in a namespace of its own.
+//! removed; how it fails to start; and how it tells whether its NIC is still there. As
+//! root, in a namespace of its own.
 
 use std::{process::Command, thread, time::Duration};
 
-use plexus_dhcp::{DhcpError, Lease, ServerConfig, Stop, Stopped, serve};
+use plexus_dhcp::{DhcpError, Lease, Presence, ServerConfig, Stop, Stopped, serve};
 use plexus_plumbing::testing::{TestNetns, ip, require_root, wait_for};
 
 fn config(pod: &TestNetns, interface: &str) -> ServerConfig {
@@ -105,4 +106,34 @@ fn serve_fails_with_the_namespace_and_interface_named() {
         serve(&bad, &Stop::new().unwrap()),
         Err(DhcpError::Lease(_))
     ));
+}
+
+#[test]
+fn presence_tells_whether_the_nic_is_still_there() {
+    require_root();
+    let mut pod = TestNetns::new("pod");
+    ip(
+        &pod,
+        &[
+            "link", "add", "tap0", "type", "veth", "peer", "name", "peer0",
+        ],
+    );
+    let served = config(&pod, "tap0");
+    assert_eq!(served.presence(), Presence::Present);
+    assert_eq!(
+        config(&pod, "tap-missing").presence(),
+        Presence::InterfaceGone
+    );
+
+    // A namespace file left behind unmounted (as after a reboot with a persistent
+    // directory) is an ordinary file, not a namespace.
+    let directory = tempfile::tempdir().unwrap();
+    let stale = directory.path().join("cni-stale");
+    std::fs::write(&stale, b"").unwrap();
+    let mut unmounted = config(&pod, "tap0");
+    unmounted.netns = stale;
+    assert_eq!(unmounted.presence(), Presence::NetnsGone);
+
+    pod.delete();
+    assert_eq!(served.presence(), Presence::NetnsGone);
 }

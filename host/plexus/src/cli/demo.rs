@@ -2,22 +2,36 @@
 //! namespace, two delegate networks from the reference plugins (a bridge standing in
 //! for calico, a point-to-point link for flannel), one ADD for a pod annotated
 //! `cni: "calico,flannel"`, its interfaces and merged result, then DEL, leaving nothing.
+//! Then the same for a VM pod: its NICs become taps, a small VM boots on them (QEMU,
+//! TCG) and shows its `ip addr` with the two addresses DHCP gave it, then DEL.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde_json::{Value, json};
 
 use super::CliResult;
 
+/// The QEMU the VM runs under.
+const QEMU: &str = "qemu-system-x86_64";
+/// The VM reports and powers off in seconds; a machine too slow for this is stuck.
+const VM_TIMEOUT: Duration = Duration::from_secs(180);
+
 #[derive(Args)]
 pub struct DemoArgs {
     /// Where the delegate plugins are.
     #[arg(long, default_value = "/usr/lib/cni")]
     cni_path: PathBuf,
+    /// The VM's kernel (`vmlinuz`) and initramfs (`initramfs.cpio.gz`), as
+    /// `tests/vm/build-image DIR` makes them (`scripts/demo` does, into target/vm-image).
+    #[arg(long, default_value = "target/vm-image")]
+    vm_image: PathBuf,
 }
 
 /// Network namespaces made by the demo, deleted however it ends.
@@ -42,8 +56,18 @@ pub fn run(args: &DemoArgs) -> CliResult {
     let tag = std::process::id();
     let node = format!("plexus-demo-node-{tag}");
     let pod = format!("plexus-demo-pod-{tag}");
+    let vm_pod = format!("plexus-demo-vm-{tag}");
+    let kernel = args.vm_image.join("vmlinuz");
+    let initrd = args.vm_image.join("initramfs.cpio.gz");
+    if !kernel.is_file() || !initrd.is_file() {
+        return Err(format!(
+            "no VM image in {}: build it with `bash tests/vm/build-image {}` (scripts/demo does)",
+            args.vm_image.display(),
+            args.vm_image.display()
+        ));
+    }
     let mut namespaces = Namespaces(Vec::new());
-    for name in [&node, &pod] {
+    for name in [&node, &pod, &vm_pod] {
         ip(&["netns", "add", name])?;
         namespaces.0.push(name.clone());
         ip(&["-n", name, "link", "set", "lo", "up"])?;
@@ -67,6 +91,29 @@ pub fn run(args: &DemoArgs) -> CliResult {
     let container_id = format!("demo-{tag}");
     let invoke =
         |command: &str| plugin(command, &node, &pod, &container_id, &args.cni_path, &config);
+    let vm_config = json!({
+        "cniVersion": "1.1.0",
+        "name": "pods",
+        "type": "plexus",
+        "networksDir": networks_dir,
+        "stateDir": state_dir,
+        "logFile": work.path().join("plexus.log"),
+        "vm": { "mode": "annotation" },
+        "runtimeConfig": {
+            "io.kubernetes.cri.pod-annotations": { "cni": "calico,flannel", "plexus.io/vm": "true" }
+        }
+    });
+    let vm_container_id = format!("demo-vm-{tag}");
+    let invoke_vm = |command: &str| {
+        plugin(
+            command,
+            &node,
+            &vm_pod,
+            &vm_container_id,
+            &args.cni_path,
+            &vm_config,
+        )
+    };
 
     step("ADD: pod annotated cni: \"calico,flannel\"");
     let result = invoke("ADD")?;
@@ -79,19 +126,190 @@ pub fn run(args: &DemoArgs) -> CliResult {
 
     step("DEL");
     invoke("DEL")?;
-    let links = ip(&["-n", &pod, "-o", "link"])?;
-    let leftover_links = links.lines().filter(|line| !line.contains(": lo:")).count();
+    let leftover_links = pod_links(&pod)?;
     let leftover_addresses = leased_addresses(&ipam_dir);
     println!(
         "after DEL: {leftover_links} interfaces besides lo in the pod, {leftover_addresses} addresses still leased"
     );
+    let mut clean = leftover_links == 0 && leftover_addresses == 0;
+
+    step("ADD: a VM pod, annotated cni: \"calico,flannel\" and plexus.io/vm: \"true\"");
+    let result = invoke_vm("ADD")?;
+    let taps = taps_of(&result);
+    let addresses = result_addresses(&result);
+    for ((tap, mac), address) in taps.iter().zip(&addresses) {
+        println!("{tap}: for the VM NIC with MAC {mac}, which DHCP gives {address}");
+    }
+    step(&format!(
+        "the VM pod's namespace (ip -n {vm_pod} -br link): the delegates' interfaces, bridged to the taps"
+    ));
+    print!("{}", ip(&["-n", &vm_pod, "-br", "link"])?);
+    step(&format!(
+        "a VM booted on the taps ({QEMU} -accel tcg): its ip addr, from its console"
+    ));
+    let booted = Instant::now();
+    let console = boot_vm(&vm_pod, &kernel, &initrd, &taps)?;
+    print!("{}", section(&console, "--- ip addr", "--- ip route"));
+    println!(
+        "(booted, configured by DHCP and reported in {:.1} s)",
+        booted.elapsed().as_secs_f64()
+    );
+    for (index, address) in addresses.iter().enumerate() {
+        let ifname = format!("eth{index}");
+        let got = vm_address(&console, &ifname);
+        let verdict = if got.as_deref() == Some(address.as_str()) {
+            "the address of the merged result"
+        } else {
+            clean = false;
+            "NOT the address of the merged result"
+        };
+        println!(
+            "VM {ifname}: {}: {verdict} ({address})",
+            got.as_deref().unwrap_or("no address")
+        );
+    }
+
+    step("DEL of the VM pod");
+    invoke_vm("DEL")?;
+    let leftover_links = pod_links(&vm_pod)?;
+    let leftover_addresses = leased_addresses(&ipam_dir);
+    let leftover_servers = dhcp_servers(&state_dir);
+    println!(
+        "after DEL: {leftover_links} interfaces besides lo in the VM pod, {leftover_addresses} addresses still leased, {leftover_servers} DHCP servers running"
+    );
+    clean &= leftover_links == 0 && leftover_addresses == 0 && leftover_servers == 0;
     drop(namespaces);
-    if leftover_links == 0 && leftover_addresses == 0 {
+    if clean {
         println!("nothing left behind");
         Ok(ExitCode::SUCCESS)
     } else {
         Err("the demo left something behind".into())
     }
+}
+
+/// How many interfaces besides `lo` the namespace has.
+fn pod_links(netns: &str) -> Result<usize, String> {
+    let links = ip(&["-n", netns, "-o", "link"])?;
+    Ok(links.lines().filter(|line| !line.contains(": lo:")).count())
+}
+
+/// The VM NICs of a result: (tap, MAC) in attachment order.
+fn taps_of(result: &Value) -> Vec<(String, String)> {
+    result["interfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|iface| {
+            let name = iface["name"].as_str()?;
+            let mac = iface["mac"].as_str()?;
+            name.starts_with("tap-")
+                .then(|| (name.to_owned(), mac.to_owned()))
+        })
+        .collect()
+}
+
+fn result_addresses(result: &Value) -> Vec<String> {
+    result["ips"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|ip| ip["address"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Boots the VM in `netns` with one NIC per tap, in order (eth0, eth1, ...), and returns
+/// its console once it has reported and powered off (see tests/vm/build-image).
+fn boot_vm(
+    netns: &str,
+    kernel: &Path,
+    initrd: &Path,
+    taps: &[(String, String)],
+) -> Result<String, String> {
+    let mut command = Command::new("ip");
+    command
+        .args(["netns", "exec", netns, QEMU])
+        .args(["-accel", "tcg", "-m", "256", "-nographic", "-no-reboot"])
+        .arg("-kernel")
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initrd)
+        .args(["-append", "console=ttyS0 quiet panic=-1"]);
+    for (index, (tap, mac)) in taps.iter().enumerate() {
+        command
+            .arg("-netdev")
+            .arg(format!(
+                "tap,id=n{index},ifname={tap},script=no,downscript=no"
+            ))
+            .arg("-device")
+            .arg(format!("virtio-net-pci,netdev=n{index},mac={mac}"));
+    }
+    let mut qemu = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| format!("cannot run {QEMU} (apt-get install qemu-system-x86): {err}"))?;
+    let mut stdout = qemu.stdout.take().ok_or("QEMU's console is not piped")?;
+    let (done, console) = mpsc::channel();
+    thread::spawn(move || {
+        let mut text = Vec::new();
+        let read = stdout.read_to_end(&mut text);
+        let _ = done.send(read.map(|_| String::from_utf8_lossy(&text).replace('\r', "")));
+    });
+    let text = match console.recv_timeout(VM_TIMEOUT) {
+        Ok(read) => read.map_err(|err| format!("cannot read the VM's console: {err}"))?,
+        Err(_) => {
+            let _ = qemu.kill();
+            let _ = qemu.wait();
+            return Err(format!("the VM did not finish within {VM_TIMEOUT:?}"));
+        }
+    };
+    let mut errors = String::new();
+    if let Some(mut stderr) = qemu.stderr.take() {
+        let _ = stderr.read_to_string(&mut errors);
+    }
+    let status = qemu.wait().map_err(|err| err.to_string())?;
+    if !text.contains("PLEXUS-READY") {
+        return Err(format!(
+            "the VM stopped ({status}) before reporting:\n{text}{errors}"
+        ));
+    }
+    Ok(text)
+}
+
+/// The lines of `text` between the line `from` and the line `to`.
+fn section(text: &str, from: &str, to: &str) -> String {
+    text.lines()
+        .skip_while(|line| *line != from)
+        .skip(1)
+        .take_while(|line| *line != to)
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
+/// The address the VM reported for `ifname` (its `PLEXUS-NIC` line).
+fn vm_address(console: &str, ifname: &str) -> Option<String> {
+    console.lines().find_map(|line| {
+        let mut words = line.strip_prefix("PLEXUS-NIC ")?.split_whitespace();
+        (words.next()? == ifname).then_some(())?;
+        words.find_map(|word| word.strip_prefix("ip=").map(str::to_owned))
+    })
+}
+
+/// The DHCP server processes serving a state file under `state_dir`.
+fn dhcp_servers(state_dir: &Path) -> usize {
+    let dir = state_dir.join("dhcp");
+    let dir = dir.as_os_str().as_encoded_bytes();
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|entry| fs::read(entry.path().join("cmdline")).ok())
+        .filter(|cmdline| {
+            cmdline.windows(dir.len()).any(|window| window == dir)
+                && cmdline.windows(11).any(|window| window == b"dhcp\0serve\0")
+        })
+        .count()
 }
 
 fn write_networks(networks_dir: &Path, ipam_dir: &Path) -> Result<(), String> {

@@ -1,7 +1,7 @@
 //! `plexus` without `CNI_COMMAND`: tools for operators and policy authors.
 
 mod demo;
-mod dhcp;
+pub(crate) mod dhcp;
 mod explain;
 mod policy;
 mod scaffold;
@@ -42,7 +42,8 @@ enum CliCommand {
     Dhcp(DhcpCommand),
     /// What selection would give a described pod, touching nothing.
     Explain(explain::ExplainArgs),
-    /// The main job on this machine: two networks into one pod, then gone again.
+    /// The main job on this machine: two networks into one pod, and into a VM pod's VM,
+    /// then gone again.
     Demo(demo::DemoArgs),
 }
 
@@ -55,6 +56,16 @@ enum DhcpCommand {
         /// Serve in this process, unsupervised (what the supervisor runs).
         #[arg(long, hide = true)]
         worker: bool,
+    },
+    /// Start the DHCP server of every VM NIC recorded under the state directory that is
+    /// still there and not served (after a node lost its processes); idempotent.
+    Restore {
+        /// The `stateDir` of the plexus configuration.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Where the servers it starts log (appended); by default nowhere.
+        #[arg(long)]
+        log_file: Option<PathBuf>,
     },
 }
 
@@ -74,6 +85,10 @@ pub fn main() -> ExitCode {
             state_dir,
         } => status(&container_id, &state_dir),
         CliCommand::Dhcp(DhcpCommand::Serve { state, worker }) => dhcp::serve_state(&state, worker),
+        CliCommand::Dhcp(DhcpCommand::Restore {
+            state_dir,
+            log_file,
+        }) => dhcp::restore(&state_dir, log_file.as_deref()),
         CliCommand::Explain(args) => explain::run(&args),
         CliCommand::Demo(args) => demo::run(&args),
     };

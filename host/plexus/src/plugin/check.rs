@@ -1,6 +1,9 @@
-//! CHECK: ask every recorded delegate whether its attachment is still as it made it.
+//! CHECK: ask every recorded delegate whether its attachment is still as it made it; for
+//! a VM pod's attachment, check what Plexus made of it instead (see [`vm::check`]).
 
-use super::Context;
+use std::path::Path;
+
+use super::{Context, vm};
 use crate::error::PlexusError;
 
 pub fn check(context: &Context) -> Result<(), PlexusError> {
@@ -21,6 +24,11 @@ pub fn check(context: &Context) -> Result<(), PlexusError> {
                 ifname: ifname.to_owned(),
             });
         };
+        if let Some(vm) = &attachment.vm {
+            let netns = context.invocation.netns.as_deref().unwrap_or_default();
+            vm::check(context, vm, Path::new(netns))?;
+            continue;
+        }
         // CHECK is skipped by the library for delegates older than 0.4.0 or with
         // disableCheck, as the spec asks.
         // The runtime's word on where the pod lives is the current one.
