@@ -224,6 +224,18 @@ impl Bench {
         })
     }
 
+    /// A bridge network (`isGateway`) whose addresses `plexus-ipam` (`builtin:range`, the
+    /// file store in this bench's state directory) allocates from `subnet`; `CNI_PATH`
+    /// must hold the `plexus-ipam` link (see [`ipam::IpamPlugins`]).
+    pub fn plexus_ipam_bridge(&self, name: &str, bridge: &str, subnet: &str) -> Value {
+        json!({
+            "cniVersion": "1.0.0", "name": name, "type": "bridge", "bridge": bridge,
+            "isGateway": true,
+            "ipam": { "type": "plexus-ipam", "policy": "builtin:range", "stateDir": self.state_dir(),
+                      "ranges": [[{ "subnet": subnet }]] },
+        })
+    }
+
     /// A point-to-point network with host-local addresses from `subnet`, as a conflist.
     pub fn ptp_list(&self, name: &str, subnet: &str, version: &str) -> Value {
         json!({

@@ -19,12 +19,7 @@ fn bench(plugins: &IpamPlugins) -> Bench {
     );
     bench.write_network(
         "20-ipamnet.conf",
-        &json!({
-            "cniVersion": "1.0.0", "name": "ipamnet", "type": "bridge", "bridge": "br-ipam",
-            "isGateway": true,
-            "ipam": { "type": "plexus-ipam", "policy": "builtin:range", "stateDir": bench.state_dir(),
-                      "ranges": [[{ "subnet": "10.61.0.0/24" }]] },
-        }),
+        &bench.plexus_ipam_bridge("ipamnet", "br-ipam", "10.61.0.0/24"),
     );
     bench
 }

@@ -98,12 +98,7 @@ fn pods_come_and_go_without_leaking_anything() {
     bench.write_two_networks("1.0.0");
     bench.write_network(
         "30-ipamnet.conf",
-        &json!({
-            "cniVersion": "1.0.0", "name": "ipamnet", "type": "bridge", "bridge": "br-ipam",
-            "isGateway": true,
-            "ipam": { "type": "plexus-ipam", "policy": "builtin:range", "stateDir": bench.state_dir(),
-                      "ranges": [[{ "subnet": "10.62.0.0/16" }]] },
-        }),
+        &bench.plexus_ipam_bridge("ipamnet", "br-ipam", "10.62.0.0/16"),
     );
     let config = bench.config(
         "1.0.0",

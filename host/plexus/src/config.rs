@@ -250,27 +250,21 @@ impl PluginConfig {
             check_absolute("recordDir", record_dir)?;
         }
         let vm = vm_settings(raw.vm.as_ref())?;
-        let policy_timeout_ms = raw.policy_timeout_ms.unwrap_or(DEFAULT_POLICY_TIMEOUT_MS);
-        if policy_timeout_ms == 0 {
-            return Err(ConfigError::Key {
-                key: "policyTimeoutMs",
-                reason: "must be at least 1".into(),
-            });
-        }
-        let max_attachments = raw.max_attachments.unwrap_or(DEFAULT_MAX_ATTACHMENTS);
-        if max_attachments == 0 {
-            return Err(ConfigError::Key {
-                key: "maxAttachments",
-                reason: "must be at least 1".into(),
-            });
-        }
-        let policy_memory_mib = raw.policy_memory_mib.unwrap_or(DEFAULT_POLICY_MEMORY_MIB);
-        if policy_memory_mib == 0 {
-            return Err(ConfigError::Key {
-                key: "policyMemoryMiB",
-                reason: "must be at least 1".into(),
-            });
-        }
+        let policy_timeout_ms = at_least_one(
+            "policyTimeoutMs",
+            raw.policy_timeout_ms,
+            DEFAULT_POLICY_TIMEOUT_MS,
+        )?;
+        let max_attachments = at_least_one(
+            "maxAttachments",
+            raw.max_attachments,
+            DEFAULT_MAX_ATTACHMENTS,
+        )?;
+        let policy_memory_mib = at_least_one(
+            "policyMemoryMiB",
+            raw.policy_memory_mib,
+            DEFAULT_POLICY_MEMORY_MIB,
+        )?;
         Ok(PluginConfig {
             cni_version,
             networks_dir,
@@ -306,6 +300,22 @@ impl PluginConfig {
             .get(POD_ANNOTATIONS_CAPABILITY)
             .and_then(Value::as_object)
     }
+}
+
+/// `value` (or `default` when absent), which must not be zero.
+pub fn at_least_one<T: Copy + Default + PartialEq>(
+    key: &'static str,
+    value: Option<T>,
+    default: T,
+) -> Result<T, ConfigError> {
+    let value = value.unwrap_or(default);
+    if value == T::default() {
+        return Err(ConfigError::Key {
+            key,
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(value)
 }
 
 /// The configuration on stdin as JSON, which must be an object.

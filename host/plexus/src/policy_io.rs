@@ -16,17 +16,10 @@ pub(crate) fn select_request(
     config: &PluginConfig,
     networks: &[Network],
 ) -> Result<wit::SelectRequest, PlexusError> {
-    let identity = PodIdentity::from_args(&invocation.args);
     let annotations = pod::annotations(config, &invocation.args)?;
     let vm = config.vm_mode.is_vm_pod(&annotations);
     Ok(wit::SelectRequest {
-        pod: wit::Pod {
-            namespace: identity.namespace,
-            name: identity.name,
-            uid: identity.uid,
-            container_id: invocation.container_id.clone().unwrap_or_default(),
-            ifname: invocation.ifname.clone().unwrap_or_default(),
-        },
+        pod: pod_of(invocation),
         annotations,
         cni_args: invocation.args.clone(),
         runtime_config: Value::Object(config.runtime_config.clone()).to_string(),
@@ -38,6 +31,18 @@ pub(crate) fn select_request(
         policy_config: config.policy_config.clone(),
         vm,
     })
+}
+
+/// Who the pod of an invocation is, as policies see it.
+pub(crate) fn pod_of(invocation: &Invocation) -> wit::Pod {
+    let identity = PodIdentity::from_args(&invocation.args);
+    wit::Pod {
+        namespace: identity.namespace,
+        name: identity.name,
+        uid: identity.uid,
+        container_id: invocation.container_id.clone().unwrap_or_default(),
+        ifname: invocation.ifname.clone().unwrap_or_default(),
+    }
 }
 
 /// Checks a merged result before it reaches the runtime: it must be a valid CNI result

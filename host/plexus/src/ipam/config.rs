@@ -10,7 +10,7 @@ use plexus_ipam_store::EtcdConfig;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{ConfigError, DEFAULT_STATE_DIR, check_absolute, parse_document};
+use crate::config::{ConfigError, DEFAULT_STATE_DIR, at_least_one, check_absolute, parse_document};
 
 /// Store I/O happens inside the call (and etcd is a network round trip per operation),
 /// so an IPAM policy gets more time than a selector does.
@@ -181,20 +181,16 @@ impl IpamConfig {
                 tls,
             }) => StoreChoice::Etcd(etcd(endpoints, prefix, timeout_ms, tls)?),
         };
-        let policy_timeout_ms = own.policy_timeout_ms.unwrap_or(DEFAULT_POLICY_TIMEOUT_MS);
-        if policy_timeout_ms == 0 {
-            return Err(ConfigError::Key {
-                key: "ipam.policyTimeoutMs",
-                reason: "must be at least 1".into(),
-            });
-        }
-        let policy_memory_mib = own.policy_memory_mib.unwrap_or(DEFAULT_POLICY_MEMORY_MIB);
-        if policy_memory_mib == 0 {
-            return Err(ConfigError::Key {
-                key: "ipam.policyMemoryMiB",
-                reason: "must be at least 1".into(),
-            });
-        }
+        let policy_timeout_ms = at_least_one(
+            "ipam.policyTimeoutMs",
+            own.policy_timeout_ms,
+            DEFAULT_POLICY_TIMEOUT_MS,
+        )?;
+        let policy_memory_mib = at_least_one(
+            "ipam.policyMemoryMiB",
+            own.policy_memory_mib,
+            DEFAULT_POLICY_MEMORY_MIB,
+        )?;
         if let Some(state_dir) = &own.state_dir {
             check_absolute("ipam.stateDir", state_dir)?;
         }

@@ -28,7 +28,6 @@ use crate::crash_point;
 use crate::error::PlexusError;
 use crate::flock;
 use crate::logging;
-use crate::pod::PodIdentity;
 use crate::policy_io;
 use crate::selection;
 use crate::state;
@@ -190,15 +189,8 @@ impl Call<'_> {
     }
 
     fn request(&self, invocation: &Invocation) -> wit::IpamRequest {
-        let identity = PodIdentity::from_args(&invocation.args);
         wit::IpamRequest {
-            pod: wit::Pod {
-                namespace: identity.namespace,
-                name: identity.name,
-                uid: identity.uid,
-                container_id: invocation.container_id.clone().unwrap_or_default(),
-                ifname: invocation.ifname.clone().unwrap_or_default(),
-            },
+            pod: policy_io::pod_of(invocation),
             network: self.config.network.clone(),
             config: self.config.ipam.to_string(),
             requested_ips: self.config.requested_ips.clone(),
