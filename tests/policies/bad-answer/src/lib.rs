@@ -20,13 +20,22 @@ fn attachment(network_file: &str, ifname: String) -> Attachment {
 
 impl Guest for BadAnswer {
     fn select(request: SelectRequest) -> Result<Vec<Attachment>, String> {
-        let file = request.networks.first().map(|network| network.file.clone()).unwrap_or_default();
+        let file = request
+            .networks
+            .first()
+            .map(|network| network.file.clone())
+            .unwrap_or_default();
         let mode = request.policy_config.trim_matches(|c| c == '"' || c == ' ');
         Ok(match mode {
-            "duplicate" => vec![attachment(&file, "eth0".into()), attachment(&file, "eth0".into())],
+            "duplicate" => vec![
+                attachment(&file, "eth0".into()),
+                attachment(&file, "eth0".into()),
+            ],
             "invalid" => vec![attachment(&file, "eth0/../../x".into())],
             "unknown" => vec![attachment("99-nowhere.conf", "eth0".into())],
-            "huge" => (0..100_000).map(|i| attachment(&file, format!("{i:0>100}"))).collect(),
+            "huge" => (0..100_000)
+                .map(|i| attachment(&file, format!("{i:0>100}")))
+                .collect(),
             other => return Err(format!("unknown mode {other:?}")),
         })
     }
