@@ -129,43 +129,51 @@ fn explain_shows_the_attachments_without_root_and_touches_nothing() {
 }
 
 #[test]
-fn a_new_merge_policy_builds_and_passes_its_cases_out_of_the_box() {
+fn new_merge_and_ipam_policies_build_and_pass_their_cases_out_of_the_box() {
     let dir = tempfile::tempdir().unwrap();
-    let new = Command::new(plexus_binary())
-        .args(["policy", "new", "my-merge", "--kind", "merge", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        new.status.success(),
-        "{}",
-        String::from_utf8_lossy(&new.stderr)
-    );
-    let project = dir.path().join("my-merge");
-    let build = Command::new("cargo")
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
-        .current_dir(&project)
-        .env_remove("CARGO_TARGET_DIR")
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
-    let test = Command::new(plexus_binary())
-        .args([
-            "policy",
-            "test",
-            "target/wasm32-wasip2/release/my_merge.wasm",
-            "cases",
-        ])
-        .current_dir(&project)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&test.stdout);
-    assert!(test.status.success(), "{stdout}");
-    assert!(stdout.contains("2 passed, 0 failed"), "{stdout}");
+    // One target directory for both projects: the second build reuses the first's deps.
+    let target = dir.path().join("target");
+    for (kind, name, passed) in [
+        ("merge", "my-merge", "2 passed, 0 failed"),
+        ("ipam", "my-ipam", "3 passed, 0 failed"),
+    ] {
+        let new = Command::new(plexus_binary())
+            .args(["policy", "new", name, "--kind", kind, "--dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            new.status.success(),
+            "{}",
+            String::from_utf8_lossy(&new.stderr)
+        );
+        let project = dir.path().join(name);
+        let build = Command::new("cargo")
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .current_dir(&project)
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap();
+        assert!(
+            build.status.success(),
+            "{}",
+            String::from_utf8_lossy(&build.stderr)
+        );
+        let wasm = target.join(format!(
+            "wasm32-wasip2/release/{}.wasm",
+            name.replace('-', "_")
+        ));
+        let test = Command::new(plexus_binary())
+            .args(["policy", "test"])
+            .arg(&wasm)
+            .arg("cases")
+            .current_dir(&project)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&test.stdout);
+        assert!(test.status.success(), "{kind}: {stdout}");
+        assert!(stdout.contains(passed), "{kind}: {stdout}");
+    }
 
     let again = Command::new(plexus_binary())
         .args(["policy", "new", "my-merge", "--dir"])

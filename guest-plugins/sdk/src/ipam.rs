@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{self, Entry, Store};
@@ -34,6 +35,30 @@ use crate::types::{AttachmentId, CniResult, Dns, GcRequest, IpConfig, IpamReques
 
 const IP_PREFIX: &str = "ip/";
 const LAST_PREFIX: &str = "last/";
+
+/// The value of `key` in the network's `ipam` object (`config`, the request's JSON), if
+/// it is there: how a policy reads keys of its own.
+///
+/// ```
+/// use plexus_policy_sdk::ipam::config_key;
+/// let config = r#"{"type": "plexus-ipam", "gracePeriodSeconds": 60}"#;
+/// assert_eq!(config_key::<u64>(config, "gracePeriodSeconds").unwrap(), Some(60));
+/// assert_eq!(config_key::<u64>(config, "other").unwrap(), None);
+/// assert!(config_key::<u64>(r#"{"gracePeriodSeconds": "soon"}"#, "gracePeriodSeconds").is_err());
+/// ```
+pub fn config_key<T: DeserializeOwned>(config: &str, key: &str) -> Result<Option<T>, String> {
+    let text = if config.trim().is_empty() {
+        "{}"
+    } else {
+        config
+    };
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| format!("ipam: not a JSON object: {e}"))?;
+    object
+        .get(key)
+        .map(|value| T::deserialize(value).map_err(|e| format!("ipam: `{key}`: {e}")))
+        .transpose()
+}
 
 /// A parsed `ipam` configuration, ready to allocate from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,34 +7,17 @@
 //! (`K8S_POD_NAMESPACE`, `K8S_POD_NAME`) is treated as by `builtin:range`.
 
 use plexus_policy_sdk::Ipam;
-use plexus_policy_sdk::ipam::Ranges;
+use plexus_policy_sdk::ipam::{self, Ranges};
 use plexus_policy_sdk::store::Store;
 use plexus_policy_sdk::types::{CniResult, GcRequest, IpamRequest};
-use serde::Deserialize;
 
 /// How long a released address is held for its pod unless the configuration says.
 pub const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 3600;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StickyConfig {
-    #[serde(default = "default_grace_period")]
-    grace_period_seconds: u64,
-}
-
-fn default_grace_period() -> u64 {
-    DEFAULT_GRACE_PERIOD_SECONDS
-}
-
 /// The ranges of `config`, with its grace period as the hold.
 fn ranges(config: &str) -> Result<Ranges, String> {
-    let sticky: StickyConfig = serde_json::from_str(if config.trim().is_empty() {
-        "{}"
-    } else {
-        config
-    })
-    .map_err(|e| format!("ipam: gracePeriodSeconds: {e}"))?;
-    Ranges::parse(config, Some(sticky.grace_period_seconds))
+    let grace = ipam::config_key(config, "gracePeriodSeconds")?;
+    Ranges::parse(config, Some(grace.unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS)))
 }
 
 /// The IPAM policy exported by this component.

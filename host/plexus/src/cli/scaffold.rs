@@ -18,6 +18,8 @@ pub enum Kind {
     Select,
     /// A merge policy (the `merge` key): the pod's one result from the delegates'.
     Merge,
+    /// An IPAM policy (a delegate's `ipam.policy`, with `plexus-ipam`): a pod's addresses.
+    Ipam,
 }
 
 /// Creates `<parent>/<name>` as a new policy project.
@@ -27,18 +29,27 @@ pub fn new_policy(name: &str, kind: Kind, parent: &Path) -> CliResult {
     if project.exists() {
         return Err(format!("{} already exists", project.display()));
     }
-    let (world, key, source, cases) = match kind {
+    let (world, key, cases_file, source, cases) = match kind {
         Kind::Select => (
             "selector",
+            "`select` key",
             "select",
             include_str!("templates/select.rs.tmpl"),
             include_str!("templates/select-cases.json.tmpl"),
         ),
         Kind::Merge => (
             "merger",
+            "`merge` key",
             "merge",
             include_str!("templates/merge.rs.tmpl"),
             include_str!("templates/merge-cases.json.tmpl"),
+        ),
+        Kind::Ipam => (
+            "ipam",
+            "delegate networks' `ipam.policy` (with `\"type\": \"plexus-ipam\"`)",
+            "ipam",
+            include_str!("templates/ipam.rs.tmpl"),
+            include_str!("templates/ipam-cases.json.tmpl"),
         ),
     };
     let fill = |template: &str| {
@@ -54,7 +65,7 @@ pub fn new_policy(name: &str, kind: Kind, parent: &Path) -> CliResult {
             fill(include_str!("templates/Cargo.toml.tmpl")),
         ),
         ("src/lib.rs".into(), fill(source)),
-        (format!("cases/{key}.json").into(), fill(cases)),
+        (format!("cases/{cases_file}.json").into(), fill(cases)),
         (
             "README.md".into(),
             fill(include_str!("templates/README.md.tmpl")),
