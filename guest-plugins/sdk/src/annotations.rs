@@ -246,6 +246,11 @@ fn check_cidr(cidr: &str) -> Result<(), String> {
     let not_cidr = || format!("{cidr:?} is not an address in CIDR notation (like 10.1.0.5/24)");
     let (address, prefix) = cidr.split_once('/').ok_or_else(not_cidr)?;
     let address: IpAddr = address.parse().map_err(|_| not_cidr())?;
+    // Digits only: Rust's integer parser also takes a sign (`+8`), which the host's CIDR
+    // parser and the delegates' (Go's `net.ParseCIDR`) refuse.
+    if !prefix.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(not_cidr());
+    }
     let prefix: u8 = prefix.parse().map_err(|_| not_cidr())?;
     let max_prefix = if address.is_ipv4() { 32 } else { 128 };
     if prefix > max_prefix {
@@ -413,6 +418,25 @@ mod tests {
             );
             assert!(err.contains(expected), "{value}: {err}");
         }
+    }
+
+    /// Caught by fuzzing (`fuzz/fuzz_targets/multus_annotation.rs`): a signed prefix passed
+    /// this check but not the host's CIDR parser, nor the delegates'.
+    #[test]
+    fn multus_json_ips_prefix_is_digits_only() {
+        for cidr in [
+            "10.0.0.1/+8",
+            "fd00::1/+64",
+            "10.0.0.1/-0",
+            "10.0.0.1/ 8",
+            "10.0.0.1/",
+        ] {
+            let value = format!(r#"[{{"name": "a", "ips": ["{cidr}"]}}]"#);
+            let err = parse_multus(&value).unwrap_err();
+            assert!(err.contains("CIDR"), "{cidr}: {err}");
+        }
+        let ok = parse_multus(r#"[{"name": "a", "ips": ["10.0.0.1/08", "fd00::1/128"]}]"#);
+        assert_eq!(ok.unwrap()[0].ips, ["10.0.0.1/08", "fd00::1/128"]);
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub fn validate(name: &str) -> Result<(), String> {
         "it contains `/` or `:`"
     } else if name.chars().any(char::is_whitespace) {
         "it contains whitespace"
+    } else if name.contains('\0') {
+        "it contains a NUL byte"
     } else {
         return Ok(());
     };
@@ -125,6 +127,7 @@ mod tests {
             ("eth0:1", "`/` or `:`"),
             ("eth 0", "whitespace"),
             ("eth\t0", "whitespace"),
+            ("net\0", "NUL"),
         ];
         for (name, reason) in cases {
             let err = validate(name).unwrap_err();

@@ -187,9 +187,9 @@ fn parse_cidr(text: &str) -> Result<(Addr, u32), String> {
         .split_once('/')
         .ok_or_else(|| format!("{text:?} is not in CIDR notation (address/prefix)"))?;
     let address = Addr::parse(address)?;
-    let prefix: u32 = prefix
-        .parse()
-        .ok()
+    let prefix: u32 = Some(prefix)
+        .filter(|prefix| !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|prefix| prefix.parse().ok())
         .filter(|prefix| *prefix <= address.width())
         .ok_or_else(|| format!("{text:?} has an invalid prefix length"))?;
     Ok((address, prefix))
@@ -228,6 +228,15 @@ struct Range {
 impl Range {
     fn contains(&self, address: Addr) -> bool {
         address.v6 == self.network.v6 && self.start <= address && address <= self.end
+    }
+
+    /// The last address of the excluded block `address` is in, if it is in one.
+    fn excluded_until(&self, address: Addr) -> Option<Addr> {
+        self.exclude
+            .iter()
+            .filter(|(low, high)| *low <= address && address <= *high)
+            .map(|(_, high)| *high)
+            .max()
     }
 
     fn allocatable(&self, address: Addr) -> bool {
@@ -761,6 +770,8 @@ struct Candidates<'a> {
     range: usize,
     current: Option<Addr>,
     first: Option<Addr>,
+    /// Whether the first address was visited, so meeting it again means a full turn.
+    started: bool,
     done: bool,
 }
 
@@ -777,6 +788,7 @@ impl<'a> Candidates<'a> {
                 range,
                 current: Some(last),
                 first: None,
+                started: false,
                 done: false,
             },
             None => Self {
@@ -784,6 +796,7 @@ impl<'a> Candidates<'a> {
                 range: 0,
                 current: None,
                 first: None,
+                started: false,
                 done: false,
             },
         }
@@ -801,22 +814,32 @@ impl Iterator for Candidates<'_> {
             let range = &self.set[self.range];
             let next = match self.current {
                 None => range.start,
-                Some(current) if current == range.end => {
+                Some(current) if current >= range.end => {
                     self.range = (self.range + 1) % self.set.len();
                     self.set[self.range].start
                 }
                 Some(current) => current.offset(1),
             };
             self.current = Some(next);
-            match self.first {
-                None => self.first = Some(next),
-                Some(first) if first == next => {
+            let first = *self.first.get_or_insert(next);
+            if first == next && self.started {
+                self.done = true;
+                return None;
+            }
+            self.started = true;
+            let range = &self.set[self.range];
+            // An excluded block is passed over in one step, not address by address (a
+            // /64 may exclude a /65); passing over the first address means all were seen.
+            if let Some(until) = range.excluded_until(next) {
+                let until = until.min(range.end);
+                if next < first && first <= until && range.contains(first) {
                     self.done = true;
                     return None;
                 }
-                Some(_) => {}
+                self.current = Some(until);
+                continue;
             }
-            if next != self.set[self.range].gateway {
+            if next != range.gateway {
                 return Some(next);
             }
         }
@@ -1033,6 +1056,26 @@ mod tests {
             let error = Ranges::parse(config, None).unwrap_err();
             assert!(error.contains(expected), "{config}: {error}");
         }
+    }
+
+    #[test]
+    fn a_huge_exclusion_is_passed_over_at_once() {
+        let half = r#"{"ranges": [[{"subnet": "fd00::/64", "exclude": ["fd00::/65"]}]]}"#;
+        let store = MemoryStore::default();
+        let result = Ranges::parse(half, None)
+            .unwrap()
+            .allocate(&request("a"), &store)
+            .unwrap();
+        assert_eq!(addresses(&result), ["fd00::8000:0:0:0/64"]);
+        let all = r#"{"ranges": [[{"subnet": "2001:db8::/64", "exclude": ["2001:db8::/64"]}]]}"#;
+        let error = Ranges::parse(all, None)
+            .unwrap()
+            .allocate(&request("a"), &store)
+            .unwrap_err();
+        assert!(error.contains("no free address"), "{error}");
+        let signed =
+            Ranges::parse(r#"{"ranges": [[{"subnet": "10.0.0.0/+8"}]]}"#, None).unwrap_err();
+        assert!(signed.contains("invalid prefix length"), "{signed}");
     }
 
     #[test]

@@ -242,10 +242,10 @@ pub fn validate_ifname(name: &str) -> Result<(), String> {
     }
     if let Some(c) = name
         .chars()
-        .find(|c| *c == '/' || *c == ':' || c.is_whitespace())
+        .find(|c| *c == '/' || *c == ':' || *c == '\0' || c.is_whitespace())
     {
         return Err(format!(
-            "interface name {name:?} contains {c:?}; '/', ':' and whitespace are not allowed"
+            "interface name {name:?} contains {c:?}; '/', ':', NUL and whitespace are not allowed"
         ));
     }
     Ok(())
@@ -450,6 +450,12 @@ mod tests {
         assert_eq!(v.command, Command::Version);
         assert!(v.path.is_empty());
         assert_eq!(v.container_id, None);
+    }
+
+    #[test]
+    fn an_interface_name_with_a_nul_byte_is_refused() {
+        let error = validate_ifname("net\0").unwrap_err();
+        assert!(error.contains("NUL"), "{error}");
     }
 
     #[test]
