@@ -210,26 +210,12 @@ const DEFAULT_MAX_ATTACHMENTS: usize = 16;
 impl PluginConfig {
     pub fn from_slice(bytes: &[u8]) -> Result<Self, ConfigError> {
         let document = parse_document(bytes)?;
-        // Valid JSON of the wrong shape is a configuration error that names its key.
-        let raw: RawConfig = serde_path_to_error::deserialize(document.clone()).map_err(|err| {
-            ConfigError::Invalid {
-                key: err.path().to_string(),
-                reason: err.into_inner().to_string(),
-            }
-        })?;
+        let raw: RawConfig = typed(document.clone(), "")?;
         Self::from_raw(raw, document)
     }
 
     fn from_raw(raw: RawConfig, document: Value) -> Result<Self, ConfigError> {
-        let cni_version = raw
-            .cni_version
-            .as_deref()
-            .ok_or(ConfigError::Key {
-                key: "cniVersion",
-                reason: "missing".into(),
-            })?
-            .parse()
-            .map_err(ConfigError::Version)?;
+        let cni_version = cni_version(raw.cni_version.as_deref())?;
         let default_networks = raw
             .default_networks
             .or(raw.genie_default_plugin)
@@ -302,6 +288,37 @@ impl PluginConfig {
     }
 }
 
+/// Deserializes `value` into `T`: valid JSON of the wrong shape is a configuration error
+/// that names its key (under `prefix`).
+pub fn typed<T: for<'de> Deserialize<'de>>(value: Value, prefix: &str) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        ConfigError::Invalid {
+            key: match (prefix, path.as_str()) {
+                ("", ".") => WHOLE_CONFIGURATION.to_owned(),
+                (prefix, ".") => prefix.to_owned(),
+                ("", path) => path.to_owned(),
+                (prefix, path) => format!("{prefix}.{path}"),
+            },
+            reason: error.into_inner().to_string(),
+        }
+    })
+}
+
+/// How an error about the configuration as a whole names its "key".
+const WHOLE_CONFIGURATION: &str = "(the whole configuration)";
+
+/// The `cniVersion` a configuration declares, which must be there and supported.
+pub fn cni_version(declared: Option<&str>) -> Result<CniVersion, ConfigError> {
+    declared
+        .ok_or(ConfigError::Key {
+            key: "cniVersion",
+            reason: "missing".into(),
+        })?
+        .parse()
+        .map_err(ConfigError::Version)
+}
+
 /// `value` (or `default` when absent), which must not be zero.
 pub fn at_least_one<T: Copy + Default + PartialEq>(
     key: &'static str,
@@ -330,7 +347,7 @@ pub fn parse_document(bytes: &[u8]) -> Result<Value, ConfigError> {
             _ => "null",
         };
         return Err(ConfigError::Invalid {
-            key: "(the whole configuration)".into(),
+            key: WHOLE_CONFIGURATION.into(),
             reason: format!("must be a JSON object, not {kind}"),
         });
     }

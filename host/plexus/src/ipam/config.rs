@@ -10,7 +10,10 @@ use plexus_ipam_store::EtcdConfig;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{ConfigError, DEFAULT_STATE_DIR, at_least_one, check_absolute, parse_document};
+use crate::config::{
+    ConfigError, DEFAULT_STATE_DIR, at_least_one, check_absolute, cni_version, parse_document,
+    typed,
+};
 
 /// Store I/O happens inside the call (and etcd is a network round trip per operation),
 /// so an IPAM policy gets more time than a selector does.
@@ -117,34 +120,11 @@ struct RawTls {
     key: Option<PathBuf>,
 }
 
-/// Deserializes `value` into `T`, naming the offending key (under `prefix`) on error.
-fn typed<T: for<'de> Deserialize<'de>>(value: Value, prefix: &str) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(value).map_err(|error| {
-        let path = error.path().to_string();
-        ConfigError::Invalid {
-            key: match (prefix, path.as_str()) {
-                (prefix, ".") => prefix.to_owned(),
-                ("", path) => path.to_owned(),
-                (prefix, path) => format!("{prefix}.{path}"),
-            },
-            reason: error.into_inner().to_string(),
-        }
-    })
-}
-
 impl IpamConfig {
     pub fn from_slice(bytes: &[u8], invocation: &Invocation) -> Result<Self, ConfigError> {
         let document = parse_document(bytes)?;
         let raw: RawNetwork = typed(document.clone(), "")?;
-        let cni_version = raw
-            .cni_version
-            .as_deref()
-            .ok_or(ConfigError::Key {
-                key: "cniVersion",
-                reason: "missing".into(),
-            })?
-            .parse()
-            .map_err(ConfigError::Version)?;
+        let cni_version = cni_version(raw.cni_version.as_deref())?;
         let network = raw
             .name
             .filter(|name| !name.is_empty())
