@@ -1,5 +1,6 @@
 //! `plexus` without `CNI_COMMAND`: tools for operators and policy authors.
 
+mod cases;
 mod demo;
 pub(crate) mod dhcp;
 mod explain;

@@ -12,6 +12,7 @@ use plexus_policy::{Limits, Policy, PolicyKind, PolicyRuntime, PolicySource};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::cases::{self, Case};
 use super::{CliResult, scaffold};
 use crate::builtins;
 use crate::config::DEFAULT_STATE_DIR;
@@ -224,39 +225,6 @@ enum CallError {
     Store(String),
 }
 
-/// A case file holds one case or `{"cases": [...]}`.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum CaseFile {
-    Many { cases: Vec<Case> },
-    One(Case),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Case {
-    name: Option<String>,
-    input: Value,
-    /// The output expected, compared as `match` says.
-    output: Option<Value>,
-    #[serde(default, rename = "match")]
-    matching: Matching,
-    /// A substring the error message must contain.
-    error: Option<String>,
-}
-
-/// How a case's `output` is compared with the policy's.
-#[derive(Deserialize, Default, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-enum Matching {
-    /// Equal JSON.
-    #[default]
-    Exact,
-    /// Every key the expectation names has a matching value; lists match element by
-    /// element and have the same length.
-    Subset,
-}
-
 /// One case's verdict.
 #[derive(Serialize)]
 struct Verdict {
@@ -270,18 +238,14 @@ fn test(spec: &str, paths: &[PathBuf], json: bool) -> CliResult {
     let (runtime, policy) = load(spec, None)?;
     let mut verdicts = Vec::new();
     for file in case_files(paths)? {
-        let parsed: CaseFile = serde_json::from_value(read_json(&file)?)
+        let cases = cases::parse(read_json(&file)?)
             .map_err(|err| format!("case file {}: {err}", file.display()))?;
-        let cases = match parsed {
-            CaseFile::Many { cases } => cases,
-            CaseFile::One(case) => vec![case],
-        };
         for (index, case) in cases.into_iter().enumerate() {
             let name = case
                 .name
                 .clone()
                 .unwrap_or_else(|| format!("{}#{}", file.display(), index + 1));
-            let reason = judge(&runtime, &policy, case).err();
+            let reason = judge(&runtime, &policy, &case).err();
             verdicts.push(Verdict {
                 name,
                 passed: reason.is_none(),
@@ -305,49 +269,9 @@ fn test(spec: &str, paths: &[PathBuf], json: bool) -> CliResult {
     Ok(exit_code(failed == 0))
 }
 
-fn judge(runtime: &PolicyRuntime, policy: &Policy, case: Case) -> Result<(), String> {
-    let outcome = call(runtime, policy, case.input);
-    match (outcome, case.output, case.error) {
-        (Ok(actual), Some(expected), None) => {
-            let matches = match case.matching {
-                Matching::Exact => actual == expected,
-                Matching::Subset => is_subset(&expected, &actual),
-            };
-            if matches {
-                Ok(())
-            } else {
-                Err(format!(
-                    "output differs\n  expected: {expected}\n  actual:   {actual}"
-                ))
-            }
-        }
-        (Err(error), None, Some(wanted)) if error.to_string().contains(&wanted) => Ok(()),
-        (Err(error), None, Some(wanted)) => Err(format!(
-            "error {:?} does not contain {wanted:?}",
-            error.to_string()
-        )),
-        (Ok(actual), None, Some(wanted)) => Err(format!(
-            "expected an error containing {wanted:?}, got output {actual}"
-        )),
-        (Err(error), Some(_), None) => Err(format!("expected output, got error: {error}")),
-        _ => Err("a case needs exactly one of `output` and `error`".into()),
-    }
-}
-
-fn is_subset(expected: &Value, actual: &Value) -> bool {
-    match (expected, actual) {
-        (Value::Object(wanted), Value::Object(found)) => wanted
-            .iter()
-            .all(|(key, value)| found.get(key).is_some_and(|other| is_subset(value, other))),
-        (Value::Array(wanted), Value::Array(found)) => {
-            wanted.len() == found.len()
-                && wanted
-                    .iter()
-                    .zip(found)
-                    .all(|(value, other)| is_subset(value, other))
-        }
-        _ => expected == actual,
-    }
+fn judge(runtime: &PolicyRuntime, policy: &Policy, case: &Case) -> Result<(), String> {
+    let outcome = call(runtime, policy, case.input.clone()).map_err(|error| error.to_string());
+    case.judge(outcome)
 }
 
 /// Runs the recorded calls of one kind through `spec` and prints, per pod (its latest
