@@ -165,18 +165,7 @@ impl StateStore {
     ) -> Result<(), StateError> {
         let dir = self.root.join("vm");
         create_private_dir(&dir)?;
-        let path = dir.join(format!("{container_id}.json"));
-        let json =
-            serde_json::to_vec_pretty(description).map_err(|source| StateError::Corrupt {
-                path: path.clone(),
-                source,
-            })?;
-        let tmp = self.root.join("tmp");
-        let mut temp = tempfile::NamedTempFile::new_in(&tmp).map_err(io_error(&tmp))?;
-        temp.write_all(&json).map_err(io_error(&path))?;
-        temp.persist(&path)
-            .map_err(|err| io_error(&path)(err.error))?;
-        Ok(())
+        self.replace_json(&dir.join(format!("{container_id}.json")), description)
     }
 
     /// Forgets a VM pod's NIC description; one already gone is fine.
@@ -207,17 +196,10 @@ impl StateStore {
     pub fn save(&self, record: &Record) -> Result<(), StateError> {
         let dir = self.container_dir(&record.container_id);
         create_private_dir(&dir)?;
-        let path = self.record_path(&record.container_id, &record.ifname);
-        let json = serde_json::to_vec_pretty(record).map_err(|source| StateError::Corrupt {
-            path: path.clone(),
-            source,
-        })?;
-        let tmp = self.root.join("tmp");
-        let mut temp = tempfile::NamedTempFile::new_in(&tmp).map_err(io_error(&tmp))?;
-        temp.write_all(&json).map_err(io_error(&path))?;
-        temp.as_file().sync_all().map_err(io_error(&path))?;
-        temp.persist(&path)
-            .map_err(|err| io_error(&path)(err.error))?;
+        self.replace_json(
+            &self.record_path(&record.container_id, &record.ifname),
+            record,
+        )?;
         for synced in [&dir, &self.root.join("attachments")] {
             File::open(synced)
                 .and_then(|handle| handle.sync_all())
@@ -276,6 +258,22 @@ impl StateStore {
     fn record_path(&self, container_id: &str, ifname: &str) -> PathBuf {
         self.container_dir(container_id)
             .join(format!("{ifname}.json"))
+    }
+
+    /// Replaces `path` with `value` as JSON: written and synced in `tmp/`, then renamed
+    /// over it, so a reader sees the old file or the new one, never a mix.
+    fn replace_json(&self, path: &Path, value: &impl Serialize) -> Result<(), StateError> {
+        let json = serde_json::to_vec_pretty(value).map_err(|source| StateError::Corrupt {
+            path: path.to_owned(),
+            source,
+        })?;
+        let tmp = self.root.join("tmp");
+        let mut temp = tempfile::NamedTempFile::new_in(&tmp).map_err(io_error(&tmp))?;
+        temp.write_all(&json).map_err(io_error(path))?;
+        temp.as_file().sync_all().map_err(io_error(path))?;
+        temp.persist(path)
+            .map_err(|err| io_error(path)(err.error))?;
+        Ok(())
     }
 
     fn lock_path(&self, container_id: &str) -> PathBuf {
