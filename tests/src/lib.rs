@@ -57,6 +57,26 @@ pub fn plexus_binary() -> PathBuf {
     binary
 }
 
+/// Runs the `plexus` command line with `args`: its output, whatever its exit status.
+pub fn plexus_cli<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Output {
+    Command::new(plexus_binary())
+        .args(args)
+        .output()
+        .expect("run the plexus command line")
+}
+
+/// Runs the `plexus` command line and fails the test, with its stderr, unless it succeeds:
+/// its stdout.
+pub fn plexus_cli_ok<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Vec<u8> {
+    let output = plexus_cli(args);
+    assert!(
+        output.status.success(),
+        "plexus failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
 /// A network namespace, deleted on drop.
 pub struct Netns {
     pub name: String,

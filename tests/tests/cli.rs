@@ -2,9 +2,9 @@
 
 use std::fs;
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use plexus_tests::plexus_binary;
+use plexus_tests::{plexus_binary, plexus_cli, plexus_cli_ok};
 use serde_json::{Value, json};
 
 /// Runs the plugin with exactly `vars` in its environment and `stdin`.
@@ -22,10 +22,6 @@ fn plugin(vars: &[(&str, &str)], stdin: &[u8]) -> (bool, Value) {
     let json = serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|err| panic!("stdout must be one JSON document ({err}): {output:?}"));
     (output.status.success(), json)
-}
-
-fn cli(args: &[&str]) -> Output {
-    Command::new(plexus_binary()).args(args).output().unwrap()
 }
 
 #[test]
@@ -83,19 +79,14 @@ fn policy_run_prints_the_selection() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("request.json");
     fs::write(&input, select_request(&[["cni", "calico"]]).to_string()).unwrap();
-    let output = cli(&[
+    let stdout = plexus_cli_ok([
         "policy",
         "run",
         "builtin:annotations",
         "--input",
         input.to_str().unwrap(),
     ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let chosen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let chosen: Value = serde_json::from_slice(&stdout).unwrap();
     assert_eq!(chosen[0]["network-file"], "10-calico.conf");
     assert_eq!(chosen[0]["ifname"], "eth0");
 }
@@ -116,19 +107,14 @@ fn an_ipam_policy_runs_offline_against_the_store_given() {
         json!({"call": "allocate", "request": request, "store": store}).to_string(),
     )
     .unwrap();
-    let output = cli(&[
+    let stdout = plexus_cli_ok([
         "policy",
         "run",
         "builtin:range",
         "--input",
         input.to_str().unwrap(),
     ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let answer: Value = serde_json::from_slice(&stdout).unwrap();
     assert_eq!(answer["result"]["ips"][0]["address"], "10.9.0.3/29");
     assert_eq!(answer["store"]["last/0"], "10.9.0.3");
     assert!(
@@ -148,7 +134,7 @@ fn an_ipam_policy_runs_offline_against_the_store_given() {
         json!({"request": failing, "store": store}).to_string(),
     )
     .unwrap();
-    let output = cli(&[
+    let output = plexus_cli([
         "policy",
         "run",
         "builtin:range",
@@ -175,7 +161,7 @@ fn policy_test_runs_cases_and_reports_like_a_test_runner() {
     ]});
     let file = dir.path().join("cases.json");
     fs::write(&file, cases.to_string()).unwrap();
-    let output = cli(&[
+    let output = plexus_cli([
         "policy",
         "test",
         "builtin:annotations",
@@ -187,7 +173,7 @@ fn policy_test_runs_cases_and_reports_like_a_test_runner() {
 
     let failing = json!({"name": "wrong expectation", "input": select_request(&[["cni", "calico"]]), "error": "nope"});
     fs::write(dir.path().join("more.json"), failing.to_string()).unwrap();
-    let output = cli(&[
+    let output = plexus_cli([
         "policy",
         "test",
         "builtin:annotations",
@@ -202,7 +188,7 @@ fn policy_test_runs_cases_and_reports_like_a_test_runner() {
 #[test]
 fn policy_compile_fills_the_cache() {
     let dir = tempfile::tempdir().unwrap();
-    let output = cli(&[
+    let output = plexus_cli([
         "policy",
         "compile",
         "builtin:merge-all",
@@ -248,7 +234,7 @@ fn policy_test_matches_subsets_and_reports_json() {
     ]});
     let file = dir.path().join("cases.json");
     fs::write(&file, cases.to_string()).unwrap();
-    let output = cli(&[
+    let output = plexus_cli([
         "policy",
         "test",
         "builtin:annotations",
@@ -277,7 +263,7 @@ fn policy_inspect_describes_world_version_metadata_and_cache() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().to_str().unwrap();
     let inspect = || {
-        let output = cli(&[
+        let output = plexus_cli([
             "policy",
             "inspect",
             "builtin:annotations",
@@ -306,7 +292,7 @@ fn policy_inspect_describes_world_version_metadata_and_cache() {
     assert_eq!(info["cached"], Value::Null);
 
     assert!(
-        cli(&[
+        plexus_cli([
             "policy",
             "compile",
             "builtin:annotations",

@@ -1,10 +1,9 @@
 //! What happens around ADD: a delegate failing half way, DEL in every awkward state,
 //! CHECK, GC, STATUS, network-status, and concurrent invocations.
 
-use std::process::Command;
 use std::thread;
 
-use plexus_tests::{Bench, Netns, plexus_binary, pod_args};
+use plexus_tests::{Bench, Netns, plexus_cli_ok, pod_args};
 use serde_json::{Value, json};
 
 fn genie(networks: &str) -> String {
@@ -122,17 +121,14 @@ fn status_prints_the_network_status_of_an_attachment() {
     let config = bench.config("1.0.0", json!({}));
     let args = genie("calico,flannel");
     let result = bench.invoke("ADD", "c1", "eth0", &args, &config).ok();
-    let output = Command::new(plexus_binary())
-        .args(["status", "c1", "--state-dir"])
-        .arg(bench.state_dir())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let status: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let state_dir = bench.state_dir();
+    let stdout = plexus_cli_ok([
+        "status".as_ref(),
+        "c1".as_ref(),
+        "--state-dir".as_ref(),
+        state_dir.as_os_str(),
+    ]);
+    let status: Value = serde_json::from_slice(&stdout).unwrap();
     assert_eq!(status[0]["name"], "calico");
     assert_eq!(status[0]["interface"], "eth0");
     assert_eq!(status[0]["default"], true);

@@ -3,25 +3,22 @@
 //! node changes the very next ADD.
 
 use std::fs;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use plexus_tests::{Bench, plexus_binary, pod_args};
+use plexus_tests::{Bench, plexus_cli_ok, pod_args};
 use serde_json::json;
 
 /// Fills the node's compile cache, as an operator does with `plexus policy compile`, so
 /// that the timing below measures the policy's run, not the first compile.
 fn precompile(bench: &Bench, wasm: &str) {
-    let output = Command::new(plexus_binary())
-        .args(["policy", "compile", wasm, "--state-dir"])
-        .arg(bench.state_dir())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let state_dir = bench.state_dir();
+    plexus_cli_ok([
+        "policy",
+        "compile",
+        wasm,
+        "--state-dir",
+        &state_dir.to_string_lossy(),
+    ]);
 }
 
 /// The hostile corpus: policies that loop, sleep, recurse, allocate or panic without
