@@ -1,18 +1,24 @@
 //! `CNI_ARGS` (`K=V;K2=V2`), which carries the pod's identity and, in `K8S_ANNOT`,
-//! its annotations.
+//! its annotations as a JSON object whose strings may hold `;`.
 //!
-//! Properties: parsing either fails or yields pairs with non-empty keys, no `=` in a
-//! key and no `;` anywhere; formatting them gives the input less its empty segments,
-//! and parsing that again gives the same pairs.
+//! Properties: parsing either fails or yields pairs with non-empty keys and no `=` or
+//! `;` in a key; only a `K8S_ANNOT` value that begins with `{` holds a `;`. Formatting
+//! the pairs gives the input less `;` characters only (less its empty segments exactly,
+//! when no value holds a `;`), and parsing that again gives the same pairs. Any text in
+//! an annotation, written as JSON, comes back whole among other pairs.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use plexus_cni::env::ANNOTATIONS_ARG;
 use plexus_cni::{format_cni_args, parse_cni_args};
 
 fuzz_target!(|data: &[u8]| {
     // As `Invocation::from_env` reads the environment: lossily.
     let raw = &*String::from_utf8_lossy(data);
+    annotation_comes_back(raw);
     let Ok(pairs) = parse_cni_args(raw) else {
+        // A JSON object only ever joins segments that begin KEY=, so a refusal still
+        // means some `;`-separated segment is not KEY=VALUE.
         let bad = |segment: &str| match segment.split_once('=') {
             Some((key, _)) => key.is_empty(),
             None => !segment.is_empty(),
@@ -26,10 +32,47 @@ fuzz_target!(|data: &[u8]| {
     for (key, value) in &pairs {
         assert!(!key.is_empty());
         assert!(!key.contains('=') && !key.contains(';'), "{key:?}");
-        assert!(!value.contains(';'), "{value:?}");
+        assert!(
+            !value.contains(';') || (key == ANNOTATIONS_ARG && value.starts_with('{')),
+            "{key:?}={value:?}"
+        );
     }
     let formatted = format_cni_args(&pairs);
-    let without_empty: Vec<&str> = raw.split(';').filter(|s| !s.is_empty()).collect();
-    assert_eq!(formatted, without_empty.join(";"));
+    if pairs.iter().all(|(_, value)| !value.contains(';')) {
+        let without_empty: Vec<&str> = raw.split(';').filter(|s| !s.is_empty()).collect();
+        assert_eq!(formatted, without_empty.join(";"));
+    } else {
+        assert!(
+            less_semicolons(raw, &formatted),
+            "{formatted:?} is not {raw:?} less some `;`"
+        );
+    }
     assert_eq!(parse_cni_args(&formatted).unwrap(), pairs);
 });
+
+/// The input as the text of an annotation, in `K8S_ANNOT` between two other pairs.
+fn annotation_comes_back(text: &str) {
+    let annotations = serde_json::json!({ "note": text, "cni": "a;b" }).to_string();
+    let raw = format!("K8S_POD_NAME=p;{ANNOTATIONS_ARG}={annotations};K8S_POD_UID=u");
+    let pairs = parse_cni_args(&raw).expect("CNI_ARGS with a JSON annotation");
+    let expected = [
+        ("K8S_POD_NAME", "p"),
+        (ANNOTATIONS_ARG, annotations.as_str()),
+        ("K8S_POD_UID", "u"),
+    ]
+    .map(|(key, value)| (key.to_owned(), value.to_owned()));
+    assert_eq!(pairs, expected);
+}
+
+/// Whether `shorter` is `longer` with some `;` taken out and nothing else changed.
+fn less_semicolons(longer: &str, shorter: &str) -> bool {
+    let mut rest = shorter.chars().peekable();
+    for c in longer.chars() {
+        if rest.peek() == Some(&c) {
+            rest.next();
+        } else if c != ';' {
+            return false;
+        }
+    }
+    rest.next().is_none()
+}

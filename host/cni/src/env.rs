@@ -199,21 +199,91 @@ impl Invocation {
     }
 }
 
+/// The `CNI_ARGS` key whose value is the pod's annotations as a JSON object, which may
+/// hold `;` in its strings.
+pub const ANNOTATIONS_ARG: &str = "K8S_ANNOT";
+
 /// Splits `CNI_ARGS` (`K=V;K2=V2`) into pairs. A value runs to the next `;`
 /// and may contain `=` (e.g. `K8S_ANNOT={"a":"b=c"}`); empty segments, as
 /// from a trailing `;`, are skipped; a segment without `=` or with an
 /// empty key is an error.
+///
+/// `K8S_ANNOT`'s value is a JSON object, whose strings may hold `;` (an
+/// annotation is any text): when it begins with `{`, the `;` up to the `}` that
+/// closes that object (brackets counted outside strings, `\` escapes honoured)
+/// are part of the value, which then runs to the next `;` as any other. An
+/// object that never closes is split at its first `;` as before, and so
+/// answered as JSON that does not parse.
 pub fn parse_cni_args(raw: &str) -> Result<Vec<(String, String)>, EnvError> {
-    raw.split(';')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| match pair.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-            _ => Err(EnvError::Invalid {
-                var: "CNI_ARGS",
-                reason: format!("{pair:?} is not of the form KEY=VALUE"),
-            }),
-        })
-        .collect()
+    let mut pairs = Vec::new();
+    let mut rest = raw;
+    while !rest.is_empty() {
+        let (pair, after) = next_segment(rest);
+        rest = after;
+        if pair.is_empty() {
+            continue;
+        }
+        match pair.split_once('=') {
+            Some((k, v)) if !k.is_empty() => pairs.push((k.to_owned(), v.to_owned())),
+            _ => {
+                return Err(EnvError::Invalid {
+                    var: "CNI_ARGS",
+                    reason: format!("{pair:?} is not of the form KEY=VALUE"),
+                });
+            }
+        }
+    }
+    Ok(pairs)
+}
+
+/// The first segment of `raw` and what follows the `;` that ends it.
+fn next_segment(raw: &str) -> (&str, &str) {
+    // Where to look for the `;` that ends the segment: past a JSON object that closes.
+    let from = raw
+        .strip_prefix(ANNOTATIONS_ARG)
+        .and_then(|after| after.strip_prefix('='))
+        .and_then(json_object_len)
+        .map_or(0, |len| ANNOTATIONS_ARG.len() + 1 + len);
+    match raw[from..].find(';') {
+        Some(end) => (&raw[..from + end], &raw[from + end + 1..]),
+        None => (raw, ""),
+    }
+}
+
+/// The length of the JSON object `text` begins with, up to and including the `}` that
+/// closes it, counting brackets outside strings; `None` if `text` does not begin with
+/// `{` or the object never closes. Only brackets and strings are looked at: whether
+/// the object is valid JSON is for whoever reads it.
+fn json_object_len(text: &str) -> Option<usize> {
+    if !text.starts_with('{') {
+        return None;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    // Bytes: the characters that matter are ASCII, which never occur inside a
+    // multi-byte UTF-8 character, so every index found is a character boundary.
+    for (at, byte) in text.bytes().enumerate() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Some(at + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Formats pairs as `CNI_ARGS` (`K=V;K2=V2`), the inverse of [`parse_cni_args`].
@@ -513,6 +583,58 @@ mod tests {
         let pairs = parse_cni_args("A=1;B=x=y").unwrap();
         assert_eq!(format_cni_args(&pairs), "A=1;B=x=y");
         assert_eq!(format_cni_args(&[]), "");
+    }
+
+    #[test]
+    fn annotations_may_hold_semicolons() {
+        fn pairs(raw: &str) -> Vec<(String, String)> {
+            parse_cni_args(raw).unwrap()
+        }
+        fn pair(k: &str, v: &str) -> (String, String) {
+            (k.to_owned(), v.to_owned())
+        }
+        // The field trial's case: a `;` in an annotation's value.
+        assert_eq!(
+            pairs(r#"K8S_ANNOT={"a":"x;y"}"#),
+            [pair("K8S_ANNOT", r#"{"a":"x;y"}"#)]
+        );
+        // Among other pairs, with escaped quotes and backslashes, nested objects and
+        // arrays, brackets inside strings and multi-byte characters.
+        let annot = r#"{"k8s.v1.cni.cncf.io/networks":"[{\"name\":\"a;b\"}]","q":"\\;\";}","n":{"l":[1,";",{"m":"}"}]},"é":"ü;"}"#;
+        assert!(serde_json::from_str::<serde_json::Value>(annot).is_ok());
+        let raw = format!("IgnoreUnknown=1;K8S_POD_NAME=p;K8S_ANNOT={annot};K8S_POD_UID=u");
+        assert_eq!(
+            pairs(&raw),
+            [
+                pair("IgnoreUnknown", "1"),
+                pair("K8S_POD_NAME", "p"),
+                pair("K8S_ANNOT", annot),
+                pair("K8S_POD_UID", "u"),
+            ]
+        );
+        // Formatting and parsing again gives the same pairs.
+        assert_eq!(pairs(&format_cni_args(&pairs(&raw))), pairs(&raw));
+        // After the object, the value runs to the next `;` as any other (the JSON reader
+        // then says what is wrong with it).
+        assert_eq!(
+            pairs(r#"K8S_ANNOT={"a":";"}x;B=1"#),
+            [pair("K8S_ANNOT", r#"{"a":";"}x"#), pair("B", "1")]
+        );
+        // An object that never closes is split at its first `;`, as before.
+        assert_eq!(
+            pairs(r#"K8S_ANNOT={"a":"x;B=1"#),
+            [pair("K8S_ANNOT", r#"{"a":"x"#), pair("B", "1")]
+        );
+        // Only K8S_ANNOT's value, and only a JSON object, is read this way.
+        assert!(parse_cni_args(r#"OTHER={"a":"x;y"}"#).is_err());
+        assert_eq!(
+            pairs("K8S_ANNOT=x;y=1"),
+            [pair("K8S_ANNOT", "x"), pair("y", "1")]
+        );
+        assert_eq!(
+            pairs(r#"K8S_ANNOTX={"a":"x;B=1"}"#),
+            [pair("K8S_ANNOTX", r#"{"a":"x"#), pair("B", r#"1"}"#)]
+        );
     }
 
     #[test]
