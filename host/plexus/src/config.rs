@@ -204,8 +204,9 @@ const DEFAULT_POLICY_TIMEOUT_MS: u64 = 500;
 const DEFAULT_POLICY_MEMORY_MIB: usize = 64;
 const DEFAULT_RECORD_MAX_MIB: u64 = 16;
 /// Annotations are written by tenants: one pod must not be able to ask for hundreds of
-/// delegate runs and addresses.
-const DEFAULT_MAX_ATTACHMENTS: usize = 16;
+/// delegate runs and addresses. `plexus policy run`/`test`, which have no configuration,
+/// hold a selection to this default.
+pub const DEFAULT_MAX_ATTACHMENTS: usize = 16;
 
 impl PluginConfig {
     pub fn from_slice(bytes: &[u8]) -> Result<Self, ConfigError> {

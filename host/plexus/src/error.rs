@@ -197,7 +197,6 @@ impl PlexusError {
             PlexusError::Config(_) => code::INVALID_CONFIG,
             PlexusError::PolicySpec { source, .. } => policy_code(source),
             PlexusError::Networks(NetworksError::ReadDir { .. }) => code::INVALID_CONFIG,
-            PlexusError::Networks(NetworksError::UnknownFile { .. }) => plexus_code::INVALID_ANSWER,
             PlexusError::Pod(_) => code::DECODE,
             PlexusError::State(_) => code::IO_FAILURE,
             PlexusError::Policy(error) => policy_code(error),

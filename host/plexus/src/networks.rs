@@ -19,8 +19,6 @@ pub enum NetworksError {
         #[source]
         source: io::Error,
     },
-    #[error("network file {file} is not in networksDir {dir}")]
-    UnknownFile { file: String, dir: PathBuf },
 }
 
 /// One delegate network configuration file.
@@ -84,19 +82,4 @@ fn is_meta_plugin(config: &NetworkConfigList) -> bool {
             .and_then(|kind| kind.as_str())
             .is_some_and(|kind| META_PLUGIN_TYPES.contains(&kind))
     })
-}
-
-/// The network an attachment names by its file.
-pub fn by_file<'a>(
-    networks: &'a [Network],
-    file: &str,
-    dir: &Path,
-) -> Result<&'a Network, NetworksError> {
-    networks
-        .iter()
-        .find(|network| network.file == file)
-        .ok_or_else(|| NetworksError::UnknownFile {
-            file: file.to_owned(),
-            dir: dir.to_owned(),
-        })
 }

@@ -45,6 +45,15 @@ pub(crate) fn pod_of(invocation: &Invocation) -> wit::Pod {
     }
 }
 
+/// Checks an IPAM policy's allocation before it reaches the delegate: no interfaces (the
+/// delegate makes them), and a result [`check_result`] accepts.
+pub(crate) fn check_allocation(result: &plexus_cni::CniResult) -> Result<(), String> {
+    if !result.interfaces.is_empty() {
+        return Err("an IPAM result has no interfaces; the delegate makes them".into());
+    }
+    check_result(result)
+}
+
 /// Checks a merged result before it reaches the runtime: it must be a valid CNI result
 /// (addresses in CIDR form, ...) whose addresses point at its own interfaces.
 pub(crate) fn check_result(result: &plexus_cni::CniResult) -> Result<(), String> {

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::builtins;
 use crate::config::{ConfigError, PluginConfig};
 use crate::error::PlexusError;
-use crate::networks::{self, Network};
+use crate::networks::Network;
 
 /// Loads the policy configured under `key`, which must implement `kind`. Policy keys are
 /// checked here, where a policy is used, not when the configuration is read: DEL never
@@ -58,35 +58,58 @@ fn check_policy_path(key: &'static str, spec: &str) -> Result<(), ConfigError> {
     Err(ConfigError::Key { key, reason })
 }
 
-/// One chosen attachment, checked.
-pub struct Planned<'a> {
-    pub network: &'a Network,
+/// One chosen attachment, checked, with the network it names among those `N` offered.
+pub struct Checked<'a, N> {
+    pub network: &'a N,
     pub attachment: Attachment,
     /// `cni-args`, parsed: the object passed to the delegate as `args.cni`.
     pub cni_args: Option<Map<String, Value>>,
 }
 
-/// Checks what `policy` chose: at least one and at most `maxAttachments` attachments
-/// (annotations are written by tenants), every interface name valid and unique, every
-/// network one of the node's, every `cni-args` a JSON object.
+/// An attachment ADD makes: checked against the node's own networks.
+pub type Planned<'a> = Checked<'a, Network>;
+
+/// Checks what `policy` chose, on the node: [`check_answer`] against the networks of
+/// `networksDir` that can be used and the configured `maxAttachments`.
 pub fn check<'a>(
     policy: &Policy,
     config: &PluginConfig,
     networks: &'a [Network],
     chosen: Vec<Attachment>,
 ) -> Result<Vec<Planned<'a>>, PlexusError> {
+    check_answer(
+        policy.name(),
+        networks,
+        |network| &network.file,
+        config.max_attachments,
+        chosen,
+    )
+}
+
+/// Checks a selection policy's answer, everything about it that needs no node: at least
+/// one and at most `max_attachments` attachments (annotations are written by tenants),
+/// every interface name valid and unique, every network file one of `offered` (whose
+/// files `file_of` gives), every `cni-args` a JSON object. ADD and `plexus explain` check
+/// against the node's networks, `plexus policy run`/`test` against the request's, so an
+/// answer the node refuses fails offline with the same message.
+pub fn check_answer<'a, N>(
+    policy: &str,
+    offered: &'a [N],
+    file_of: impl Fn(&N) -> &str,
+    max_attachments: usize,
+    chosen: Vec<Attachment>,
+) -> Result<Vec<Checked<'a, N>>, PlexusError> {
     let invalid = |reason: String| PlexusError::InvalidAnswer {
-        policy: policy.name().to_owned(),
+        policy: policy.to_owned(),
         reason,
     };
     if chosen.is_empty() {
         return Err(invalid("it chose no network".into()));
     }
-    if chosen.len() > config.max_attachments {
+    if chosen.len() > max_attachments {
         return Err(invalid(format!(
-            "it chose {} attachments, more than maxAttachments ({})",
+            "it chose {} attachments, more than maxAttachments ({max_attachments})",
             chosen.len(),
-            config.max_attachments
         )));
     }
     let mut names = HashSet::new();
@@ -102,9 +125,15 @@ pub fn check<'a>(
                     attachment.ifname
                 )));
             }
-            let network =
-                networks::by_file(networks, &attachment.network_file, &config.networks_dir)
-                    .map_err(|error| invalid(error.to_string()))?;
+            let network = offered
+                .iter()
+                .find(|network| file_of(network) == attachment.network_file)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "network file {} is not one of the networks in networksDir",
+                        attachment.network_file
+                    ))
+                })?;
             let cni_args = attachment
                 .cni_args
                 .as_deref()
@@ -116,7 +145,7 @@ pub fn check<'a>(
                     ))),
                 })
                 .transpose()?;
-            Ok(Planned {
+            Ok(Checked {
                 network,
                 attachment,
                 cni_args,

@@ -1,33 +1,55 @@
 //! The case files of `plexus policy test`: what a case says, and whether an outcome of the
 //! policy meets it. No policy runs here (the caller runs it), so the format is tested and
 //! fuzzed on its own.
+//!
+//! A case file is read strictly: a key it does not know is an error naming the key, in
+//! the `{"cases": [...]}` wrapper as in a case, so a misspelt key never turns a case into
+//! one that checks less than its author meant.
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-/// A case file holds one case or `{"cases": [...]}`.
+/// A file of many cases: `{"cases": [...]}` and nothing else.
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum CaseFile {
-    Many { cases: Vec<Case> },
-    One(Case),
+#[serde(deny_unknown_fields)]
+struct CaseList {
+    cases: Vec<Value>,
 }
 
-/// One case: the input of a policy call and what must come of it.
-#[derive(Debug, Deserialize)]
+/// One case as its file spells it.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Case {
-    pub name: Option<String>,
-    pub input: Value,
-    /// The output expected, compared as `match` says.
+struct RawCase {
+    name: Option<String>,
+    input: Value,
     output: Option<Value>,
     #[serde(default, rename = "match")]
     matching: Matching,
-    /// A substring the error message must contain.
     error: Option<String>,
 }
 
+/// One case: the input of a policy call and what must come of it.
+#[derive(Debug)]
+pub struct Case {
+    pub name: Option<String>,
+    pub input: Value,
+    expected: Expected,
+}
+
+/// What must come of a case's call: exactly one of these.
+#[derive(Debug)]
+enum Expected {
+    /// This output, compared as `match` says.
+    Output(Value, Matching),
+    /// An error whose message contains this.
+    Error(String),
+}
+
 /// How a case's `output` is compared with the policy's.
+///
+/// In both, a key whose value is `null` and a key that is absent are the same: the WIT's
+/// optional fields (`mac`, `gateway`, ...) print as `null` when unset, and a case need not
+/// spell them out.
 #[derive(Debug, Deserialize, Default, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
 enum Matching {
@@ -39,22 +61,45 @@ enum Matching {
     Subset,
 }
 
-/// The cases of one case file's JSON.
-pub fn parse(file: Value) -> Result<Vec<Case>, serde_json::Error> {
-    Ok(match serde_json::from_value(file)? {
-        CaseFile::Many { cases } => cases,
-        CaseFile::One(case) => vec![case],
+/// The cases of one case file's JSON: a case, or `{"cases": [...]}`. An error says which
+/// case (its position, counted from 1, in a list) and what is wrong with it.
+pub fn parse(file: Value) -> Result<Vec<Case>, String> {
+    let is_list = file
+        .as_object()
+        .is_some_and(|object| object.contains_key("cases"));
+    if !is_list {
+        return Ok(vec![case(file)?]);
+    }
+    let CaseList { cases } = serde_json::from_value(file).map_err(|err| err.to_string())?;
+    cases
+        .into_iter()
+        .enumerate()
+        .map(|(index, value)| case(value).map_err(|err| format!("case {}: {err}", index + 1)))
+        .collect()
+}
+
+fn case(value: Value) -> Result<Case, String> {
+    let raw: RawCase = serde_json::from_value(value).map_err(|err| err.to_string())?;
+    let expected = match (raw.output, raw.error) {
+        (Some(output), None) => Expected::Output(output, raw.matching),
+        (None, Some(error)) => Expected::Error(error),
+        _ => return Err("a case needs exactly one of `output` and `error`".into()),
+    };
+    Ok(Case {
+        name: raw.name,
+        input: raw.input,
+        expected,
     })
 }
 
 impl Case {
-    /// Whether `outcome` (the policy's output, or its error message) meets the case; if
-    /// not, why.
+    /// Whether `outcome` (the policy's output, or the error it or the host's check of its
+    /// answer gave) meets the case; if not, why.
     pub fn judge(&self, outcome: Result<Value, String>) -> Result<(), String> {
-        match (outcome, &self.output, &self.error) {
-            (Ok(actual), Some(expected), None) => {
-                let matches = match self.matching {
-                    Matching::Exact => actual == *expected,
+        match (outcome, &self.expected) {
+            (Ok(actual), Expected::Output(expected, matching)) => {
+                let matches = match matching {
+                    Matching::Exact => is_same(expected, &actual),
                     Matching::Subset => is_subset(expected, &actual),
                 };
                 if matches {
@@ -65,25 +110,42 @@ impl Case {
                     ))
                 }
             }
-            (Err(error), None, Some(wanted)) if error.contains(wanted.as_str()) => Ok(()),
-            (Err(error), None, Some(wanted)) => {
+            (Err(error), Expected::Error(wanted)) if error.contains(wanted.as_str()) => Ok(()),
+            (Err(error), Expected::Error(wanted)) => {
                 Err(format!("error {error:?} does not contain {wanted:?}"))
             }
-            (Ok(actual), None, Some(wanted)) => Err(format!(
+            (Ok(actual), Expected::Error(wanted)) => Err(format!(
                 "expected an error containing {wanted:?}, got output {actual}"
             )),
-            (Err(error), Some(_), None) => Err(format!("expected output, got error: {error}")),
-            _ => Err("a case needs exactly one of `output` and `error`".into()),
+            (Err(error), Expected::Output(..)) => {
+                Err(format!("expected output, got error: {error}"))
+            }
         }
+    }
+}
+
+/// Whether `expected` and `actual` are equal JSON, a `null` value and an absent key being
+/// the same (see [`Matching`]).
+pub fn is_same(expected: &Value, actual: &Value) -> bool {
+    match (expected, actual) {
+        (Value::Object(wanted), Value::Object(found)) => {
+            covers(wanted, found, is_same) && covers(found, wanted, is_same)
+        }
+        (Value::Array(wanted), Value::Array(found)) => {
+            wanted.len() == found.len()
+                && wanted
+                    .iter()
+                    .zip(found)
+                    .all(|(value, other)| is_same(value, other))
+        }
+        _ => expected == actual,
     }
 }
 
 /// Whether `actual` has everything `expected` names (see [`Matching::Subset`]).
 pub fn is_subset(expected: &Value, actual: &Value) -> bool {
     match (expected, actual) {
-        (Value::Object(wanted), Value::Object(found)) => wanted
-            .iter()
-            .all(|(key, value)| found.get(key).is_some_and(|other| is_subset(value, other))),
+        (Value::Object(wanted), Value::Object(found)) => covers(wanted, found, is_subset),
         (Value::Array(wanted), Value::Array(found)) => {
             wanted.len() == found.len()
                 && wanted
@@ -93,4 +155,16 @@ pub fn is_subset(expected: &Value, actual: &Value) -> bool {
         }
         _ => expected == actual,
     }
+}
+
+/// Whether every key of `wanted` has a value in `found` that `matches` its own, an absent
+/// key counting as `null`.
+fn covers(
+    wanted: &Map<String, Value>,
+    found: &Map<String, Value>,
+    matches: fn(&Value, &Value) -> bool,
+) -> bool {
+    wanted
+        .iter()
+        .all(|(key, value)| matches(value, found.get(key).unwrap_or(&Value::Null)))
 }

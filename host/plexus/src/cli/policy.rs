@@ -8,15 +8,20 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 use plexus_ipam_store::MemoryStore;
+use plexus_policy::types::{
+    self as wit, Attachment, GcRequest, IpamRequest, MergeRequest, SelectRequest,
+};
 use plexus_policy::{Limits, Policy, PolicyKind, PolicyRuntime, PolicySource};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::cases::{self, Case};
+use super::cases;
 use super::{CliResult, scaffold};
 use crate::builtins;
-use crate::config::DEFAULT_STATE_DIR;
+use crate::config::{DEFAULT_MAX_ATTACHMENTS, DEFAULT_STATE_DIR};
+use crate::error::PlexusError;
 use crate::recording::{self, Recording};
+use crate::{policy_io, selection};
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {
@@ -80,8 +85,9 @@ pub fn run(command: PolicyCommand) -> CliResult {
     match command {
         PolicyCommand::Run { policy, input } => {
             let (runtime, policy) = load(&policy, None)?;
-            let request = read_json(&input)?;
-            let output = call(&runtime, &policy, request).map_err(|err| err.to_string())?;
+            let request = Request::shape(&policy, read_json(&input)?)
+                .map_err(|err| format!("{}: {err}", input.display()))?;
+            let output = answer(&runtime, &policy, &request).map_err(|err| err.to_string())?;
             print_json(&output)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -127,25 +133,19 @@ fn load(spec: &str, cache: Option<PathBuf>) -> Result<(PolicyRuntime, Policy), S
     Ok((runtime, policy))
 }
 
-/// One call, with the request and the answer as JSON in the WIT's shapes.
-fn call(runtime: &PolicyRuntime, policy: &Policy, request: Value) -> Result<Value, CallError> {
-    let output = match policy.kind() {
-        PolicyKind::Selector => {
-            let request = serde_json::from_value(request).map_err(CallError::Input)?;
-            serde_json::to_value(policy.select(runtime, &request)?)
-        }
-        PolicyKind::Merger => {
-            let request = serde_json::from_value(request).map_err(CallError::Input)?;
-            serde_json::to_value(policy.merge(runtime, &request)?)
-        }
-        PolicyKind::Ipam => return call_ipam(runtime, policy, request),
-    };
-    output.map_err(CallError::Input)
+/// One policy call's input, in the request type of the policy's world.
+enum Request {
+    Select(SelectRequest),
+    Merge(MergeRequest),
+    /// An IPAM call against an in-memory store holding what the input gave.
+    Ipam(IpamCall, Arc<MemoryStore>),
 }
 
-/// `value` as the request type of the call.
-fn shaped<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, CallError> {
-    T::deserialize(value).map_err(CallError::Input)
+enum IpamCall {
+    Allocate(IpamRequest),
+    Release(IpamRequest),
+    Check(IpamRequest),
+    Gc(GcRequest),
 }
 
 /// What an offline IPAM call starts from: the call, its request, and the store's entries.
@@ -169,60 +169,166 @@ enum IpamCallName {
     Gc,
 }
 
-/// An IPAM call against an in-memory store: `{"result": ..., "store": {...}}`, the store
-/// as the call left it (as it was, when the call failed: the host undid its writes).
-fn call_ipam(runtime: &PolicyRuntime, policy: &Policy, input: Value) -> Result<Value, CallError> {
-    let input: IpamInput = serde_json::from_value(input).map_err(CallError::Input)?;
-    let network = input
-        .request
-        .get("network")
-        .and_then(Value::as_str)
-        .unwrap_or("network")
-        .to_owned();
-    let entries = input
-        .store
-        .into_iter()
-        .map(|(key, value)| (key, value.into_bytes()));
-    let store = Arc::new(
-        MemoryStore::new(&network, entries).map_err(|error| CallError::Store(error.to_string()))?,
-    );
-    let request = &input.request;
-    let result = match input.call {
-        IpamCallName::Allocate => {
-            serde_json::to_value(policy.allocate(runtime, store.clone(), &shaped(request)?)?)
-                .map_err(CallError::Input)?
+/// An input that is not the request of the policy's world: a misspelt key, a value of the
+/// wrong type, or a request for a policy of another world.
+#[derive(Debug, thiserror::Error)]
+#[error("policy {policy} is a {kind}, and the input is not {expected}: {reason}")]
+struct InputError {
+    policy: String,
+    kind: PolicyKind,
+    /// What the input of a policy of `kind` is.
+    expected: &'static str,
+    reason: String,
+}
+
+impl Request {
+    /// `input` as the request of `policy`'s world. Every key must be one the request has,
+    /// as the node would send it.
+    fn shape(policy: &Policy, input: Value) -> Result<Self, InputError> {
+        let kind = policy.kind();
+        let invalid = |reason: String| InputError {
+            policy: policy.name().to_owned(),
+            kind,
+            expected: match kind {
+                PolicyKind::Selector => "a select-request",
+                PolicyKind::Merger => "a merge-request",
+                PolicyKind::Ipam => {
+                    "an IPAM call ({\"call\": ..., \"request\": an ipam-request, or a \
+                     gc-request for \"gc\", \"store\": {...}})"
+                }
+            },
+            reason,
+        };
+        fn shaped<T: serde::de::DeserializeOwned>(
+            value: Value,
+            invalid: &impl Fn(String) -> InputError,
+        ) -> Result<T, InputError> {
+            serde_json::from_value(value).map_err(|err| invalid(err.to_string()))
         }
-        IpamCallName::Release => policy
-            .release(runtime, store.clone(), &shaped(request)?)
-            .map(|()| Value::Null)?,
-        IpamCallName::Check => policy
-            .check(runtime, store.clone(), &shaped(request)?)
-            .map(|()| Value::Null)?,
-        IpamCallName::Gc => policy
-            .gc(runtime, store.clone(), &shaped(request)?)
-            .map(|()| Value::Null)?,
-    };
-    let contents: serde_json::Map<String, Value> = store
-        .contents()
-        .into_iter()
-        .map(|(key, value)| {
-            (
-                key,
-                Value::String(String::from_utf8_lossy(&value).into_owned()),
-            )
+        Ok(match kind {
+            PolicyKind::Selector => Self::Select(shaped(input, &invalid)?),
+            PolicyKind::Merger => Self::Merge(shaped(input, &invalid)?),
+            PolicyKind::Ipam => {
+                let input: IpamInput = shaped(input, &invalid)?;
+                let network = input
+                    .request
+                    .get("network")
+                    .and_then(Value::as_str)
+                    .unwrap_or("network")
+                    .to_owned();
+                let entries = input
+                    .store
+                    .into_iter()
+                    .map(|(key, value)| (key, value.into_bytes()));
+                let store = MemoryStore::new(&network, entries)
+                    .map_err(|error| invalid(format!("its store: {error}")))?;
+                let request = input.request;
+                let call = match input.call {
+                    IpamCallName::Allocate => IpamCall::Allocate(shaped(request, &invalid)?),
+                    IpamCallName::Release => IpamCall::Release(shaped(request, &invalid)?),
+                    IpamCallName::Check => IpamCall::Check(shaped(request, &invalid)?),
+                    IpamCallName::Gc => IpamCall::Gc(shaped(request, &invalid)?),
+                };
+                Self::Ipam(call, Arc::new(store))
+            }
         })
-        .collect();
-    Ok(json!({ "result": result, "store": contents }))
+    }
+}
+
+/// What a policy answered, as its world types it.
+enum Answer {
+    Selection(Vec<Attachment>),
+    Merged(wit::CniResult),
+    /// What `allocate` gave (`None` for the other IPAM calls), and the store afterwards.
+    Ipam(Option<wit::CniResult>, Arc<MemoryStore>),
 }
 
 #[derive(Debug, thiserror::Error)]
 enum CallError {
-    #[error("the request does not have the policy's request shape: {0}")]
-    Input(#[source] serde_json::Error),
+    #[error(transparent)]
+    Input(#[from] InputError),
     #[error(transparent)]
     Policy(#[from] plexus_policy::PolicyError),
-    #[error("the input's store: {0}")]
-    Store(String),
+    /// The node's check refused the answer (code 103 on the node, with this message).
+    #[error(transparent)]
+    Answer(#[from] PlexusError),
+    #[error("cannot print the answer as JSON: {0}")]
+    Print(#[from] serde_json::Error),
+}
+
+/// One call, as the policy answered it.
+fn call(runtime: &PolicyRuntime, policy: &Policy, request: &Request) -> Result<Answer, CallError> {
+    Ok(match request {
+        Request::Select(request) => Answer::Selection(policy.select(runtime, request)?),
+        Request::Merge(request) => Answer::Merged(policy.merge(runtime, request)?),
+        Request::Ipam(call, store) => {
+            let shared = || -> Arc<dyn plexus_ipam_store::Store> { store.clone() };
+            let allocation = match call {
+                IpamCall::Allocate(request) => Some(policy.allocate(runtime, shared(), request)?),
+                IpamCall::Release(request) => {
+                    policy.release(runtime, shared(), request).map(|()| None)?
+                }
+                IpamCall::Check(request) => {
+                    policy.check(runtime, shared(), request).map(|()| None)?
+                }
+                IpamCall::Gc(request) => policy.gc(runtime, shared(), request).map(|()| None)?,
+            };
+            Answer::Ipam(allocation, store.clone())
+        }
+    })
+}
+
+/// One call, its answer checked exactly as the node checks it (the node's own code) and
+/// printed as JSON in the WIT's shapes. An IPAM call prints `{"result": ..., "store":
+/// {...}}`, the store as the call left it (as it was, when the call failed: the host undid
+/// its writes).
+fn answer(runtime: &PolicyRuntime, policy: &Policy, request: &Request) -> Result<Value, CallError> {
+    let answer = call(runtime, policy, request)?;
+    let refused = |reason: String| PlexusError::InvalidAnswer {
+        policy: policy.name().to_owned(),
+        reason,
+    };
+    match (&answer, request) {
+        (Answer::Selection(chosen), Request::Select(request)) => {
+            selection::check_answer(
+                policy.name(),
+                &request.networks,
+                |network| &network.file,
+                DEFAULT_MAX_ATTACHMENTS,
+                chosen.clone(),
+            )?;
+        }
+        (Answer::Merged(result), _) => {
+            policy_io::check_result(&policy_io::from_policy_result(result.clone()))
+                .map_err(refused)?;
+        }
+        (Answer::Ipam(Some(result), _), _) => {
+            policy_io::check_allocation(&policy_io::from_policy_result(result.clone()))
+                .map_err(refused)?;
+        }
+        _ => {}
+    }
+    to_json(answer)
+}
+
+fn to_json(answer: Answer) -> Result<Value, CallError> {
+    Ok(match answer {
+        Answer::Selection(chosen) => serde_json::to_value(chosen)?,
+        Answer::Merged(result) => serde_json::to_value(result)?,
+        Answer::Ipam(result, store) => {
+            let contents: serde_json::Map<String, Value> = store
+                .contents()
+                .into_iter()
+                .map(|(key, value)| {
+                    (
+                        key,
+                        Value::String(String::from_utf8_lossy(&value).into_owned()),
+                    )
+                })
+                .collect();
+            json!({ "result": serde_json::to_value(result)?, "store": contents })
+        }
+    })
 }
 
 /// One case's verdict.
@@ -236,23 +342,51 @@ struct Verdict {
 
 fn test(spec: &str, paths: &[PathBuf], json: bool) -> CliResult {
     let (runtime, policy) = load(spec, None)?;
-    let mut verdicts = Vec::new();
+    // Every case is read, and its input shaped, before any runs: a case file with a
+    // mistake is an error of the run, never a case that passes or fails for it.
+    let mut cases = Vec::new();
     for file in case_files(paths)? {
-        let cases = cases::parse(read_json(&file)?)
-            .map_err(|err| format!("case file {}: {err}", file.display()))?;
-        for (index, case) in cases.into_iter().enumerate() {
+        let in_file = |err: String| format!("case file {}: {err}", file.display());
+        for (index, case) in cases::parse(read_json(&file)?)
+            .map_err(in_file)?
+            .into_iter()
+            .enumerate()
+        {
+            let label = match &case.name {
+                Some(name) => format!("case {} ({name})", index + 1),
+                None => format!("case {}", index + 1),
+            };
+            let request = Request::shape(&policy, case.input.clone())
+                .map_err(|err| in_file(format!("{label}: input: {err}")))?;
             let name = case
                 .name
                 .clone()
                 .unwrap_or_else(|| format!("{}#{}", file.display(), index + 1));
-            let reason = judge(&runtime, &policy, &case).err();
-            verdicts.push(Verdict {
+            cases.push((name, case, request));
+        }
+    }
+    if cases.is_empty() {
+        return Err(format!(
+            "no cases: {} hold no case",
+            paths
+                .iter()
+                .map(|path| path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let verdicts: Vec<Verdict> = cases
+        .into_iter()
+        .map(|(name, case, request)| {
+            let outcome = answer(&runtime, &policy, &request).map_err(|error| error.to_string());
+            let reason = case.judge(outcome).err();
+            Verdict {
                 name,
                 passed: reason.is_none(),
                 reason,
-            });
-        }
-    }
+            }
+        })
+        .collect();
     let failed = verdicts.iter().filter(|verdict| !verdict.passed).count();
     let passed = verdicts.len() - failed;
     if json {
@@ -269,13 +403,10 @@ fn test(spec: &str, paths: &[PathBuf], json: bool) -> CliResult {
     Ok(exit_code(failed == 0))
 }
 
-fn judge(runtime: &PolicyRuntime, policy: &Policy, case: &Case) -> Result<(), String> {
-    let outcome = call(runtime, policy, case.input.clone()).map_err(|error| error.to_string());
-    case.judge(outcome)
-}
-
 /// Runs the recorded calls of one kind through `spec` and prints, per pod (its latest
-/// recorded call), where the new policy's answer differs from the recorded one.
+/// recorded call), where the new policy's answer differs from the recorded one. The
+/// recordings hold what the policy answered before the node checked it, so the answers
+/// are compared unchecked.
 fn replay(spec: &str, dir: &Path, json: bool) -> CliResult {
     let (runtime, policy) = load(spec, None)?;
     let recordings = recording::read_all(dir, policy.kind())
@@ -286,10 +417,10 @@ fn replay(spec: &str, dir: &Path, json: bool) -> CliResult {
     }
     let mut changes = Vec::new();
     for (pod, recorded) in &latest {
-        let now = recording::outcome(
-            policy.name(),
-            &call(&runtime, &policy, recorded.input.clone()),
-        );
+        let answer = Request::shape(&policy, recorded.input.clone())
+            .map_err(CallError::from)
+            .and_then(|request| to_json(call(&runtime, &policy, &request)?));
+        let now = recording::outcome(policy.name(), &answer);
         if now != recorded.outcome {
             changes.push(json!({ "pod": pod, "recorded": recorded.outcome, "now": now }));
         }
@@ -365,6 +496,9 @@ fn case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
                 .map(|entry| entry.path())
                 .filter(|file| file.extension().is_some_and(|ext| ext == "json"))
                 .collect();
+            if found.is_empty() {
+                return Err(format!("{}: no case files (*.json) in it", path.display()));
+            }
             found.sort();
             files.extend(found);
         } else {

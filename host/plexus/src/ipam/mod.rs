@@ -139,13 +139,7 @@ impl Call<'_> {
                 .allocate(self.runtime, self.store.clone(), &self.request(invocation))?;
         crash_point::reached("ipam:allocated");
         let result = policy_io::from_policy_result(allocation);
-        if !result.interfaces.is_empty() {
-            return Err(PlexusError::InvalidAnswer {
-                policy: self.policy.name().to_owned(),
-                reason: "an IPAM result has no interfaces; the delegate makes them".into(),
-            });
-        }
-        policy_io::check_result(&result).map_err(|reason| PlexusError::InvalidAnswer {
+        policy_io::check_allocation(&result).map_err(|reason| PlexusError::InvalidAnswer {
             policy: self.policy.name().to_owned(),
             reason,
         })?;
