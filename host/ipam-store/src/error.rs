@@ -93,14 +93,18 @@ pub enum StoreError {
 
     /// etcd answered, but refused the operation (permissions, limits...).
     #[cfg(feature = "etcd")]
-    #[error("network {network:?}: address store {store} refused the operation: {source}")]
+    #[error(
+        "network {network:?}: address store {store} refused the operation: {code:?}: {message}",
+        code = source.code(),
+        message = source.message()
+    )]
     Etcd {
         /// The network the operation was for.
         network: String,
         /// The store: its endpoints.
         store: String,
-        /// The client's error.
+        /// etcd's answer: a gRPC status.
         #[source]
-        source: etcd_client::Error,
+        source: tonic::Status,
     },
 }

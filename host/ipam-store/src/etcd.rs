@@ -5,22 +5,40 @@
 //! is etcd's `mod_revision`, which etcd never reuses, and every write is one etcd
 //! transaction comparing it (or `create_revision == 0` for "must not exist").
 //!
+//! A failure to reach etcd (refused, broken or silent connection, no leader) is
+//! retried within a budget; see [`EtcdStore`].
+//!
 //! The [`Store`] API is synchronous (it backs host functions that a WebAssembly
 //! policy calls), so the async client runs on a current-thread Tokio runtime owned
 //! by the store.
 
-use std::fs;
-use std::future::Future;
-use std::path::PathBuf;
-use std::time::Duration;
+mod client;
+mod wire;
 
-use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KvClient,
-    TlsOptions, Txn, TxnOp, TxnOpResponse,
-};
+use std::collections::hash_map::RandomState;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
 use tokio::runtime::Runtime;
+use tonic::Status;
 
 use crate::{Entry, Revision, Store, StoreError, validate_key, validate_network, validate_value};
+use client::Kv;
+use wire::{
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue, PutRequest, RangeRequest,
+    Request, RequestOp, Response, TargetUnion, TxnRequest, TxnResponse,
+};
+
+/// An operation is tried again, after a failure to reach etcd, until this many
+/// times [`EtcdConfig::timeout`] have passed since it started.
+const BUDGET_TIMEOUTS: u32 = 3;
+/// The pause before the first retry; it doubles before each further one, up to
+/// [`MAX_BACKOFF`], with jitter so that many clients do not retry in step.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest pause between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// How to reach etcd.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,8 +50,9 @@ pub struct EtcdConfig {
     pub prefix: String,
     /// TLS material, when etcd requires it.
     pub tls: Option<EtcdTls>,
-    /// Bound on connecting and on each operation; past it the operation fails with
-    /// [`StoreError::Unreachable`].
+    /// Bound on connecting and on each attempt of an operation. An operation is
+    /// retried until `3 × timeout` has passed (see [`EtcdStore`]); past that it
+    /// fails with [`StoreError::Unreachable`].
     pub timeout: Duration,
 }
 
@@ -75,6 +94,25 @@ pub struct EtcdClientIdentity {
 }
 
 /// A [`Store`] in etcd, for addresses that are unique across the cluster.
+///
+/// # Retries
+///
+/// An attempt that cannot reach etcd or gets no answer within
+/// [`EtcdConfig::timeout`] (refused or broken connection, TLS failure, etcd without
+/// a leader) is tried again, on the next endpoint, after a pause of 100 ms that
+/// doubles up to 1 s (with jitter), until the operation has taken `3 × timeout`;
+/// then it fails with [`StoreError::Unreachable`]. An etcd that answers with a
+/// refusal (permissions, limits...) fails the operation at once
+/// ([`StoreError::Etcd`]).
+///
+/// A write whose attempt failed may still have been applied by etcd (the answer
+/// was lost). Every write is one transaction that, when its comparison fails,
+/// reads the key back; so a retry after a failed attempt knows the outcome:
+/// - a compare-and-swap whose key now holds exactly the value being written, at a
+///   revision other than the expected one, was applied by the earlier attempt, and
+///   succeeds (values name their owner, so another writer's value does not match);
+/// - a delete whose key is now gone succeeded: the entry at the expected revision
+///   no longer exists, which is what the caller asked for.
 pub struct EtcdStore {
     network: String,
     /// The endpoints, as errors name the store.
@@ -82,8 +120,9 @@ pub struct EtcdStore {
     /// `<prefix><network>/`: every key of this network starts with it.
     scope: Vec<u8>,
     timeout: Duration,
-    // Declared before `runtime`, so it is dropped while the runtime still exists.
-    client: Client,
+    // Declared before `runtime`, so its channels are dropped while the runtime that
+    // runs their tasks still exists.
+    kv: Kv,
     runtime: Runtime,
 }
 
@@ -110,32 +149,21 @@ impl EtcdStore {
             store: store.clone(),
             reason,
         };
-        if config.endpoints.is_empty() {
-            return Err(config_error("no etcd endpoints".to_owned()));
-        }
-        let mut options = ConnectOptions::new()
-            .with_connect_timeout(config.timeout)
-            .with_timeout(config.timeout)
-            // Notices a silently dead connection instead of waiting on it.
-            .with_keep_alive(config.timeout, config.timeout);
-        if let Some(tls) = &config.tls {
-            options = options.with_tls(tls_options(tls).map_err(config_error)?);
-        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| config_error(format!("cannot start the etcd client runtime: {e}")))?;
-        // The client spawns its connection tasks, so it is built inside the runtime.
-        let client = runtime
-            .block_on(Client::connect(&config.endpoints, Some(options)))
-            .map_err(|e| config_error(e.to_string()))?;
+        let kv = {
+            let _inside = runtime.enter();
+            Kv::new(config).map_err(config_error)?
+        };
         tracing::debug!(network, endpoints = %store, "opened etcd address store");
         Ok(Self {
             network: network.to_owned(),
             store,
             scope: format!("{}{network}/", config.prefix).into_bytes(),
             timeout: config.timeout,
-            client,
+            kv,
             runtime,
         })
     }
@@ -146,53 +174,98 @@ impl EtcdStore {
         full
     }
 
-    /// Runs one request to completion, within the timeout, mapping failures to
-    /// errors that name the network and the endpoints.
-    fn run<T, F>(&self, request: impl FnOnce(KvClient) -> F) -> Result<T, StoreError>
+    /// Runs `attempt` until it gets an answer, etcd refuses it, or the retry budget
+    /// is spent (see [`EtcdStore`]), mapping failures to errors that name the
+    /// network and the endpoints.
+    ///
+    /// `attempt` is given the endpoint to use and whether an earlier attempt failed,
+    /// so that it may have been applied.
+    fn run<T, F, A>(&self, operation: &str, mut attempt: A) -> Result<T, StoreError>
     where
-        F: Future<Output = Result<T, etcd_client::Error>>,
+        A: FnMut(usize, bool) -> F,
+        F: Future<Output = Result<T, Status>>,
     {
-        let kv = self.client.kv_client();
-        // The client's own timeout covers a request on a connection; this one also
-        // covers waiting for a connection that never comes.
-        let outcome = self
-            .runtime
-            .block_on(async { tokio::time::timeout(self.timeout, request(kv)).await });
-        match outcome {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(error)) => Err(self.client_error(error)),
-            Err(_elapsed) => Err(self.unreachable(format!("no answer within {:?}", self.timeout))),
-        }
-    }
-
-    fn unreachable(&self, reason: String) -> StoreError {
-        StoreError::Unreachable {
-            network: self.network.clone(),
-            store: self.store.clone(),
-            reason,
-        }
-    }
-
-    /// Splits connectivity failures (retry later) from refusals by etcd itself.
-    fn client_error(&self, error: etcd_client::Error) -> StoreError {
-        use tonic::Code::{Cancelled, DeadlineExceeded, Unavailable, Unknown};
-        let unreachable = match &error {
-            etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
-            etcd_client::Error::GRpcStatus(status) => matches!(
-                status.code(),
-                Unavailable | DeadlineExceeded | Cancelled | Unknown
-            ),
-            _ => false,
-        };
-        if unreachable {
-            self.unreachable(error.to_string())
-        } else {
-            StoreError::Etcd {
-                network: self.network.clone(),
-                store: self.store.clone(),
-                source: error,
+        let started = Instant::now();
+        let budget = self.timeout * BUDGET_TIMEOUTS;
+        let mut backoff = FIRST_BACKOFF;
+        let mut failures = 0u32;
+        loop {
+            let endpoint = self.kv.current();
+            let bound = self.timeout.min(budget.saturating_sub(started.elapsed()));
+            let request = attempt(endpoint, failures > 0);
+            // The timer is made inside the runtime, whose clock it needs.
+            let outcome = self
+                .runtime
+                .block_on(async { tokio::time::timeout(bound, request).await });
+            let reason = match outcome {
+                Ok(Ok(answer)) => {
+                    if failures > 0 {
+                        tracing::info!(network = %self.network, operation, failures, elapsed = ?started.elapsed(), "etcd answered after retries");
+                    }
+                    return Ok(answer);
+                }
+                Ok(Err(status)) if !client::unreachable(&status) => {
+                    return Err(StoreError::Etcd {
+                        network: self.network.clone(),
+                        store: self.store.clone(),
+                        source: status,
+                    });
+                }
+                Ok(Err(status)) => client::describe(&status),
+                Err(_elapsed) => format!("no answer within {bound:?}"),
+            };
+            failures += 1;
+            self.kv.fail_over(endpoint);
+            let pause = jittered(backoff);
+            if started.elapsed() + pause >= budget {
+                return Err(StoreError::Unreachable {
+                    network: self.network.clone(),
+                    store: self.store.clone(),
+                    reason: format!(
+                        "{reason} (gave up after {failures} attempts in {:.1?})",
+                        started.elapsed()
+                    ),
+                });
             }
+            tracing::debug!(network = %self.network, operation, failures, %reason, ?pause, "etcd unreachable; retrying");
+            self.runtime
+                .block_on(async { tokio::time::sleep(pause).await });
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
+    }
+
+    /// Runs a transaction on `key`: `success` when `condition` holds, otherwise a
+    /// read of the key, so a retry can tell what an earlier attempt did.
+    fn txn(
+        &self,
+        operation: &str,
+        key: Vec<u8>,
+        condition: Compare,
+        success: Request,
+    ) -> Result<(TxnResponse, bool), StoreError> {
+        let request = TxnRequest {
+            compare: vec![condition],
+            success: vec![RequestOp {
+                request: Some(success),
+            }],
+            failure: vec![RequestOp {
+                request: Some(Request::Range(RangeRequest {
+                    key,
+                    range_end: Vec::new(),
+                })),
+            }],
+        };
+        self.run(operation, |endpoint, retried| {
+            let request = request.clone();
+            async move { Ok((self.kv.txn(endpoint, request).await?, retried)) }
+        })
+    }
+
+    fn range(&self, operation: &str, request: RangeRequest) -> Result<Vec<KeyValue>, StoreError> {
+        self.run(operation, |endpoint, _| {
+            let request = request.clone();
+            async move { Ok(self.kv.range(endpoint, request).await?.kvs) }
+        })
     }
 
     fn decode(&self, full_key: &[u8]) -> Result<String, StoreError> {
@@ -209,17 +282,27 @@ impl EtcdStore {
     }
 }
 
-fn tls_options(tls: &EtcdTls) -> Result<TlsOptions, String> {
-    let read =
-        |path: &PathBuf| fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
-    let mut options = TlsOptions::new().ca_certificate(Certificate::from_pem(read(&tls.ca_file)?));
-    if let Some(client) = &tls.client {
-        options = options.identity(Identity::from_pem(
-            read(&client.cert_file)?,
-            read(&client.key_file)?,
-        ));
+/// Between half and all of `backoff`, at random.
+fn jittered(backoff: Duration) -> Duration {
+    // A fresh `RandomState` is randomly keyed: random enough to spread retries.
+    let random = RandomState::new().hash_one(0u8);
+    let half = backoff / 2;
+    let extra = u64::try_from(half.as_nanos()).map_or(0, |nanos| random % nanos.max(1));
+    half + Duration::from_nanos(extra)
+}
+
+/// The end of the range of every key starting with `prefix`: the prefix with its
+/// last byte below 0xff incremented (etcd's convention for prefix ranges).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
     }
-    Ok(options)
+    // Only 0xff bytes: every key from `prefix` on (etcd's "\0" range end).
+    vec![0]
 }
 
 /// etcd revisions are positive `i64`s; a revision that does not fit can never match.
@@ -232,6 +315,46 @@ fn store_revision(mod_revision: i64) -> Revision {
     Revision::from(u64::try_from(mod_revision).unwrap_or(0))
 }
 
+/// The key as the failure branch of a transaction read it (`None`: it does not exist).
+fn read_back(answer: &TxnResponse) -> Option<&KeyValue> {
+    answer.responses.iter().find_map(|op| match &op.response {
+        Some(Response::Range(range)) => range.kvs.first(),
+        _ => None,
+    })
+}
+
+/// Whether a compare-and-swap of `value` at `expected` took place, from etcd's answer
+/// to its transaction; `retried`: an earlier attempt failed, so it may have applied.
+fn swapped(answer: &TxnResponse, expected: Option<i64>, value: &[u8], retried: bool) -> bool {
+    answer.succeeded
+        || (retried
+            && read_back(answer)
+                .is_some_and(|kv| kv.value == value && Some(kv.mod_revision) != expected))
+}
+
+/// Whether a delete took place, from etcd's answer to its transaction; `retried`: an
+/// earlier attempt failed, so it may have applied.
+fn deleted(answer: &TxnResponse, retried: bool) -> bool {
+    if answer.succeeded {
+        // A missing key compares as revision 0, so the transaction can succeed
+        // without deleting anything: only a deleted key counts.
+        answer.responses.iter().any(
+            |op| matches!(&op.response, Some(Response::DeleteRange(delete)) if delete.deleted > 0),
+        )
+    } else {
+        retried && read_back(answer).is_none()
+    }
+}
+
+fn compare(key: Vec<u8>, target: CompareTarget, revision: TargetUnion) -> Compare {
+    Compare {
+        result: CompareResult::Equal.into(),
+        target: target.into(),
+        key,
+        target_union: Some(revision),
+    }
+}
+
 impl Store for EtcdStore {
     fn network(&self) -> &str {
         &self.network
@@ -239,12 +362,15 @@ impl Store for EtcdStore {
 
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Revision)>, StoreError> {
         validate_key(&self.network, key)?;
-        let full = self.full_key(key);
-        let mut answer = self.run(|mut kv| async move { kv.get(full, None).await })?;
-        Ok(answer.take_kvs().into_iter().next().map(|kv| {
-            let revision = store_revision(kv.mod_revision());
-            (kv.into_key_value().1, revision)
-        }))
+        let request = RangeRequest {
+            key: self.full_key(key),
+            range_end: Vec::new(),
+        };
+        Ok(self
+            .range("get", request)?
+            .into_iter()
+            .next()
+            .map(|kv| (kv.value, store_revision(kv.mod_revision))))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<Entry>, StoreError> {
@@ -252,21 +378,18 @@ impl Store for EtcdStore {
             validate_key(&self.network, prefix)?;
         }
         let full = self.full_key(prefix);
-        // etcd answers a prefix range sorted by key, as `list` promises.
-        let mut answer =
-            self.run(
-                |mut kv| async move { kv.get(full, Some(GetOptions::new().with_prefix())).await },
-            )?;
-        answer
-            .take_kvs()
+        let request = RangeRequest {
+            range_end: prefix_end(&full),
+            key: full,
+        };
+        // etcd answers a range sorted by key, as `list` promises.
+        self.range("list", request)?
             .into_iter()
             .map(|kv| {
-                let revision = store_revision(kv.mod_revision());
-                let (full_key, value) = kv.into_key_value();
                 Ok(Entry {
-                    key: self.decode(&full_key)?,
-                    value,
-                    revision,
+                    key: self.decode(&kv.key)?,
+                    revision: store_revision(kv.mod_revision),
+                    value: kv.value,
                 })
             })
             .collect()
@@ -281,19 +404,34 @@ impl Store for EtcdStore {
         validate_key(&self.network, key)?;
         validate_value(&self.network, key, value)?;
         let full = self.full_key(key);
-        let condition = match expected {
-            None => Compare::create_revision(full.clone(), CompareOp::Equal, 0),
+        let (condition, expected_revision) = match expected {
+            None => (
+                compare(
+                    full.clone(),
+                    CompareTarget::Create,
+                    TargetUnion::CreateRevision(0),
+                ),
+                None,
+            ),
             Some(revision) => match etcd_revision(revision) {
-                Some(revision) => Compare::mod_revision(full.clone(), CompareOp::Equal, revision),
+                Some(revision) => (
+                    compare(
+                        full.clone(),
+                        CompareTarget::Mod,
+                        TargetUnion::ModRevision(revision),
+                    ),
+                    Some(revision),
+                ),
                 None => return Ok(false),
             },
         };
-        let txn = Txn::new()
-            .when([condition])
-            .and_then([TxnOp::put(full, value.to_vec(), None)]);
-        let answer = self.run(|mut kv| async move { kv.txn(txn).await })?;
-        let swapped = answer.succeeded();
-        tracing::debug!(network = %self.network, key, ?expected, swapped, "etcd compare-and-swap");
+        let put = Request::Put(PutRequest {
+            key: full.clone(),
+            value: value.to_vec(),
+        });
+        let (answer, retried) = self.txn("compare-and-swap", full, condition, put)?;
+        let swapped = swapped(&answer, expected_revision, value, retried);
+        tracing::debug!(network = %self.network, key, ?expected, swapped, retried, "etcd compare-and-swap");
         Ok(swapped)
     }
 
@@ -303,22 +441,101 @@ impl Store for EtcdStore {
             return Ok(false);
         };
         let full = self.full_key(key);
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                full.clone(),
-                CompareOp::Equal,
-                revision,
-            )])
-            .and_then([TxnOp::delete(full, None)]);
-        let answer = self.run(|mut kv| async move { kv.txn(txn).await })?;
-        // A missing key compares as revision 0, so the transaction can succeed
-        // without deleting anything: only a deleted key counts.
-        let deleted = answer.succeeded()
-            && answer
-                .op_responses()
-                .iter()
-                .any(|op| matches!(op, TxnOpResponse::Delete(delete) if delete.deleted() > 0));
-        tracing::debug!(network = %self.network, key, %expected, deleted, "etcd delete");
+        let condition = compare(
+            full.clone(),
+            CompareTarget::Mod,
+            TargetUnion::ModRevision(revision),
+        );
+        let delete = Request::DeleteRange(DeleteRangeRequest { key: full.clone() });
+        let (answer, retried) = self.txn("delete", full, condition, delete)?;
+        let deleted = deleted(&answer, retried);
+        tracing::debug!(network = %self.network, key, %expected, deleted, retried, "etcd delete");
         Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// etcd's answer to a transaction whose comparison failed, with the key as read
+    /// by the failure branch.
+    fn compare_failed(current: Option<(&[u8], i64)>) -> TxnResponse {
+        TxnResponse {
+            succeeded: false,
+            responses: vec![wire::ResponseOp {
+                response: Some(Response::Range(wire::RangeResponse {
+                    kvs: current
+                        .map(|(value, mod_revision)| KeyValue {
+                            key: b"k".to_vec(),
+                            mod_revision,
+                            value: value.to_vec(),
+                        })
+                        .into_iter()
+                        .collect(),
+                })),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_failed_comparison_is_a_swap_only_when_a_failed_attempt_wrote_our_value() {
+        let ours = compare_failed(Some((b"pod-a", 7)));
+        // First attempt: the key was there before us, whatever it holds.
+        assert!(!swapped(&ours, None, b"pod-a", false));
+        // After a failed attempt: the create applied, its answer was lost.
+        assert!(swapped(&ours, None, b"pod-a", true));
+        // An update from revision 5 that applied (now at 7) ...
+        assert!(swapped(&ours, Some(5), b"pod-a", true));
+        // ... but not when the key is still at the expected revision.
+        assert!(!swapped(&ours, Some(7), b"pod-a", true));
+        // Another writer's value, or no key at all: not ours.
+        assert!(!swapped(
+            &compare_failed(Some((b"pod-b", 7))),
+            None,
+            b"pod-a",
+            true
+        ));
+        assert!(!swapped(&compare_failed(None), Some(5), b"pod-a", true));
+        let success = TxnResponse {
+            succeeded: true,
+            responses: Vec::new(),
+        };
+        assert!(swapped(&success, None, b"pod-a", false));
+    }
+
+    #[test]
+    fn a_failed_comparison_is_a_delete_only_when_a_failed_attempt_left_the_key_gone() {
+        assert!(!deleted(&compare_failed(None), false));
+        assert!(deleted(&compare_failed(None), true));
+        assert!(!deleted(&compare_failed(Some((b"pod-a", 9))), true));
+        let delete = |count| TxnResponse {
+            succeeded: true,
+            responses: vec![wire::ResponseOp {
+                response: Some(Response::DeleteRange(wire::DeleteRangeResponse {
+                    deleted: count,
+                })),
+            }],
+        };
+        assert!(deleted(&delete(1), false));
+        assert!(!deleted(&delete(0), true));
+    }
+
+    #[test]
+    fn a_prefix_range_ends_after_its_last_key() {
+        assert_eq!(prefix_end(b"/p/net/"), b"/p/net0");
+        assert_eq!(prefix_end(b"a\xff\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff"), vec![0]);
+    }
+
+    #[test]
+    fn retry_pauses_are_jittered_within_half_to_all_of_the_backoff() {
+        for _ in 0..100 {
+            let pause = jittered(FIRST_BACKOFF);
+            assert!(
+                pause >= FIRST_BACKOFF / 2 && pause <= FIRST_BACKOFF,
+                "{pause:?}"
+            );
+        }
     }
 }

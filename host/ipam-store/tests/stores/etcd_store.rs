@@ -38,7 +38,8 @@ fn three_nodes_allocate_300_addresses_without_duplicates() {
 #[test]
 fn etcd_down_is_unreachable_naming_the_endpoints_and_comes_back() {
     let mut server = EtcdServer::start();
-    let timeout = Duration::from_secs(2);
+    // Short, so that the budget of 3 × timeout each failure spends is too.
+    let timeout = Duration::from_secs(1);
     let store = connect(&server, "pods", timeout);
     assert!(
         store
@@ -71,10 +72,14 @@ fn etcd_down_is_unreachable_naming_the_endpoints_and_comes_back() {
             message.contains(&server.endpoint()) && message.contains("\"pods\""),
             "{message}"
         );
+        // Retried until the budget of 3 × timeout is spent, then reported: the pause
+        // before a further attempt (at most 1 s) must still fit in the budget.
         assert!(
-            elapsed < timeout + Duration::from_secs(1),
+            elapsed >= 3 * timeout - Duration::from_secs(1)
+                && elapsed < 3 * timeout + Duration::from_secs(2),
             "{name} took {elapsed:?}"
         );
+        assert!(message.contains("gave up after"), "{message}");
         eprintln!("{name} with etcd down: {elapsed:?}: {message}");
     }
     // A new client finds it down too, on its first operation.
@@ -97,6 +102,39 @@ fn etcd_down_is_unreachable_naming_the_endpoints_and_comes_back() {
         late.compare_and_swap("ip/10.0.0.2", None, b"pod-b")
             .unwrap()
     );
+}
+
+#[test]
+fn an_etcd_restart_within_the_retry_budget_is_ridden_out() {
+    let mut server = EtcdServer::start();
+    // A budget of 15 s: etcd restarts well within it, even on a loaded machine.
+    let store = connect(&server, "pods", Duration::from_secs(5));
+    assert!(
+        store
+            .compare_and_swap("ip/10.0.0.1", None, b"pod-a")
+            .unwrap()
+    );
+    let (_, revision) = store.get("ip/10.0.0.1").unwrap().unwrap();
+
+    server.stop();
+    let (writing, started) = std::sync::mpsc::channel();
+    let (created, updated) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            writing.send(()).unwrap();
+            let created = store.compare_and_swap("ip/10.0.0.2", None, b"pod-b");
+            let updated = store.compare_and_swap("ip/10.0.0.1", Some(revision), b"pod-a2");
+            (created, updated)
+        });
+        // The writer's first attempt meets the stopped etcd: starting etcd takes far
+        // longer than a refused connection.
+        started.recv().unwrap();
+        server.restart();
+        writer.join().unwrap()
+    });
+    assert!(created.unwrap(), "the create did not happen");
+    assert!(updated.unwrap(), "the update did not happen");
+    assert_eq!(store.get("ip/10.0.0.2").unwrap().unwrap().0, b"pod-b");
+    assert_eq!(store.get("ip/10.0.0.1").unwrap().unwrap().0, b"pod-a2");
 }
 
 #[test]
