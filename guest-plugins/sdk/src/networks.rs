@@ -1,5 +1,6 @@
 //! Finding a network configuration by the name a pod or an operator uses for it.
 
+use crate::ifnames::IfnameAllocator;
 use crate::types::{Attachment, Network, SelectRequest};
 
 /// What a lookup rule compares with the wanted name.
@@ -60,7 +61,9 @@ pub fn lookup<'a>(networks: &'a [Network], wanted: &str) -> Result<&'a Network, 
 
 /// Attachments to the networks called `names` (each found with [`lookup`]), in order, named
 /// as CNI-Genie names them: the first takes the pod's `CNI_IFNAME`, the others `eth1`,
-/// `eth2`, ...
+/// `eth2`, ... in order, skipping a name already taken — so when `CNI_IFNAME` is itself
+/// `eth<N>`, the others step over it (`eth1` as `CNI_IFNAME` gives `eth1`, `eth2`, `eth3`)
+/// and no two attachments share a name, which the host would refuse.
 ///
 /// ```
 /// use plexus_policy_sdk::networks::attach_in_order;
@@ -77,18 +80,21 @@ pub fn attach_in_order(
     request: &SelectRequest,
     names: &[String],
 ) -> Result<Vec<Attachment>, String> {
+    let mut ifnames = IfnameAllocator::new();
     names
         .iter()
         .enumerate()
         .map(|(index, name)| {
             let network = lookup(&request.networks, name)?;
+            let ifname = if index == 0 {
+                ifnames.claim(&request.pod.ifname, name)?;
+                request.pod.ifname.clone()
+            } else {
+                ifnames.next("eth", name)?
+            };
             Ok(Attachment {
                 network_file: network.file.clone(),
-                ifname: if index == 0 {
-                    request.pod.ifname.clone()
-                } else {
-                    format!("eth{index}")
-                },
+                ifname,
                 ..Default::default()
             })
         })
@@ -229,6 +235,33 @@ mod tests {
             err.contains("10-a.conf, 20-b.conf") && err.contains("by name"),
             "{err}"
         );
+    }
+
+    fn ifnames_in_order(pod_ifname: &str, names: &[&str]) -> Vec<String> {
+        let request = SelectRequest {
+            pod: crate::types::Pod {
+                ifname: pod_ifname.to_owned(),
+                ..Default::default()
+            },
+            networks: node_networks(),
+            ..Default::default()
+        };
+        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+        attach_in_order(&request, &names)
+            .unwrap()
+            .into_iter()
+            .map(|attachment| attachment.ifname)
+            .collect()
+    }
+
+    #[test]
+    fn attach_in_order_names_by_position_and_never_twice() {
+        let three = ["calico", "flannel", "storage"];
+        assert_eq!(ifnames_in_order("eth0", &three), ["eth0", "eth1", "eth2"]);
+        // CNI_IFNAME takes a name the others would have: they step over it.
+        assert_eq!(ifnames_in_order("eth1", &three), ["eth1", "eth2", "eth3"]);
+        assert_eq!(ifnames_in_order("eth2", &three), ["eth2", "eth1", "eth3"]);
+        assert_eq!(ifnames_in_order("net0", &three), ["net0", "eth1", "eth2"]);
     }
 
     #[test]
