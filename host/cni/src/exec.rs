@@ -1,14 +1,21 @@
 //! Finding and executing one plugin binary.
 //!
-//! Only std: a plugin run is a child process with piped stdio, which
-//! `std::process` does fully.
+//! A plugin run is a child process with piped stdio, bounded in time and output: it runs
+//! in a process group of its own, which is killed whole when the run takes longer than
+//! its timeout or prints more than [`MAX_OUTPUT_BYTES`], and it is killed when the thread
+//! that started it dies (so when plexus is killed mid-call, its delegate goes too).
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStderr, ExitStatus, Stdio};
+use std::process::{ChildStderr, ChildStdout, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 
 use crate::env::{Command, format_cni_args};
 use crate::error::{CniError, code};
@@ -17,6 +24,38 @@ use crate::error::{CniError, code};
 const STDERR_TAIL_LINES: usize = 10;
 /// How much of a failed plugin's unparsable stdout goes into its error.
 const STDOUT_EXCERPT_BYTES: usize = 1024;
+/// The most a plugin may print on stdout, the bound plexus puts on its own stdin: a
+/// result is a few KiB, and a plugin gone wrong must not make plexus hold gigabytes.
+pub const MAX_OUTPUT_BYTES: usize = 16 << 20;
+/// The longest stderr line logged; the rest of a longer one is dropped.
+const MAX_STDERR_LINE_BYTES: usize = 64 << 10;
+/// How long one plugin run may take unless the caller says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How plugins are run: where they are found (also their `CNI_PATH`) and how long one
+/// run may take before its whole process group is killed.
+#[derive(Debug, Clone, Copy)]
+pub struct Runner<'a> {
+    /// The directories searched for a plugin, in order.
+    pub path: &'a [PathBuf],
+    /// The bound of one plugin run, from start to its output closed and its exit.
+    pub timeout: Duration,
+}
+
+impl<'a> Runner<'a> {
+    /// Plugins found in `path`, each run bounded by [`DEFAULT_TIMEOUT`].
+    pub fn new(path: &'a [PathBuf]) -> Self {
+        Runner {
+            path,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The same, with runs bounded by `timeout`.
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        Runner { timeout, ..self }
+    }
+}
 
 /// A delegate plugin could not be found, run, or understood, or it failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +117,21 @@ pub enum DelegateErrorKind {
         /// What is wrong with the output.
         reason: String,
     },
+    /// It did not finish within the timeout; its process group was killed.
+    #[error(
+        "timed out after {} s without finishing; it was killed with everything it started",
+        after.as_secs_f64()
+    )]
+    TimedOut {
+        /// The timeout it ran into.
+        after: Duration,
+    },
+    /// It printed more than [`MAX_OUTPUT_BYTES`] on stdout; its process group was killed.
+    #[error("printed more than {} MiB on stdout; it was killed", limit >> 20)]
+    OutputTooLarge {
+        /// The bound it went past, in bytes.
+        limit: usize,
+    },
 }
 
 fn show_path(path: &[PathBuf]) -> String {
@@ -130,7 +184,11 @@ impl From<&DelegateError> for CniError {
             DelegateErrorKind::NotFound { .. } => code::TRY_AGAIN_LATER,
             DelegateErrorKind::Spawn { .. } | DelegateErrorKind::Io(_) => code::IO_FAILURE,
             DelegateErrorKind::Failed { .. } => code::INTERNAL,
-            DelegateErrorKind::BadOutput { .. } => code::DECODE,
+            DelegateErrorKind::BadOutput { .. } | DelegateErrorKind::OutputTooLarge { .. } => {
+                code::DECODE
+            }
+            // A delegate stuck on something outside it (a store, an API) may answer later.
+            DelegateErrorKind::TimedOut { .. } => code::TRY_AGAIN_LATER,
         };
         CniError::new(code, e.to_string())
     }
@@ -185,21 +243,21 @@ pub struct PluginRequest<'a> {
     pub ifname: Option<&'a str>,
     /// `CNI_ARGS`, set when not empty.
     pub args: &'a [(String, String)],
-    /// Where to find the plugin; also its `CNI_PATH`.
-    pub path: &'a [PathBuf],
+    /// Where to find the plugin (also its `CNI_PATH`), and its timeout.
+    pub runner: Runner<'a>,
 }
 
 impl<'a> PluginRequest<'a> {
     /// A request that concerns no attachment (VERSION, GC, STATUS): only
     /// `CNI_COMMAND` and `CNI_PATH` are set.
-    pub fn global(command: Command, path: &'a [PathBuf]) -> Self {
+    pub fn global(command: Command, runner: Runner<'a>) -> Self {
         PluginRequest {
             command,
             container_id: None,
             netns: None,
             ifname: None,
             args: &[],
-            path,
+            runner,
         }
     }
 }
@@ -211,8 +269,9 @@ fn plugin_env(
     parent: impl IntoIterator<Item = (OsString, OsString)>,
     req: &PluginRequest<'_>,
 ) -> Result<Vec<(OsString, OsString)>, String> {
-    let cni_path = std::env::join_paths(req.path)
-        .map_err(|e| format!("cannot form CNI_PATH from {}: {e}", show_path(req.path)))?;
+    let path = req.runner.path;
+    let cni_path = std::env::join_paths(path)
+        .map_err(|e| format!("cannot form CNI_PATH from {}: {e}", show_path(path)))?;
     let mut env: Vec<(OsString, OsString)> = parent
         .into_iter()
         .filter(|(k, _)| !k.as_encoded_bytes().starts_with(b"CNI_"))
@@ -235,70 +294,96 @@ fn plugin_env(
     Ok(env)
 }
 
-/// Runs plugin `plugin_type`, found in `req.path`, with `stdin` as its
-/// input, and returns its stdout when it exits 0.
+/// Runs plugin `plugin_type`, found in `req.runner.path`, with `stdin` as its input, and
+/// returns its stdout when it exits 0.
 ///
-/// The environment is ours minus every `CNI_*`, plus the request's. The
-/// plugin's stderr is logged line by line to `tracing` (target `delegate`,
-/// field `plugin`), never to our stdout, which belongs to our own caller.
-/// stdin, stdout and stderr are serviced concurrently so no amount of
-/// output can deadlock. On a non-zero exit, a CNI error on stdout becomes
-/// [`DelegateErrorKind::Plugin`]; anything else [`DelegateErrorKind::Failed`]
-/// with the stdout excerpt and the stderr tail.
+/// The environment is ours minus every `CNI_*`, plus the request's. The plugin's stderr
+/// is logged line by line to `tracing` (target `delegate`, field `plugin`), never to our
+/// stdout, which belongs to our own caller. stdin, stdout and stderr are serviced
+/// concurrently so no amount of output can deadlock. On a non-zero exit, a CNI error on
+/// stdout becomes [`DelegateErrorKind::Plugin`]; anything else
+/// [`DelegateErrorKind::Failed`] with the stdout excerpt and the stderr tail.
+///
+/// The run, until the plugin exited and closed its output, is bounded by the runner's
+/// timeout; past it, or past [`MAX_OUTPUT_BYTES`] of stdout, the plugin's process group
+/// is killed, so nothing it started lives on.
 pub fn exec_plugin(
     plugin_type: &str,
     req: &PluginRequest<'_>,
     stdin: &[u8],
 ) -> Result<Vec<u8>, DelegateError> {
     let fail = |kind| DelegateError::new(plugin_type, kind);
-    let binary = find_plugin(plugin_type, req.path)?;
+    let binary = find_plugin(plugin_type, req.runner.path)?;
     let env = plugin_env(std::env::vars_os(), req)
         .map_err(|reason| fail(DelegateErrorKind::InvalidRequest { reason }))?;
 
     tracing::debug!(plugin = plugin_type, command = %req.command, binary = %binary.display(), "running delegate");
     let started = Instant::now();
+    // A timeout too large to add to a clock bounds nothing: such a run waits as long as
+    // it takes.
+    let deadline = started.checked_add(req.runner.timeout);
     let mut child = spawn(&binary, env).map_err(|error| {
         fail(DelegateErrorKind::Spawn {
             path: binary.clone(),
             error,
         })
     })?;
-    let (Some(mut child_in), Some(mut child_out), Some(child_err)) =
+    let group = ProcessGroup::of(&child);
+    let (Some(mut child_in), Some(child_out), Some(child_err)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
         unreachable!("spawn() pipes all three of stdin, stdout and stderr");
     };
 
-    let (written, read, stderr_tail) = std::thread::scope(|s| {
-        let writer = s.spawn(move || {
-            // Dropping `child_in` at the end closes the pipe: the plugin sees EOF.
-            match child_in.write_all(stdin) {
-                // A plugin may exit without reading its input (e.g. on VERSION).
-                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-                other => other,
-            }
-        });
-        // The caller's subscriber and span are thread-local: carry them over
-        // so the plugin's lines land where the rest of its logs do.
-        let dispatch = tracing::dispatcher::get_default(Clone::clone);
-        let span = tracing::Span::current();
-        let logger = s.spawn(move || {
-            tracing::dispatcher::with_default(&dispatch, || {
-                span.in_scope(|| forward_stderr(plugin_type, child_err))
-            })
-        });
-        let mut out = Vec::new();
-        let read = child_out.read_to_end(&mut out).map(|_| out);
-        let written = writer
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("stdin writer panicked")));
-        let tail = logger.join().unwrap_or_default();
-        (written, read, tail)
+    // Every wait below is bounded by the deadline, so each stream is serviced by a thread
+    // of its own that reports on a channel: a thread stuck on a stream that something
+    // outside the plugin's group still holds is left behind, not waited for.
+    let input = stdin.to_vec();
+    let written = in_background(move || {
+        // Dropping `child_in` at the end closes the pipe: the plugin sees EOF.
+        match child_in.write_all(&input) {
+            // A plugin may exit without reading its input (e.g. on VERSION).
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
     });
-    let status = child.wait().map_err(|e| fail(DelegateErrorKind::Io(e)))?;
-    tracing::debug!(plugin = plugin_type, command = %req.command, %status, elapsed_ms = started.elapsed().as_millis() as u64, "delegate finished");
+    let read = in_background(move || read_bounded(child_out));
+    // The caller's subscriber and span are thread-local: carry them over so the plugin's
+    // lines land where the rest of its logs do.
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    let span = tracing::Span::current();
+    let owned_type = plugin_type.to_owned();
+    let stderr_tail = in_background(move || {
+        tracing::dispatcher::with_default(&dispatch, || {
+            span.in_scope(|| forward_stderr(&owned_type, child_err))
+        })
+    });
+    let exited = in_background(move || child.wait());
 
-    let stdout = read.map_err(|e| fail(DelegateErrorKind::Io(e)))?;
+    let timeout = req.runner.timeout;
+    let outcome = (|| {
+        let stdout = match wait_until(&read, deadline, timeout)? {
+            Ok(out) if out.len() > MAX_OUTPUT_BYTES => {
+                return Err(DelegateErrorKind::OutputTooLarge {
+                    limit: MAX_OUTPUT_BYTES,
+                });
+            }
+            Ok(out) => out,
+            Err(e) => return Err(DelegateErrorKind::Io(e)),
+        };
+        let status = wait_until(&exited, deadline, timeout)?.map_err(DelegateErrorKind::Io)?;
+        let written = wait_until(&written, deadline, timeout)?;
+        let tail = wait_until(&stderr_tail, deadline, timeout)?;
+        Ok((status, stdout, written, tail))
+    })()
+    .inspect_err(|_| group.kill(plugin_type));
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    let (status, stdout, written, stderr_tail) = outcome.map_err(|kind| {
+        tracing::warn!(plugin = plugin_type, command = %req.command, elapsed_ms, error = %kind, "delegate killed");
+        fail(kind)
+    })?;
+    tracing::debug!(plugin = plugin_type, command = %req.command, %status, elapsed_ms, "delegate finished");
+
     if !status.success() {
         return Err(fail(failure(status, &stdout, stderr_tail)));
     }
@@ -306,15 +391,89 @@ pub fn exec_plugin(
     Ok(stdout)
 }
 
-/// Starts the binary, retrying while it is "text file busy": a plugin being
-/// installed, or one just written (by a test) while another thread forked.
+/// Runs `work` on a thread of its own; its answer arrives on the returned channel.
+fn in_background<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> mpsc::Receiver<T> {
+    let (sender, receiver) = mpsc::sync_channel(1);
+    std::thread::spawn(move || {
+        // The receiver is gone only when the run was given up: nobody wants the answer.
+        let _ = sender.send(work());
+    });
+    receiver
+}
+
+/// The answer on `channel`, if it comes before `deadline` (the end of a run bounded by
+/// `timeout`). A thread that died without answering (a panic) counts as never answering.
+fn wait_until<T>(
+    channel: &mpsc::Receiver<T>,
+    deadline: Option<Instant>,
+    timeout: Duration,
+) -> Result<T, DelegateErrorKind> {
+    let answer = match deadline {
+        Some(deadline) => channel.recv_timeout(deadline.saturating_duration_since(Instant::now())),
+        None => channel
+            .recv()
+            .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+    };
+    answer.map_err(|_| DelegateErrorKind::TimedOut { after: timeout })
+}
+
+/// Reads stdout to its end, but no more than one byte past [`MAX_OUTPUT_BYTES`]: that
+/// byte tells a plugin that printed too much.
+fn read_bounded(stdout: ChildStdout) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    stdout
+        .take(MAX_OUTPUT_BYTES as u64 + 1)
+        .read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// The process group a plugin runs in: its own, led by it.
+struct ProcessGroup(Pid);
+
+impl ProcessGroup {
+    fn of(child: &std::process::Child) -> Self {
+        // A pid always fits: the kernel's pid_max is far below i32::MAX.
+        ProcessGroup(Pid::from_raw(child.id() as i32))
+    }
+
+    /// Kills every process of the group; one already gone is no error.
+    fn kill(&self, plugin_type: &str) {
+        match killpg(self.0, Signal::SIGKILL) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(error) => {
+                tracing::error!(plugin = plugin_type, group = %self.0, %error, "cannot kill a delegate's process group");
+            }
+        }
+    }
+}
+
+/// Starts the binary in a process group of its own, to die with the thread that started
+/// it, retrying while it is "text file busy": a plugin being installed, or one just
+/// written (by a test) while another thread forked.
 fn spawn(binary: &Path, env: Vec<(OsString, OsString)>) -> io::Result<std::process::Child> {
     let mut cmd = std::process::Command::new(binary);
     cmd.env_clear()
         .envs(env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe calls are allowed: prctl(PR_SET_PDEATHSIG) and getppid are. It
+    // allocates nothing and touches no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+            // The parent may have died between fork and prctl: then nobody would kill us.
+            if nix::unistd::getppid() != parent {
+                return Err(io::Error::other("plexus exited while starting the plugin"));
+            }
+            Ok(())
+        });
+    }
     let mut delay = Duration::from_millis(50);
     for _ in 0..5 {
         match cmd.spawn() {
@@ -334,7 +493,7 @@ fn forward_stderr(plugin_type: &str, stderr: ChildStderr) -> String {
     let mut reader = BufReader::new(stderr);
     let mut buf = Vec::new();
     // A read error ends the forwarding only: stderr is informational.
-    while reader.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
+    while read_line_bounded(&mut reader, &mut buf).is_ok_and(|n| n > 0) {
         let line = String::from_utf8_lossy(&buf).trim_end().to_owned();
         buf.clear();
         if line.is_empty() {
@@ -347,6 +506,30 @@ fn forward_stderr(plugin_type: &str, stderr: ChildStderr) -> String {
         tail.push_back(line);
     }
     Vec::from(tail).join("\n")
+}
+
+/// Reads one line into `buf`, keeping at most [`MAX_STDERR_LINE_BYTES`] of it and
+/// dropping the rest; returns how many bytes the line had (0 at the end).
+fn read_line_bounded(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let mut total = 0;
+    loop {
+        let available = reader.fill_buf()?;
+        if available.is_empty() {
+            return Ok(total);
+        }
+        let (chunk, ends_line) = match available.iter().position(|b| *b == b'\n') {
+            Some(end) => (&available[..=end], true),
+            None => (available, false),
+        };
+        let room = MAX_STDERR_LINE_BYTES.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = chunk.len();
+        reader.consume(used);
+        total += used;
+        if ends_line {
+            return Ok(total);
+        }
+    }
 }
 
 fn failure(status: ExitStatus, stdout: &[u8], stderr_tail: String) -> DelegateErrorKind {

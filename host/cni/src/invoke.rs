@@ -1,7 +1,5 @@
 //! Running a network configuration's plugins, as libcni does for a runtime.
 
-use std::path::PathBuf;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -9,7 +7,7 @@ use crate::config::{
     LEGACY_ATTACHMENTS_KEY, NetworkConfigList, VALID_ATTACHMENTS_KEY, plugin_type,
 };
 use crate::env::Command;
-use crate::exec::{DelegateError, DelegateErrorKind, PluginRequest, exec_plugin};
+use crate::exec::{DelegateError, DelegateErrorKind, PluginRequest, Runner, exec_plugin};
 use crate::result::CniResult;
 use crate::version::CniVersion;
 
@@ -33,14 +31,14 @@ pub struct RuntimeConf {
 }
 
 impl RuntimeConf {
-    fn request<'a>(&'a self, command: Command, path: &'a [PathBuf]) -> PluginRequest<'a> {
+    fn request<'a>(&'a self, command: Command, runner: Runner<'a>) -> PluginRequest<'a> {
         PluginRequest {
             command,
             container_id: Some(&self.container_id),
             netns: self.netns.as_deref(),
             ifname: Some(&self.ifname),
             args: &self.args,
-            path,
+            runner,
         }
     }
 }
@@ -132,11 +130,11 @@ fn object_entry<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<S
 pub fn add_list(
     list: &NetworkConfigList,
     rt: &RuntimeConf,
-    path: &[PathBuf],
+    runner: Runner<'_>,
 ) -> Result<CniResult, DelegateError> {
     let mut last: Option<CniResult> = None;
     for plugin in &list.plugins {
-        let out = run_one(list, plugin, rt, path, Command::Add, last.as_ref())?;
+        let out = run_one(list, plugin, rt, runner, Command::Add, last.as_ref())?;
         last = Some(parse_result(plugin_type(plugin), &out, list.cni_version)?);
     }
     tracing::debug!(network = %list.name, ifname = %rt.ifname, "delegate ADD done");
@@ -173,13 +171,13 @@ fn parse_result(
 pub fn del_list(
     list: &NetworkConfigList,
     rt: &RuntimeConf,
-    path: &[PathBuf],
+    runner: Runner<'_>,
     prev_result: Option<&CniResult>,
 ) -> Result<(), DelegateError> {
     let prev = prev_result.filter(|_| list.cni_version >= CniVersion::V0_4_0);
     let mut first_failure = None;
     for plugin in list.plugins.iter().rev() {
-        if let Err(error) = run_one(list, plugin, rt, path, Command::Del, prev) {
+        if let Err(error) = run_one(list, plugin, rt, runner, Command::Del, prev) {
             tracing::warn!(network = %list.name, %error, "delegate DEL failed; going on with the rest of the list");
             first_failure.get_or_insert(error);
         }
@@ -193,14 +191,14 @@ pub fn del_list(
 pub fn check_list(
     list: &NetworkConfigList,
     rt: &RuntimeConf,
-    path: &[PathBuf],
+    runner: Runner<'_>,
     prev_result: &CniResult,
 ) -> Result<(), DelegateError> {
     if list.cni_version < CniVersion::V0_4_0 || list.disable_check {
         return Ok(());
     }
     for plugin in &list.plugins {
-        run_one(list, plugin, rt, path, Command::Check, Some(prev_result))?;
+        run_one(list, plugin, rt, runner, Command::Check, Some(prev_result))?;
     }
     Ok(())
 }
@@ -210,14 +208,14 @@ fn run_one(
     list: &NetworkConfigList,
     plugin: &Map<String, Value>,
     rt: &RuntimeConf,
-    path: &[PathBuf],
+    runner: Runner<'_>,
     command: Command,
     prev: Option<&CniResult>,
 ) -> Result<Vec<u8>, DelegateError> {
     let conf = Value::Object(attachment_config(list, plugin, rt, prev));
     exec_plugin(
         plugin_type(plugin),
-        &rt.request(command, path),
+        &rt.request(command, runner),
         conf.to_string().as_bytes(),
     )
 }
@@ -229,7 +227,7 @@ fn run_one(
 /// anything before 1.1.0 or when the list sets `disableGC`.
 pub fn gc_list(
     list: &NetworkConfigList,
-    path: &[PathBuf],
+    runner: Runner<'_>,
     valid_attachments: &[(String, String)],
 ) -> Result<(), Vec<DelegateError>> {
     if list.cni_version < CniVersion::V1_1_0 || list.disable_gc {
@@ -246,7 +244,7 @@ pub fn gc_list(
             let mut conf = base_config(list, plugin);
             conf.insert(VALID_ATTACHMENTS_KEY.into(), attachments.clone());
             conf.insert(LEGACY_ATTACHMENTS_KEY.into(), attachments.clone());
-            run_global(list, plugin, Command::Gc, path, conf).err()
+            run_global(list, plugin, Command::Gc, runner, conf).err()
         })
         .collect();
     if errors.is_empty() {
@@ -258,7 +256,7 @@ pub fn gc_list(
 
 /// STATUS: asks every plugin whether it can service ADD, stopping at the
 /// first that cannot. Succeeds without running anything before 1.1.0.
-pub fn status_list(list: &NetworkConfigList, path: &[PathBuf]) -> Result<(), DelegateError> {
+pub fn status_list(list: &NetworkConfigList, runner: Runner<'_>) -> Result<(), DelegateError> {
     if list.cni_version < CniVersion::V1_1_0 {
         return Ok(());
     }
@@ -267,7 +265,7 @@ pub fn status_list(list: &NetworkConfigList, path: &[PathBuf]) -> Result<(), Del
             list,
             plugin,
             Command::Status,
-            path,
+            runner,
             base_config(list, plugin),
         )?;
     }
@@ -280,11 +278,11 @@ fn run_global(
     list: &NetworkConfigList,
     plugin: &Map<String, Value>,
     command: Command,
-    path: &[PathBuf],
+    runner: Runner<'_>,
     conf: Map<String, Value>,
 ) -> Result<Vec<u8>, DelegateError> {
     tracing::debug!(network = %list.name, %command, "delegate network command");
-    let req = PluginRequest::global(command, path);
+    let req = PluginRequest::global(command, runner);
     exec_plugin(
         plugin_type(plugin),
         &req,
@@ -293,8 +291,11 @@ fn run_global(
 }
 
 /// Runs VERSION on plugin `plugin_type` and returns its `supportedVersions`.
-pub fn plugin_versions(plugin_type: &str, path: &[PathBuf]) -> Result<Vec<String>, DelegateError> {
-    let req = PluginRequest::global(Command::Version, path);
+pub fn plugin_versions(
+    plugin_type: &str,
+    runner: Runner<'_>,
+) -> Result<Vec<String>, DelegateError> {
+    let req = PluginRequest::global(Command::Version, runner);
     let stdin = serde_json::json!({"cniVersion": CniVersion::LATEST.as_str()}).to_string();
     let out = exec_plugin(plugin_type, &req, stdin.as_bytes())?;
     let bad =

@@ -24,7 +24,8 @@ pub use env::{
 };
 pub use error::{CniError, code};
 pub use exec::{
-    DelegateError, DelegateErrorKind, PluginRequest, exec_plugin, find_plugin, validate_plugin_type,
+    DelegateError, DelegateErrorKind, MAX_OUTPUT_BYTES, PluginRequest, Runner, exec_plugin,
+    find_plugin, validate_plugin_type,
 };
 pub use invoke::{
     RuntimeConf, add_list, check_list, del_list, gc_list, plugin_config, plugin_versions,

@@ -8,7 +8,7 @@ fn request(path: &[PathBuf]) -> PluginRequest<'_> {
         netns: Some("/run/netns/pod"),
         ifname: Some("eth0"),
         args: &[],
-        path,
+        runner: Runner::new(path),
     }
 }
 
@@ -90,7 +90,7 @@ fn environment_drops_stale_cni_variables() {
         netns: None,
         ifname: Some("eth0"),
         args: &args,
-        path: &path,
+        runner: Runner::new(&path),
     };
     let mut env: Vec<(String, String)> = plugin_env(parent, &req)
         .unwrap()
@@ -115,7 +115,7 @@ fn environment_drops_stale_cni_variables() {
 #[test]
 fn global_requests_set_only_command_and_path() {
     let path = [PathBuf::from("/a")];
-    let env = plugin_env([], &PluginRequest::global(Command::Gc, &path)).unwrap();
+    let env = plugin_env([], &PluginRequest::global(Command::Gc, Runner::new(&path))).unwrap();
     let keys: Vec<_> = env.iter().map(|(k, _)| k.to_str().unwrap()).collect();
     assert_eq!(keys, ["CNI_COMMAND", "CNI_PATH"]);
 }
@@ -304,4 +304,106 @@ fn stderr_goes_to_tracing_not_stdout() {
     );
     assert!(delegate[0].contains("plugin=noisy"), "{}", delegate[0]);
     assert!(delegate[1].contains("message=second line"));
+}
+
+/// Whether `pid` is a running process (a zombie has finished running).
+fn is_running(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// Polls `condition` for up to `limit`.
+fn eventually(limit: Duration, condition: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    condition()
+}
+
+#[test]
+fn a_hung_plugin_and_everything_it_started_are_killed_at_the_timeout() {
+    let fakes = FakePlugins::new();
+    // The plugin starts a helper of its own, as a plugin running its IPAM does, and
+    // both hang.
+    fakes.plugin(
+        "hung",
+        "sleep 600 &\necho $! > \"$OUT/helper.pid\"\necho $$ > \"$OUT/plugin.pid\"\nsleep 600",
+    );
+    let path = fakes.path();
+    let mut req = request(&path);
+    req.runner = Runner::new(&path).with_timeout(Duration::from_secs(3));
+    let started = Instant::now();
+    let err = exec_plugin("hung", &req, b"{}").unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(err.kind, DelegateErrorKind::TimedOut { after } if after == Duration::from_secs(3)),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "plugin \"hung\": timed out after 3 s without finishing; it was killed with everything it started"
+    );
+    assert_eq!(CniError::from(&err).code, code::TRY_AGAIN_LATER);
+    // Generous: the machine may be busy, but nothing near the helpers' 600 s.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    for started in ["plugin.pid", "helper.pid"] {
+        let pid = std::fs::read_to_string(fakes.out().join(started)).unwrap();
+        let pid = pid.trim();
+        assert!(
+            eventually(Duration::from_secs(10), || !is_running(pid)),
+            "{started} ({pid}) still runs"
+        );
+    }
+}
+
+#[test]
+fn a_plugin_that_prints_without_end_is_cut_off() {
+    let fakes = FakePlugins::new();
+    fakes.plugin("endless", "yes '{}'");
+    let path = fakes.path();
+    let err = exec_plugin("endless", &request(&path), b"{}").unwrap_err();
+    assert!(
+        matches!(err.kind, DelegateErrorKind::OutputTooLarge { limit } if limit == MAX_OUTPUT_BYTES),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "plugin \"endless\": printed more than 16 MiB on stdout; it was killed"
+    );
+    assert_eq!(CniError::from(&err).code, code::DECODE);
+}
+
+#[test]
+fn output_up_to_the_bound_is_accepted() {
+    let fakes = FakePlugins::new();
+    fakes.plugin(
+        "big",
+        &format!("head -c {MAX_OUTPUT_BYTES} /dev/zero | tr '\\0' 'o'"),
+    );
+    let path = fakes.path();
+    let out = exec_plugin("big", &request(&path), b"{}").unwrap();
+    assert_eq!(out.len(), MAX_OUTPUT_BYTES);
+}
+
+#[test]
+fn a_very_long_stderr_line_is_logged_cut() {
+    let fakes = FakePlugins::new();
+    // One 8 MiB line with no newline, then a failure.
+    fakes.plugin(
+        "longline",
+        "head -c 8388608 /dev/zero | tr '\\0' 'x' >&2\nexit 1",
+    );
+    let path = fakes.path();
+    let err = exec_plugin("longline", &request(&path), b"{}").unwrap_err();
+    let DelegateErrorKind::Failed { stderr_tail, .. } = &err.kind else {
+        panic!("{err:?}");
+    };
+    assert_eq!(stderr_tail.len(), MAX_STDERR_LINE_BYTES);
 }

@@ -1,3 +1,5 @@
+use std::path::PathBuf;
+
 use serde_json::json;
 
 use super::*;
@@ -209,7 +211,7 @@ fn add_chains_prev_results() {
         json!({}),
         json!([{"type": "first"}, {"type": "second", "capabilities": {"mac": true}}]),
     );
-    let result = add_list(&l, &rt(), &fakes.path()).unwrap();
+    let result = add_list(&l, &rt(), Runner::new(&fakes.path())).unwrap();
     assert_eq!(result, second);
 
     assert!(fakes.stdin("first", "ADD").get("prevResult").is_none());
@@ -241,7 +243,7 @@ fn add_stops_at_the_first_failure() {
         json!({}),
         json!([{"type": "busy"}, {"type": "after"}]),
     );
-    let err = add_list(&l, &rt(), &fakes.path()).unwrap_err();
+    let err = add_list(&l, &rt(), Runner::new(&fakes.path())).unwrap_err();
     assert_eq!(err.plugin, "busy");
     assert_eq!(err.code(), Some(code::TRY_AGAIN_LATER));
     assert_eq!(fakes.order(), ["busy"]);
@@ -255,7 +257,7 @@ fn add_fills_a_missing_result_version() {
         r#"echo '{"ips": [{"version": "4", "address": "10.0.0.2/24"}]}'"#,
     );
     let l = list("0.4.0", json!({}), json!([{"type": "old"}]));
-    let result = add_list(&l, &rt(), &fakes.path()).unwrap();
+    let result = add_list(&l, &rt(), Runner::new(&fakes.path())).unwrap();
     assert_eq!(result.ips[0].address, "10.0.0.2/24");
 }
 
@@ -287,7 +289,7 @@ fn add_rejects_bad_output() {
     ];
     for (ty, expected) in cases {
         let l = list("1.0.0", json!({}), json!([{"type": ty}]));
-        let err = add_list(&l, &rt(), &fakes.path()).unwrap_err();
+        let err = add_list(&l, &rt(), Runner::new(&fakes.path())).unwrap_err();
         assert!(err.to_string().starts_with(expected), "{err}");
         assert_eq!(CniError::from(&err).code, code::DECODE);
     }
@@ -297,7 +299,7 @@ fn add_rejects_bad_output() {
 fn add_reports_missing_plugins() {
     let fakes = FakePlugins::new();
     let l = list("1.0.0", json!({}), json!([{"type": "nonexistent"}]));
-    let err = add_list(&l, &rt(), &fakes.path()).unwrap_err();
+    let err = add_list(&l, &rt(), Runner::new(&fakes.path())).unwrap_err();
     assert!(
         matches!(err.kind, DelegateErrorKind::NotFound { .. }),
         "{err}"
@@ -316,7 +318,7 @@ fn del_runs_in_reverse_with_prev_result_from_0_4_0() {
         let mut rt = rt();
         rt.netns = None;
         let prev = bridge_result();
-        del_list(&l, &rt, &fakes.path(), Some(&prev)).unwrap();
+        del_list(&l, &rt, Runner::new(&fakes.path()), Some(&prev)).unwrap();
         assert_eq!(fakes.order(), ["b", "a"], "{version}");
         let conf = fakes.stdin("a", "DEL");
         assert_eq!(conf.get("prevResult").is_some(), has_prev, "{version}");
@@ -335,7 +337,7 @@ fn del_runs_every_plugin_past_a_failure_and_reports_it() {
     fakes.plugin("a", "exit 0");
     fakes.plugin("b", r#"echo '{"code": 7, "msg": "bad"}'; exit 1"#);
     let l = list("1.0.0", json!({}), json!([{"type": "a"}, {"type": "b"}]));
-    let err = del_list(&l, &rt(), &fakes.path(), None).unwrap_err();
+    let err = del_list(&l, &rt(), Runner::new(&fakes.path()), None).unwrap_err();
     assert_eq!(err.plugin, "b");
     assert_eq!(fakes.order(), ["b", "a"]);
 }
@@ -347,7 +349,7 @@ fn check_runs_in_order_with_prev_result() {
     fakes.plugin("b", "exit 0");
     let l = list("1.0.0", json!({}), json!([{"type": "a"}, {"type": "b"}]));
     let prev = bridge_result();
-    check_list(&l, &rt(), &fakes.path(), &prev).unwrap();
+    check_list(&l, &rt(), Runner::new(&fakes.path()), &prev).unwrap();
     assert_eq!(fakes.order(), ["a", "b"]);
     assert_eq!(
         fakes.stdin("b", "CHECK")["prevResult"],
@@ -367,7 +369,7 @@ fn check_is_skipped_before_0_4_0_and_when_disabled() {
             json!([{"type": "a"}]),
         ),
     ] {
-        check_list(&l, &rt(), &fakes.path(), &bridge_result()).unwrap();
+        check_list(&l, &rt(), Runner::new(&fakes.path()), &bridge_result()).unwrap();
     }
     assert!(fakes.order().is_empty());
 }
@@ -389,7 +391,7 @@ fn gc_sends_valid_attachments_and_collects_all_errors() {
         ("c1".to_owned(), "eth0".to_owned()),
         ("c2".to_owned(), "net1".to_owned()),
     ];
-    let errors = gc_list(&l, &fakes.path(), &valid).unwrap_err();
+    let errors = gc_list(&l, Runner::new(&fakes.path()), &valid).unwrap_err();
     let plugins: Vec<&str> = errors.iter().map(|e| e.plugin.as_str()).collect();
     assert_eq!(plugins, ["a", "b"]);
     assert_eq!(errors[0].code(), Some(code::IO_FAILURE));
@@ -427,7 +429,7 @@ fn gc_is_skipped_before_1_1_0_and_when_disabled() {
         list("1.0.0", json!({}), json!([{"type": "a"}])),
         list("1.1.0", json!({"disableGC": true}), json!([{"type": "a"}])),
     ] {
-        gc_list(&l, &fakes.path(), &[]).unwrap();
+        gc_list(&l, Runner::new(&fakes.path()), &[]).unwrap();
     }
     assert!(fakes.order().is_empty());
 }
@@ -443,7 +445,7 @@ fn status_stops_at_the_first_unavailable_plugin() {
         json!({}),
         json!([{"type": "a"}, {"type": "b"}, {"type": "c"}]),
     );
-    let err = status_list(&l, &fakes.path()).unwrap_err();
+    let err = status_list(&l, Runner::new(&fakes.path())).unwrap_err();
     assert_eq!(err.code(), Some(code::NOT_AVAILABLE));
     assert_eq!(err.to_string(), "plugin \"b\": daemon down (code 50)");
     assert_eq!(fakes.order(), ["a", "b"]);
@@ -453,7 +455,7 @@ fn status_stops_at_the_first_unavailable_plugin() {
     );
 
     let old = list("1.0.0", json!({}), json!([{"type": "b"}]));
-    status_list(&old, &fakes.path()).unwrap();
+    status_list(&old, Runner::new(&fakes.path())).unwrap();
     assert_eq!(fakes.order(), ["a", "b"]);
 }
 
@@ -463,7 +465,7 @@ fn status_stops_at_the_first_unavailable_plugin() {
 fn versions_of_real_plugins() {
     let path = [PathBuf::from(REAL_PLUGINS)];
     for plugin in ["bridge", "host-local", "macvlan", "portmap"] {
-        let versions = plugin_versions(plugin, &path).unwrap();
+        let versions = plugin_versions(plugin, Runner::new(&path)).unwrap();
         for v in ["0.3.1", "0.4.0", "1.0.0"] {
             assert!(versions.iter().any(|s| s == v), "{plugin}: {versions:?}");
         }
@@ -480,7 +482,7 @@ fn version_request_and_bad_answers() {
     fakes.plugin("noversions", r#"echo '{"cniVersion": "1.1.0"}'"#);
     fakes.plugin("garbage", "echo nope");
     assert_eq!(
-        plugin_versions("v", &fakes.path()).unwrap(),
+        plugin_versions("v", Runner::new(&fakes.path())).unwrap(),
         ["1.0.0", "1.1.0"]
     );
     assert_eq!(fakes.stdin("v", "VERSION"), json!({"cniVersion": "1.1.0"}));
@@ -491,17 +493,17 @@ fn version_request_and_bad_answers() {
             fakes.bin().display()
         )
     );
-    let err = plugin_versions("noversions", &fakes.path()).unwrap_err();
+    let err = plugin_versions("noversions", Runner::new(&fakes.path())).unwrap_err();
     assert_eq!(
         err.to_string(),
         "plugin \"noversions\": bad output: VERSION output has no supportedVersions list of strings"
     );
-    let err = plugin_versions("garbage", &fakes.path()).unwrap_err();
+    let err = plugin_versions("garbage", Runner::new(&fakes.path())).unwrap_err();
     assert!(
         err.to_string().contains("VERSION output is not JSON"),
         "{err}"
     );
-    let err = plugin_versions("absent", &fakes.path()).unwrap_err();
+    let err = plugin_versions("absent", Runner::new(&fakes.path())).unwrap_err();
     assert!(matches!(err.kind, DelegateErrorKind::NotFound { .. }));
 }
 
@@ -535,7 +537,7 @@ fn real_host_local_add_check_del() {
         // Like kubelet: IgnoreUnknown lets plugins accept the K8S_* args.
         let mut rt = rt();
         rt.args.insert(0, ("IgnoreUnknown".into(), "1".into()));
-        let result = add_list(&l, &rt, &path).unwrap();
+        let result = add_list(&l, &rt, Runner::new(&path)).unwrap();
         assert_eq!(
             result.ips,
             vec![IpConfig {
@@ -548,12 +550,12 @@ fn real_host_local_add_check_del() {
         assert_eq!(result.routes[0].dst, "0.0.0.0/0");
         assert!(reserved.exists());
 
-        check_list(&l, &rt, &path, &result).unwrap();
+        check_list(&l, &rt, Runner::new(&path), &result).unwrap();
 
         // The only address is taken: the plugin's own error comes back.
         let mut other = rt.clone();
         other.container_id = "c2".into();
-        let err = add_list(&l, &other, &path).unwrap_err();
+        let err = add_list(&l, &other, Runner::new(&path)).unwrap_err();
         assert_eq!(err.plugin, "host-local");
         assert_eq!(err.code(), Some(999));
         assert!(
@@ -562,7 +564,7 @@ fn real_host_local_add_check_del() {
             "{err}"
         );
 
-        del_list(&l, &rt, &path, Some(&result)).unwrap();
+        del_list(&l, &rt, Runner::new(&path), Some(&result)).unwrap();
         assert!(!reserved.exists(), "{version}: DEL released the address");
     }
 }
