@@ -52,6 +52,8 @@ pub struct PluginConfig {
     pub vm_mode: VmMode,
     /// `vm.leaseSeconds`: the lease time DHCP gives a VM pod's NICs.
     pub vm_lease_secs: u32,
+    /// `delegateTimeoutSeconds`: the bound of one delegate call.
+    pub delegate_timeout: Duration,
     /// `runtimeConfig` as the runtime filled it in (capability arguments).
     pub runtime_config: Map<String, Value>,
     /// The configuration as given, for the keys only one command reads (GC's list of
@@ -87,6 +89,7 @@ struct RawConfig {
     /// Checked by hand (`vm_settings`) so that a bad value is reported as `vm.mode` or
     /// `vm.leaseSeconds`.
     vm: Option<Value>,
+    delegate_timeout_seconds: Option<u64>,
     #[serde(default)]
     runtime_config: Map<String, Value>,
 }
@@ -203,6 +206,12 @@ pub const DEFAULT_MERGE: &str = "builtin:merge-all";
 const DEFAULT_POLICY_TIMEOUT_MS: u64 = 500;
 const DEFAULT_POLICY_MEMORY_MIB: usize = 64;
 const DEFAULT_RECORD_MAX_MIB: u64 = 16;
+/// Long enough for a delegate waiting on a busy API server or IPAM store, short enough
+/// that a hung one fails the pod well before the runtime gives up on it (kubelet's CNI
+/// calls run under a 4-minute deadline).
+const DEFAULT_DELEGATE_TIMEOUT_SECS: u64 = 60;
+/// No runtime waits longer for a pod's network than this.
+const MAX_DELEGATE_TIMEOUT_SECS: u64 = 3600;
 /// Annotations are written by tenants: one pod must not be able to ask for hundreds of
 /// delegate runs and addresses. `plexus policy run`/`test`, which have no configuration,
 /// hold a selection to this default.
@@ -247,6 +256,19 @@ impl PluginConfig {
             raw.max_attachments,
             DEFAULT_MAX_ATTACHMENTS,
         )?;
+        let delegate_timeout_secs = at_least_one(
+            "delegateTimeoutSeconds",
+            raw.delegate_timeout_seconds,
+            DEFAULT_DELEGATE_TIMEOUT_SECS,
+        )?;
+        if delegate_timeout_secs > MAX_DELEGATE_TIMEOUT_SECS {
+            return Err(ConfigError::Key {
+                key: "delegateTimeoutSeconds",
+                reason: format!(
+                    "must be at most {MAX_DELEGATE_TIMEOUT_SECS} (an hour), not {delegate_timeout_secs}"
+                ),
+            });
+        }
         let policy_memory_mib = at_least_one(
             "policyMemoryMiB",
             raw.policy_memory_mib,
@@ -276,6 +298,7 @@ impl PluginConfig {
                 .saturating_mul(1 << 20),
             vm_mode: vm.mode,
             vm_lease_secs: vm.lease_secs,
+            delegate_timeout: Duration::from_secs(delegate_timeout_secs),
             runtime_config: raw.runtime_config,
             document,
         })

@@ -196,7 +196,9 @@ impl PlexusError {
             PlexusError::Config(ConfigError::Version(_)) => code::INCOMPATIBLE_VERSION,
             PlexusError::Config(_) => code::INVALID_CONFIG,
             PlexusError::PolicySpec { source, .. } => policy_code(source),
-            PlexusError::Networks(NetworksError::ReadDir { .. }) => code::INVALID_CONFIG,
+            PlexusError::Networks(NetworksError::ReadDir { .. } | NetworksError::Broken { .. }) => {
+                code::INVALID_CONFIG
+            }
             PlexusError::Pod(_) => code::DECODE,
             PlexusError::State(_) => code::IO_FAILURE,
             PlexusError::Policy(error) => policy_code(error),

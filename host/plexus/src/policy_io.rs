@@ -7,14 +7,14 @@ use serde_json::Value;
 
 use crate::config::PluginConfig;
 use crate::error::PlexusError;
-use crate::networks::Network;
+use crate::networks::Networks;
 use crate::pod::{self, PodIdentity};
 
 /// The selection request for an invocation under `config`.
 pub(crate) fn select_request(
     invocation: &Invocation,
     config: &PluginConfig,
-    networks: &[Network],
+    networks: &Networks,
 ) -> Result<wit::SelectRequest, PlexusError> {
     let annotations = pod::annotations(config, &invocation.args)?;
     let vm = config.vm_mode.is_vm_pod(&annotations);
@@ -23,14 +23,29 @@ pub(crate) fn select_request(
         annotations,
         cni_args: invocation.args.clone(),
         runtime_config: Value::Object(config.runtime_config.clone()).to_string(),
-        networks: networks
-            .iter()
-            .map(|network| network_of(&network.file, &network.config))
-            .collect(),
+        networks: offered(networks),
         default_networks: config.default_networks.clone(),
         policy_config: config.policy_config.clone(),
         vm,
     })
+}
+
+/// The networks a selection policy is offered: every usable one, and the broken files
+/// too — with only their file name and any `name` they declare — so that a pod asking for
+/// a broken network is told what is wrong with its file rather than that the network does
+/// not exist (the host refuses a selection that chooses one).
+fn offered(networks: &Networks) -> Vec<wit::Network> {
+    let usable = networks
+        .usable
+        .iter()
+        .map(|network| network_of(&network.file, &network.config));
+    let broken = networks.broken.iter().map(|broken| wit::Network {
+        name: broken.name.clone().unwrap_or_default(),
+        plugin_type: String::new(),
+        cni_version: String::new(),
+        file: broken.file.clone(),
+    });
+    usable.chain(broken).collect()
 }
 
 /// Who the pod of an invocation is, as policies see it.
@@ -204,7 +219,7 @@ mod tests {
         ] {
             let config = format!(r#"{{"cniVersion":"1.1.0","vm":{{"mode":"{mode}"}}}}"#);
             let config = PluginConfig::from_slice(config.as_bytes()).unwrap();
-            let request = select_request(invocation, &config, &[]).unwrap();
+            let request = select_request(invocation, &config, &Networks::default()).unwrap();
             assert_eq!(
                 request.vm, vm,
                 "mode {mode}, annotations {:?}",

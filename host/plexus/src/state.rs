@@ -11,7 +11,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use nix::fcntl::Flock;
+use nix::fcntl::{Flock, FlockArg};
 use plexus_cni::{CniResult, CniVersion, NetworkConfigList, RuntimeConf};
 use plexus_policy::types::Attachment;
 use serde::{Deserialize, Serialize};
@@ -116,14 +116,18 @@ pub struct StateStore {
 /// record went (or when it never had one), it removes the lock file while still holding
 /// the lock; waiters notice and lock the new file instead.
 pub struct ContainerLock {
-    _lock: Flock<File>,
+    /// `None` on a read-only stateDir that has no lock file for the container.
+    _lock: Option<Flock<File>>,
+    /// Whether the stateDir could be written when the lock was taken.
+    writable: bool,
     path: PathBuf,
     container_dir: PathBuf,
 }
 
 impl Drop for ContainerLock {
     fn drop(&mut self) {
-        if !self.container_dir.exists()
+        if self.writable
+            && !self.container_dir.exists()
             && let Err(error) = ignore_missing(fs::remove_file(&self.path))
         {
             warn!(lock = %self.path.display(), %error, "cannot remove a container's lock file");
@@ -175,14 +179,48 @@ impl StateStore {
     }
 
     /// Waits for exclusive use of one container's state.
+    ///
+    /// On a read-only stateDir (a disk remounted read-only) the lock is taken on the
+    /// existing lock file opened for reading, or not at all when there is none: nothing
+    /// can write a record there, so no invocation can change this container's state
+    /// meanwhile, and DEL and CHECK must still be able to work from what is recorded.
     pub fn lock(&self, container_id: &str) -> Result<ContainerLock, StateError> {
         let path = self.lock_path(container_id);
-        let lock = lock_current(&path).map_err(io_error(&path))?;
-        Ok(ContainerLock {
-            _lock: lock,
-            path,
-            container_dir: self.container_dir(container_id),
-        })
+        let container_dir = self.container_dir(container_id);
+        match lock_current(&path) {
+            Ok(lock) => Ok(ContainerLock {
+                _lock: Some(lock),
+                writable: true,
+                path,
+                container_dir,
+            }),
+            Err(error) if error.kind() == io::ErrorKind::ReadOnlyFilesystem => {
+                warn!(lock = %path.display(), "stateDir is read-only: going on without writing");
+                let lock = match File::open(&path) {
+                    Ok(file) => Some(
+                        Flock::lock(file, FlockArg::LockExclusive)
+                            .map_err(|(_, errno)| io_error(&path)(io::Error::from(errno)))?,
+                    ),
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+                    Err(error) => return Err(io_error(&path)(error)),
+                };
+                Ok(ContainerLock {
+                    _lock: lock,
+                    writable: false,
+                    path,
+                    container_dir,
+                })
+            }
+            Err(error) => Err(io_error(&path)(error)),
+        }
+    }
+
+    /// Fails, naming the path, unless a file can be written in the stateDir now.
+    pub fn check_writable(&self) -> Result<(), StateError> {
+        let tmp = self.root.join("tmp");
+        tempfile::NamedTempFile::new_in(&tmp)
+            .map(drop)
+            .map_err(io_error(&tmp))
     }
 
     pub fn load(&self, container_id: &str, ifname: &str) -> Result<Option<Record>, StateError> {

@@ -56,8 +56,11 @@ pub fn run(args: &ExplainArgs) -> CliResult {
         .select(&runtime, &request)
         .map_err(|err| err.to_string())?;
 
-    let planned =
-        selection::check(&selector, &config, &networks, chosen).map_err(|err| err.to_string())?;
+    networks
+        .check_chosen(&chosen)
+        .map_err(|err| err.to_string())?;
+    let planned = selection::check(&selector, &config, &networks.usable, chosen)
+        .map_err(|err| err.to_string())?;
     let attachments: Vec<Value> = planned
         .iter()
         .map(|planned| {

@@ -3,8 +3,8 @@
 use std::time::SystemTime;
 
 use plexus_cni::RuntimeConf;
-use plexus_policy::types::{DelegateResult, MergeRequest, Pod};
-use plexus_policy::{Policy, PolicyError, PolicyKind};
+use plexus_policy::types::{DelegateResult, MergeRequest, Pod, SelectRequest};
+use plexus_policy::{Policy, PolicyError, PolicyKind, PolicyRuntime};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tracing::info;
@@ -41,16 +41,7 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
     // The merge policy is loaded before any delegate runs: a broken one must fail the
     // pod before anything is made, not after.
     let merger = load_policy(&runtime, "merge", &context.config.merge, PolicyKind::Merger)?;
-    let networks = networks::scan(&context.config.networks_dir)?;
-
-    let request = policy_io::select_request(&context.invocation, &context.config, &networks)?;
-    let chosen = selector.select(&runtime, &request);
-    record_call(context, &selector, &request.pod, &request, &chosen);
-    let chosen = chosen?;
-    let planned = plan(
-        context,
-        selection::check(&selector, &context.config, &networks, chosen)?,
-    );
+    let (request, planned) = choose(context, &runtime, &selector)?;
 
     let mut record = Record {
         created: SystemTime::now(),
@@ -67,7 +58,7 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
 
     let outcomes = delegates::add_all(
         &record.attachments,
-        &context.invocation.path,
+        context.delegates(),
         context.config.parallel,
     );
     let attempted = outcomes.len();
@@ -118,6 +109,23 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
     Ok(merged.to_json(context.config.cni_version))
 }
 
+/// Runs the selection policy for this invocation and plans the attachments it chose,
+/// checked: what ADD makes, and what DEL undoes when nothing was recorded.
+pub(super) fn choose(
+    context: &Context,
+    runtime: &PolicyRuntime,
+    selector: &Policy,
+) -> Result<(SelectRequest, Vec<AttachmentRecord>), PlexusError> {
+    let networks = networks::scan(&context.config.networks_dir)?;
+    let request = policy_io::select_request(&context.invocation, &context.config, &networks)?;
+    let chosen = selector.select(runtime, &request);
+    record_call(context, selector, &request.pod, &request, &chosen);
+    let chosen = chosen?;
+    networks.check_chosen(&chosen)?;
+    let checked = selection::check(selector, &context.config, &networks.usable, chosen)?;
+    Ok((request, plan(context, checked)))
+}
+
 /// Undoes a half-made ADD: DEL, in reverse, for the first `attempted` attachments (the
 /// ones whose delegates ran), then the record goes. A delegate whose ADD failed gets a
 /// DEL too, in case it left something, but its refusal does not count: it often refuses
@@ -128,7 +136,7 @@ fn roll_back(context: &Context, record: &Record, attempted: usize) -> Vec<Teardo
     let attempted = &record.attachments[..attempted];
     let mut failures = delegates::teardown(
         attempted,
-        &context.invocation.path,
+        context.delegates(),
         record.netns.as_deref(),
         context.config.parallel,
     );
@@ -200,8 +208,8 @@ fn runtime_conf(context: &Context, index: usize, planned: &Planned<'_>) -> Runti
 
 fn merge(
     context: &Context,
-    runtime: &plexus_policy::PolicyRuntime,
-    merger: &plexus_policy::Policy,
+    runtime: &PolicyRuntime,
+    merger: &Policy,
     record: &Record,
     pod: &plexus_policy::types::Pod,
 ) -> Result<plexus_cni::CniResult, PlexusError> {

@@ -34,17 +34,13 @@ pub fn check(context: &Context) -> Result<(), PlexusError> {
         // The runtime's word on where the pod lives is the current one.
         let mut runtime = attachment.runtime.clone();
         runtime.netns = context.invocation.netns.clone();
-        plexus_cni::check_list(
-            &attachment.config,
-            &runtime,
-            &context.invocation.path,
-            result,
-        )
-        .map_err(|source| PlexusError::Delegate {
-            network: attachment.network.clone(),
-            source: Box::new(source),
-            rollback: Vec::new(),
-        })?;
+        plexus_cni::check_list(&attachment.config, &runtime, context.delegates(), result).map_err(
+            |source| PlexusError::Delegate {
+                network: attachment.network.clone(),
+                source: Box::new(source),
+                rollback: Vec::new(),
+            },
+        )?;
     }
     Ok(())
 }

@@ -2,10 +2,10 @@
 //! reverse-order teardown that DEL, GC and a failed ADD use; either one after another or,
 //! with `parallel`, side by side.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread;
 
-use plexus_cni::{CniResult, DelegateError};
+use plexus_cni::{CniResult, DelegateError, Runner};
 use tracing::{info, warn};
 
 use super::vm;
@@ -19,15 +19,15 @@ use crate::state::AttachmentRecord;
 /// the outcomes cover exactly the attachments whose delegates ran.
 pub fn add_all(
     attachments: &[AttachmentRecord],
-    path: &[PathBuf],
+    delegates: Runner<'_>,
     parallel: bool,
 ) -> Vec<Result<CniResult, DelegateError>> {
     if parallel {
-        return side_by_side(attachments, |attachment| add_one(attachment, path));
+        return side_by_side(attachments, |attachment| add_one(attachment, delegates));
     }
     let mut outcomes = Vec::with_capacity(attachments.len());
     for (index, attachment) in attachments.iter().enumerate() {
-        let outcome = add_one(attachment, path);
+        let outcome = add_one(attachment, delegates);
         crash_point::reached_at("add:delegate-done", index);
         let failed = outcome.is_err();
         outcomes.push(outcome);
@@ -38,9 +38,12 @@ pub fn add_all(
     outcomes
 }
 
-fn add_one(attachment: &AttachmentRecord, path: &[PathBuf]) -> Result<CniResult, DelegateError> {
+fn add_one(
+    attachment: &AttachmentRecord,
+    delegates: Runner<'_>,
+) -> Result<CniResult, DelegateError> {
     info!(network = %attachment.network, ifname = attachment.ifname(), "delegate ADD");
-    plexus_cni::add_list(&attachment.config, &attachment.runtime, path)
+    plexus_cni::add_list(&attachment.config, &attachment.runtime, delegates)
 }
 
 /// Runs DEL for every attachment, going on past failures, and returns every failure.
@@ -49,11 +52,11 @@ fn add_one(attachment: &AttachmentRecord, path: &[PathBuf]) -> Result<CniResult,
 /// namespace may be gone).
 pub fn teardown(
     attachments: &[AttachmentRecord],
-    path: &[PathBuf],
+    delegates: Runner<'_>,
     netns: Option<&str>,
     parallel: bool,
 ) -> Vec<TeardownFailure> {
-    let del = |attachment: &AttachmentRecord| del_one(attachment, path, netns);
+    let del = |attachment: &AttachmentRecord| del_one(attachment, delegates, netns);
     let outcomes = if parallel {
         side_by_side(attachments, del)
     } else {
@@ -74,7 +77,7 @@ pub fn teardown(
 /// the address leased would be worse than a stray bridge in a namespace about to go.
 fn del_one(
     attachment: &AttachmentRecord,
-    path: &[PathBuf],
+    delegates: Runner<'_>,
     netns: Option<&str>,
 ) -> Vec<TeardownFailure> {
     let failure = |error: Box<dyn std::error::Error + Send + Sync>| {
@@ -101,7 +104,7 @@ fn del_one(
     if let Err(error) = plexus_cni::del_list(
         &attachment.config,
         &runtime,
-        path,
+        delegates,
         attachment.result.as_ref(),
     ) {
         failures.push(failure(Box::new(error)));

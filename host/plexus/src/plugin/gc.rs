@@ -50,7 +50,7 @@ pub fn gc(context: &Context) -> Result<(), PlexusError> {
             // The sandbox is usually gone by now; if it is not, its interfaces go too.
             let undone = delegates::teardown(
                 &record.attachments,
-                &context.invocation.path,
+                context.delegates(),
                 record.netns.as_deref(),
                 context.config.parallel,
             );
@@ -62,11 +62,11 @@ pub fn gc(context: &Context) -> Result<(), PlexusError> {
     }
 
     // Delegates older than 1.1.0 have no GC; the library skips them.
-    for network in networks::scan(&context.config.networks_dir)? {
+    for network in networks::scan(&context.config.networks_dir)?.usable {
         let Some(keep) = kept.get(&network.config.name) else {
             continue;
         };
-        if let Err(errors) = plexus_cni::gc_list(&network.config, &context.invocation.path, keep) {
+        if let Err(errors) = plexus_cni::gc_list(&network.config, context.delegates(), keep) {
             for error in errors {
                 warn!(network = %network.config.name, %error, "delegate GC failed");
                 failures.push(TeardownFailure {

@@ -42,6 +42,12 @@ impl Context {
         Ok(PolicyRuntime::new(Some(self.store.cache_dir()), limits)?)
     }
 
+    /// How this invocation runs delegates: from its `CNI_PATH`, each call bounded by
+    /// `delegateTimeoutSeconds`.
+    fn delegates(&self) -> plexus_cni::Runner<'_> {
+        plexus_cni::Runner::new(&self.invocation.path).with_timeout(self.config.delegate_timeout)
+    }
+
     fn container_id(&self) -> &str {
         self.invocation.container_id.as_deref().unwrap_or_default()
     }

@@ -1,30 +1,34 @@
 //! DEL: undo what ADD recorded, whatever has changed since.
 
-use tracing::info;
+use plexus_policy::PolicyKind;
+use tracing::{info, warn};
 
 use super::Context;
-use super::delegates;
+use super::{add, delegates};
 use crate::error::PlexusError;
+use crate::selection::load_policy;
+use crate::state::AttachmentRecord;
 
 /// Undoes the recorded attachment. Works from the record alone, so a changed or vanished
-/// configuration, policy or netns does not matter; with no record there is nothing left
-/// to undo, which makes a repeated DEL succeed. If a delegate cannot be undone the record
-/// stays for the runtime's retry, and every failure is reported, not just the first.
+/// configuration, policy or netns does not matter. If a delegate cannot be undone the
+/// record stays for the runtime's retry, and every failure is reported, not just the
+/// first. A record that cannot be removed afterwards (a read-only stateDir) is reported
+/// too, after everything was torn down.
+///
+/// With no record — already deleted, or lost with a replaced disk or a changed stateDir —
+/// the selection is run again and its delegates are DELed: every plugin's DEL is
+/// idempotent, so a repeated DEL costs a few delegate calls, while trusting a lost record
+/// would leak the pod's interfaces and addresses.
 pub fn del(context: &Context) -> Result<(), PlexusError> {
     let container_id = context.container_id();
     let ifname = context.ifname();
     let _lock = context.store.lock(container_id)?;
     let Some(record) = context.store.load(container_id, ifname)? else {
-        info!(
-            container = container_id,
-            ifname, "nothing recorded: nothing to delete"
-        );
-        context.store.remove(container_id, ifname)?;
-        return Ok(());
+        return del_unrecorded(context);
     };
     let failures = delegates::teardown(
         &record.attachments,
-        &context.invocation.path,
+        context.delegates(),
         context.invocation.netns.as_deref(),
         context.config.parallel,
     );
@@ -35,4 +39,51 @@ pub fn del(context: &Context) -> Result<(), PlexusError> {
     context.store.remove_vm_description(container_id)?;
     info!(container = container_id, ifname, "pod detached");
     Ok(())
+}
+
+/// DEL with nothing recorded: what the current configuration would give this pod is
+/// DELed. When even that cannot be told (no policy, no network for it), there is nothing
+/// to undo that Plexus could name, and DEL succeeds so the pod can go.
+fn del_unrecorded(context: &Context) -> Result<(), PlexusError> {
+    let container_id = context.container_id();
+    let ifname = context.ifname();
+    let attachments = match reselect(context) {
+        Ok(attachments) => attachments,
+        Err(error) => {
+            warn!(container = container_id, ifname, %error,
+                "nothing recorded, and the selection cannot be run again: nothing to delete");
+            return Ok(());
+        }
+    };
+    let networks: Vec<&str> = attachments.iter().map(|a| a.network.as_str()).collect();
+    warn!(
+        container = container_id,
+        ifname,
+        ?networks,
+        "nothing recorded (already deleted, or the records were lost): deleting what the selection chooses now"
+    );
+    let failures = delegates::teardown(
+        &attachments,
+        context.delegates(),
+        context.invocation.netns.as_deref(),
+        context.config.parallel,
+    );
+    if !failures.is_empty() {
+        return Err(PlexusError::Teardown(failures));
+    }
+    // A record moved aside as corrupt leaves its container directory behind.
+    context.store.remove(container_id, ifname)?;
+    Ok(())
+}
+
+/// The attachments the configured selection chooses for this invocation now.
+fn reselect(context: &Context) -> Result<Vec<AttachmentRecord>, PlexusError> {
+    let runtime = context.policy_runtime()?;
+    let selector = load_policy(
+        &runtime,
+        "select",
+        &context.config.select,
+        PolicyKind::Selector,
+    )?;
+    Ok(add::choose(context, &runtime, &selector)?.1)
 }
