@@ -163,8 +163,11 @@ fn three_nodes_share_one_etcd_without_duplicates_and_survive_an_outage() {
         message.contains(NETWORK) && message.contains(&etcd.endpoint()),
         "{message}"
     );
+    eprintln!("ADD with etcd down failed in {:?}: {message}", started.elapsed());
+    // The store retries for 3 × its timeout (5 s by default) to ride out an etcd
+    // restart or leader election, then the pod fails.
     assert!(
-        started.elapsed() < Duration::from_secs(10),
+        started.elapsed() < Duration::from_secs(20),
         "the outage took {:?} to report",
         started.elapsed()
     );
