@@ -14,7 +14,7 @@ pub enum PolicyError {
     Setup { reason: String },
 
     /// The `.wasm` file could not be read.
-    #[error("policy {policy}: cannot read it: {source}")]
+    #[error("policy {policy}: cannot read it: {source}{}", read_hint(source))]
     Read {
         policy: String,
         #[source]
@@ -30,7 +30,13 @@ pub enum PolicyError {
     Invalid { policy: String, reason: String },
 
     /// A valid policy of the other world, e.g. a merger configured as `select`.
-    #[error("policy {policy} is a {found} (plexus:policy/{found}), but it is used as a {expected}")]
+    #[error(
+        "policy {policy} is a {found} (plexus:policy/{found}), but it is used as a {expected}: \
+         this is a {found} policy, {}; here a {expected} is needed (`plexus policy new --kind {}` \
+         starts one)",
+        home(*found),
+        scaffold_kind(*expected)
+    )]
     WrongWorld {
         policy: String,
         expected: PolicyKind,
@@ -92,4 +98,34 @@ pub enum PolicyError {
     /// The compile cache could not be used where it was required (`precompile`).
     #[error("policy {policy}: compile cache: {reason}")]
     Cache { policy: String, reason: String },
+}
+
+/// What to do about a policy file that cannot be read.
+fn read_hint(error: &io::Error) -> &'static str {
+    match error.kind() {
+        io::ErrorKind::NotFound => {
+            "; no such file: build the policy first (`cargo build --release --target \
+             wasm32-wasip2` writes it to target/wasm32-wasip2/release/) or correct the path"
+        }
+        io::ErrorKind::PermissionDenied => "; plexus must be able to read it",
+        _ => "",
+    }
+}
+
+/// Where a policy of `kind` is configured.
+fn home(kind: PolicyKind) -> &'static str {
+    match kind {
+        PolicyKind::Selector => "for the `select` key",
+        PolicyKind::Merger => "for the `merge` key",
+        PolicyKind::Ipam => "for `ipam.policy` of a delegate using plexus-ipam",
+    }
+}
+
+/// The `--kind` of `plexus policy new` that starts a policy of `kind`.
+fn scaffold_kind(kind: PolicyKind) -> &'static str {
+    match kind {
+        PolicyKind::Selector => "select",
+        PolicyKind::Merger => "merge",
+        PolicyKind::Ipam => "ipam",
+    }
 }

@@ -176,7 +176,7 @@ impl PolicyRuntime {
         let component =
             Component::new(&self.engine, &wasm.bytes).map_err(|error| PolicyError::Invalid {
                 policy: wasm.name.clone(),
-                reason: format!("{error:#}"),
+                reason: format!("{error:#}{}", not_a_component_hint(&wasm.bytes)),
             })?;
         debug!(policy = %wasm.name, elapsed = ?started.elapsed(), "compiled policy");
         if let Some(cache) = &self.cache
@@ -240,7 +240,9 @@ impl PolicyRuntime {
             [] => {
                 return Err(invalid(format!(
                     "it exports none of `select` (plexus:policy/selector), `merge` \
-                     (plexus:policy/merger) and `allocate` (plexus:policy/ipam); its exports: [{}]",
+                     (plexus:policy/merger) and `allocate` (plexus:policy/ipam); its exports: \
+                     [{}]; a policy is a component of one of these worlds (`plexus policy new` \
+                     starts one with the SDK)",
                     exports.join(", ")
                 )));
             }
@@ -339,6 +341,28 @@ impl PolicyRuntime {
         debug!(policy, elapsed = ?started.elapsed(), ok = result.is_ok(), "policy call finished");
         let result = result.map_err(|error| sandbox.failure(policy, &error, &self.limits));
         (result, sandbox.take_ipam())
+    }
+}
+
+/// What to do about bytes that did not compile as a component, when their header says
+/// why: a core module (what `wasm32-wasip1` and `wasm32-unknown-unknown` build), or no
+/// WebAssembly at all. Empty when the header is a component's.
+fn not_a_component_hint(bytes: &[u8]) -> &'static str {
+    const MAGIC: &[u8] = b"\0asm";
+    // After the magic: the version (2 bytes) and the layer (2 bytes), 1 for a component.
+    const CORE_MODULE: &[u8] = &[1, 0, 0, 0];
+    match bytes.strip_prefix(MAGIC) {
+        Some(rest) if rest.starts_with(CORE_MODULE) => {
+            "; it is a core WebAssembly module, not a component: build it with \
+             `--target wasm32-wasip2` (`cargo build --release --target wasm32-wasip2`), \
+             which makes a component"
+        }
+        Some(_) => "",
+        None => {
+            "; it is not WebAssembly at all (a `.wasm` starts with `\\0asm`): give the \
+             component `cargo build --release --target wasm32-wasip2` writes to \
+             target/wasm32-wasip2/release/"
+        }
     }
 }
 
