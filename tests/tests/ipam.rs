@@ -163,7 +163,10 @@ fn three_nodes_share_one_etcd_without_duplicates_and_survive_an_outage() {
         message.contains(NETWORK) && message.contains(&etcd.endpoint()),
         "{message}"
     );
-    eprintln!("ADD with etcd down failed in {:?}: {message}", started.elapsed());
+    eprintln!(
+        "ADD with etcd down failed in {:?}: {message}",
+        started.elapsed()
+    );
     // The store retries for 3 × its timeout (5 s by default) to ride out an etcd
     // restart or leader election, then the pod fails.
     assert!(
