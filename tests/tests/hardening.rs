@@ -404,3 +404,134 @@ fn del_with_no_record_deletes_what_the_selection_chooses() {
         "DEL says what it did:\n{log}"
     );
 }
+
+/// `calico` and `flannel` by file name, whose configurations are named as Calico's and
+/// flannel's installers name them, and `30-blue.conf` (`blue-conf`), which fails.
+fn write_networks_named_by_their_installers(bench: &Bench) {
+    let mut calico = bench.bridge("k8s-pod-network", "br-calico", "10.11.0.0/24", "1.0.0");
+    calico["name"] = json!("k8s-pod-network");
+    bench.write_network("10-calico.conf", &calico);
+    bench.write_network(
+        "20-flannel.conflist",
+        &bench.ptp_list("cbr0", "10.12.0.0/24", "1.0.0"),
+    );
+    bench.write_network(
+        "30-blue.conf",
+        &json!({"cniVersion": "1.0.0", "name": "blue-conf", "type": "bridge", "bridge": "br-blue",
+                "ipam": {"type": "host-local", "subnet": "not-a-subnet", "dataDir": bench.ipam_dir()}}),
+    );
+}
+
+fn network_status_names(bench: &Bench, container: &str) -> Vec<String> {
+    let output = plexus_tests::plexus_cli_ok([
+        "status",
+        container,
+        "--state-dir",
+        bench.state_dir().to_str().unwrap(),
+    ]);
+    let statuses: Value = serde_json::from_slice(&output).unwrap();
+    statuses
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|status| status["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn network_status_and_errors_name_networks_the_way_the_pod_asked() {
+    let bench = Bench::new();
+    write_networks_named_by_their_installers(&bench);
+    let config = bench.config("1.0.0", json!({ "defaultNetworks": ["calico"] }));
+
+    let genie_pod = genie("calico,flannel");
+    bench.invoke("ADD", "c1", "eth0", &genie_pod, &config).ok();
+    assert_eq!(network_status_names(&bench, "c1"), ["calico", "flannel"]);
+    bench.invoke("DEL", "c1", "eth0", &genie_pod, &config).ok();
+
+    let multus_pod = pod_args(
+        "shop",
+        "web-0",
+        &json!({ "k8s.v1.cni.cncf.io/networks": "flannel" }),
+    );
+    bench.invoke("ADD", "c2", "eth0", &multus_pod, &config).ok();
+    assert_eq!(
+        network_status_names(&bench, "c2"),
+        ["calico", "shop/flannel"]
+    );
+    bench.invoke("DEL", "c2", "eth0", &multus_pod, &config).ok();
+
+    let error = bench
+        .invoke("ADD", "c3", "eth0", &genie("calico,blue"), &config)
+        .err();
+    assert!(
+        error["msg"]
+            .as_str()
+            .unwrap()
+            .contains("network blue (blue-conf)"),
+        "names the network as the pod did, and its configuration's name: {error}"
+    );
+    bench.assert_clean();
+}
+
+#[test]
+fn a_configuration_without_the_annotations_capability_says_why_pods_get_the_defaults() {
+    let bench = Bench::new();
+    bench.write_two_networks("1.0.0");
+    // A CNI-Genie configuration as it was: no capabilities, so containerd and CRI-O pass
+    // no annotations at all.
+    let genie_config = json!({"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "genie",
+        "default_plugin": "calico", "networksDir": bench.networks_dir(),
+        "stateDir": bench.state_dir(), "logFile": bench.log_file()});
+    let no_annotations = "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-0";
+    bench
+        .invoke("ADD", "c1", "eth0", no_annotations, &genie_config)
+        .ok();
+    let log = fs::read_to_string(bench.log_file()).unwrap();
+    let warning = log
+        .lines()
+        .find(|line| line.contains("WARN") && line.contains("no pod annotations"))
+        .unwrap_or_else(|| panic!("no warning:\n{log}"));
+    assert!(
+        warning.contains("io.kubernetes.cri.pod-annotations"),
+        "{warning}"
+    );
+    bench
+        .invoke("DEL", "c1", "eth0", no_annotations, &genie_config)
+        .ok();
+
+    // Declared, and the runtime passes them: nothing to warn about.
+    fs::write(bench.log_file(), "").unwrap();
+    let config = bench.config(
+        "1.0.0",
+        json!({ "defaultNetworks": ["calico"],
+                "capabilities": { "io.kubernetes.cri.pod-annotations": true },
+                "runtimeConfig": { "io.kubernetes.cri.pod-annotations": { "cni": "flannel" } } }),
+    );
+    bench
+        .invoke("ADD", "c2", "eth0", no_annotations, &config)
+        .ok();
+    let log = fs::read_to_string(bench.log_file()).unwrap();
+    assert!(!log.contains("no pod annotations"), "{log}");
+    bench
+        .invoke("DEL", "c2", "eth0", no_annotations, &config)
+        .ok();
+    bench.assert_clean();
+
+    // `plexus explain` says it too.
+    let conflist = bench.dir.path().join("00-genie.conf");
+    fs::write(&conflist, genie_config.to_string()).unwrap();
+    let output = plexus_tests::plexus_cli([
+        "explain".as_ref(),
+        "--config".as_ref(),
+        conflist.as_os_str(),
+        "--annotation".as_ref(),
+        "cni=flannel".as_ref(),
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("warning") && stderr.contains("io.kubernetes.cri.pod-annotations"),
+        "{stderr}"
+    );
+}

@@ -304,6 +304,16 @@ impl PluginConfig {
         })
     }
 
+    /// Whether the configuration declares the capability that makes containerd and CRI-O
+    /// pass pod annotations (`capabilities: {"io.kubernetes.cri.pod-annotations": true}`).
+    pub fn declares_pod_annotations(&self) -> bool {
+        self.document
+            .get("capabilities")
+            .and_then(|capabilities| capabilities.get(POD_ANNOTATIONS_CAPABILITY))
+            .and_then(Value::as_bool)
+            == Some(true)
+    }
+
     /// The pod's annotations when the runtime passed them through the capability.
     pub fn runtime_annotations(&self) -> Option<&Map<String, Value>> {
         self.runtime_config

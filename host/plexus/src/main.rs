@@ -16,6 +16,7 @@ mod plugin;
 mod pod;
 mod policy_io;
 mod recording;
+mod requested;
 mod selection;
 mod state;
 

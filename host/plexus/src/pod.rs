@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::config::PluginConfig;
+use crate::config::{POD_ANNOTATIONS_CAPABILITY, PluginConfig};
 
 /// `CNI_ARGS` key carrying the annotations as a JSON object (Virtlet's CNI-Genie convention).
 const ANNOTATIONS_ARG: &str = "K8S_ANNOT";
@@ -56,6 +56,35 @@ pub fn annotations(
         reason: "not an object".into(),
     })?;
     string_pairs(map)
+}
+
+/// Why no pod annotation reached plexus, when none did by either route (the runtime's
+/// capability argument, `K8S_ANNOT`): the warning an operator migrating a CNI-Genie node
+/// needs, since a Genie configuration declares no capabilities and its pods then
+/// silently get the default networks.
+pub fn unreached_annotations(config: &PluginConfig, args: &[(String, String)]) -> Option<String> {
+    if config.runtime_annotations().is_some() || args.iter().any(|(key, _)| key == ANNOTATIONS_ARG)
+    {
+        return None;
+    }
+    Some(if config.declares_pod_annotations() {
+        format!(
+            "the runtime passed no pod annotations although the configuration declares the \
+             capability {POD_ANNOTATIONS_CAPABILITY}: does it support it? Every pod gets \
+             defaultNetworks"
+        )
+    } else {
+        missing_capability()
+    })
+}
+
+/// What a configuration without the pod-annotations capability means for its pods.
+pub fn missing_capability() -> String {
+    format!(
+        "the configuration does not declare \"capabilities\": {{\"{POD_ANNOTATIONS_CAPABILITY}\": \
+         true}}, so containerd and CRI-O pass no pod annotations (a CNI-Genie configuration \
+         has none) and every pod gets defaultNetworks, whatever it is annotated with"
+    )
 }
 
 fn string_pairs(map: &Map<String, Value>) -> Result<Vec<(String, String)>, PodError> {

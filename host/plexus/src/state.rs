@@ -73,6 +73,10 @@ fn unknown_time() -> SystemTime {
 pub struct AttachmentRecord {
     /// The network's `name`.
     pub network: String,
+    /// The name the pod asked for the network by, when it did (`calico`,
+    /// `namespace/name`): what network-status and errors show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_as: Option<String>,
     /// What the selection policy asked for: network file, interface name, addresses...
     pub selected: Attachment,
     /// The delegate configuration exactly as ADD used it.
@@ -92,6 +96,15 @@ impl AttachmentRecord {
 
     pub fn file(&self) -> &str {
         &self.selected.network_file
+    }
+
+    /// How errors name the network: as the pod asked for it, with the configuration's
+    /// own `name` beside it when that differs (`calico (k8s-pod-network)`).
+    pub fn shown_name(&self) -> String {
+        match &self.requested_as {
+            Some(asked) if *asked != self.network => format!("{asked} ({})", self.network),
+            _ => self.network.clone(),
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use super::CliResult;
 use crate::config::PluginConfig;
 use crate::networks;
+use crate::pod;
 use crate::policy_io;
 use crate::selection::{self, load_policy};
 
@@ -41,6 +42,9 @@ pub struct ExplainArgs {
 
 pub fn run(args: &ExplainArgs) -> CliResult {
     let config = plugin_config(&args.config)?;
+    if !config.declares_pod_annotations() {
+        eprintln!("warning: {}", pod::missing_capability());
+    }
     let networks = networks::scan(&config.networks_dir).map_err(|err| err.to_string())?;
     let invocation = described_pod(args)?;
     let request = policy_io::select_request(&invocation, &config, &networks)

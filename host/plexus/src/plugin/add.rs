@@ -1,5 +1,6 @@
 //! ADD: select the pod's networks, run their delegates, merge their results, record it all.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use plexus_cni::RuntimeConf;
@@ -7,16 +8,19 @@ use plexus_policy::types::{DelegateResult, MergeRequest, Pod, SelectRequest};
 use plexus_policy::{Policy, PolicyError, PolicyKind, PolicyRuntime};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::delegates;
 use super::{Context, vm};
+use crate::config::DEFAULT_SELECT;
 use crate::crash_point;
 use crate::error::{PlexusError, TeardownFailure};
 use crate::network_status;
 use crate::networks;
+use crate::pod;
 use crate::policy_io;
 use crate::recording::{self, Recorder, Recording};
+use crate::requested;
 use crate::selection::{self, Planned, load_policy};
 use crate::state::{AttachmentRecord, Record};
 
@@ -31,6 +35,11 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
         });
     }
 
+    if context.config.select == DEFAULT_SELECT
+        && let Some(reason) = pod::unreached_annotations(&context.config, &context.invocation.args)
+    {
+        warn!(container = container_id, "no pod annotations: {reason}");
+    }
     let runtime = context.policy_runtime()?;
     let selector = load_policy(
         &runtime,
@@ -67,7 +76,7 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
         match outcome {
             Ok(result) => attachment.result = Some(result),
             Err(error) => {
-                failure.get_or_insert((attachment.network.clone(), error));
+                failure.get_or_insert((attachment.shown_name(), error));
             }
         }
     }
@@ -123,7 +132,8 @@ pub(super) fn choose(
     let chosen = chosen?;
     networks.check_chosen(&chosen)?;
     let checked = selection::check(selector, &context.config, &networks.usable, chosen)?;
-    Ok((request, plan(context, checked)))
+    let names = requested::names_by_file(&request);
+    Ok((request, plan(context, checked, &names)))
 }
 
 /// Undoes a half-made ADD: DEL, in reverse, for the first `attempted` attachments (the
@@ -164,13 +174,19 @@ fn roll_back(context: &Context, record: &Record, attempted: usize) -> Vec<Teardo
     failures
 }
 
-/// Turns the checked selection into attachment records.
-fn plan(context: &Context, planned: Vec<Planned<'_>>) -> Vec<AttachmentRecord> {
+/// Turns the checked selection into attachment records, each with the name the pod used
+/// for its network (`names`, by file).
+fn plan(
+    context: &Context,
+    planned: Vec<Planned<'_>>,
+    names: &HashMap<String, String>,
+) -> Vec<AttachmentRecord> {
     planned
         .into_iter()
         .enumerate()
         .map(|(index, planned)| AttachmentRecord {
             network: planned.network.config.name.clone(),
+            requested_as: names.get(&planned.network.file).cloned(),
             runtime: runtime_conf(context, index, &planned),
             config: planned.network.config.clone(),
             selected: planned.attachment,
@@ -266,7 +282,10 @@ fn status_of(record: &Record) -> Vec<network_status::NetworkStatus> {
         .filter_map(|(index, attachment)| {
             let result = attachment.result.as_ref()?;
             Some(network_status::entry(
-                &attachment.network,
+                attachment
+                    .requested_as
+                    .as_ref()
+                    .unwrap_or(&attachment.network),
                 attachment.ifname(),
                 result,
                 index == 0,

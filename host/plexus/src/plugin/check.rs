@@ -36,7 +36,7 @@ pub fn check(context: &Context) -> Result<(), PlexusError> {
         runtime.netns = context.invocation.netns.clone();
         plexus_cni::check_list(&attachment.config, &runtime, context.delegates(), result).map_err(
             |source| PlexusError::Delegate {
-                network: attachment.network.clone(),
+                network: attachment.shown_name(),
                 source: Box::new(source),
                 rollback: Vec::new(),
             },

@@ -81,9 +81,9 @@ fn del_one(
     netns: Option<&str>,
 ) -> Vec<TeardownFailure> {
     let failure = |error: Box<dyn std::error::Error + Send + Sync>| {
-        warn!(network = %attachment.network, %error, "teardown failed");
+        warn!(network = %attachment.shown_name(), %error, "teardown failed");
         TeardownFailure {
-            network: attachment.network.clone(),
+            network: attachment.shown_name(),
             ifname: attachment.ifname().to_owned(),
             error,
         }
