@@ -324,5 +324,7 @@ fn an_unreadable_record_is_moved_aside_and_del_succeeds() {
             .join("attachments/c1/eth0.json.corrupt")
             .exists()
     );
-    // What it recorded is for an operator now; the bench's namespaces clean the rest.
+    // With its record unreadable, DEL deleted what the selection chooses for the pod.
+    assert!(bench.leases().is_empty(), "{:?}", bench.leases());
+    assert_eq!(bench.pod.links(), ["lo"]);
 }

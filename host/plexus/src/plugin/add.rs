@@ -41,12 +41,7 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
         warn!(container = container_id, "no pod annotations: {reason}");
     }
     let runtime = context.policy_runtime()?;
-    let selector = load_policy(
-        &runtime,
-        "select",
-        &context.config.select,
-        PolicyKind::Selector,
-    )?;
+    let selector = context.selector(&runtime)?;
     // The merge policy is loaded before any delegate runs: a broken one must fail the
     // pod before anything is made, not after.
     let merger = load_policy(&runtime, "merge", &context.config.merge, PolicyKind::Merger)?;

@@ -14,7 +14,7 @@ pub use vm::VmAttachment;
 use std::process::ExitCode;
 
 use plexus_cni::{Command, Invocation};
-use plexus_policy::{Limits, PolicyRuntime};
+use plexus_policy::{Limits, Policy, PolicyKind, PolicyRuntime};
 use serde_json::Value;
 use tracing::debug;
 
@@ -22,6 +22,7 @@ use crate::cni_io;
 use crate::config::{ConfigError, PluginConfig};
 use crate::error::PlexusError;
 use crate::logging;
+use crate::selection::load_policy;
 use crate::state::StateStore;
 
 /// What one invocation works with.
@@ -40,6 +41,11 @@ impl Context {
             memory_bytes: self.config.policy_memory_bytes,
         };
         Ok(PolicyRuntime::new(Some(self.store.cache_dir()), limits)?)
+    }
+
+    /// The configured selection policy (`select`).
+    fn selector(&self, runtime: &PolicyRuntime) -> Result<Policy, PlexusError> {
+        load_policy(runtime, "select", &self.config.select, PolicyKind::Selector)
     }
 
     /// How this invocation runs delegates: from its `CNI_PATH`, each call bounded by

@@ -1,12 +1,10 @@
 //! DEL: undo what ADD recorded, whatever has changed since.
 
-use plexus_policy::PolicyKind;
 use tracing::{info, warn};
 
 use super::Context;
 use super::{add, delegates};
 use crate::error::PlexusError;
-use crate::selection::load_policy;
 use crate::state::AttachmentRecord;
 
 /// Undoes the recorded attachment. Works from the record alone, so a changed or vanished
@@ -23,67 +21,67 @@ pub fn del(context: &Context) -> Result<(), PlexusError> {
     let container_id = context.container_id();
     let ifname = context.ifname();
     let _lock = context.store.lock(container_id)?;
-    let Some(record) = context.store.load(container_id, ifname)? else {
-        return del_unrecorded(context);
-    };
+    match context.store.load(container_id, ifname)? {
+        Some(record) => {
+            undo(context, &record.attachments)?;
+            context.store.remove(container_id, ifname)?;
+            context.store.remove_vm_description(container_id)?;
+            info!(container = container_id, ifname, "pod detached");
+        }
+        None => {
+            let Some(attachments) = reselect(context) else {
+                return Ok(());
+            };
+            undo(context, &attachments)?;
+            // A record moved aside as corrupt leaves its container directory behind.
+            context.store.remove(container_id, ifname)?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs the delegates' DEL for `attachments`, reporting every failure.
+fn undo(context: &Context, attachments: &[AttachmentRecord]) -> Result<(), PlexusError> {
     let failures = delegates::teardown(
-        &record.attachments,
+        attachments,
         context.delegates(),
         context.invocation.netns.as_deref(),
         context.config.parallel,
     );
-    if !failures.is_empty() {
-        return Err(PlexusError::Teardown(failures));
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(PlexusError::Teardown(failures))
     }
-    context.store.remove(container_id, ifname)?;
-    context.store.remove_vm_description(container_id)?;
-    info!(container = container_id, ifname, "pod detached");
-    Ok(())
 }
 
-/// DEL with nothing recorded: what the current configuration would give this pod is
-/// DELed. When even that cannot be told (no policy, no network for it), there is nothing
-/// to undo that Plexus could name, and DEL succeeds so the pod can go.
-fn del_unrecorded(context: &Context) -> Result<(), PlexusError> {
-    let container_id = context.container_id();
-    let ifname = context.ifname();
-    let attachments = match reselect(context) {
-        Ok(attachments) => attachments,
+/// What to DEL with nothing recorded: what the current configuration would give this
+/// pod. When even that cannot be told (no policy, no network for it), there is nothing
+/// to undo that Plexus could name: `None`, and DEL succeeds so the pod can go.
+fn reselect(context: &Context) -> Option<Vec<AttachmentRecord>> {
+    let (container_id, ifname) = (context.container_id(), context.ifname());
+    let chosen = context
+        .policy_runtime()
+        .and_then(|runtime| {
+            let selector = context.selector(&runtime)?;
+            add::choose(context, &runtime, &selector)
+        })
+        .map(|(_, attachments)| attachments);
+    match chosen {
+        Ok(attachments) => {
+            let networks: Vec<&str> = attachments.iter().map(|a| a.network.as_str()).collect();
+            warn!(
+                container = container_id,
+                ifname,
+                ?networks,
+                "nothing recorded (already deleted, or the records were lost): deleting what the selection chooses now"
+            );
+            Some(attachments)
+        }
         Err(error) => {
             warn!(container = container_id, ifname, %error,
                 "nothing recorded, and the selection cannot be run again: nothing to delete");
-            return Ok(());
+            None
         }
-    };
-    let networks: Vec<&str> = attachments.iter().map(|a| a.network.as_str()).collect();
-    warn!(
-        container = container_id,
-        ifname,
-        ?networks,
-        "nothing recorded (already deleted, or the records were lost): deleting what the selection chooses now"
-    );
-    let failures = delegates::teardown(
-        &attachments,
-        context.delegates(),
-        context.invocation.netns.as_deref(),
-        context.config.parallel,
-    );
-    if !failures.is_empty() {
-        return Err(PlexusError::Teardown(failures));
     }
-    // A record moved aside as corrupt leaves its container directory behind.
-    context.store.remove(container_id, ifname)?;
-    Ok(())
-}
-
-/// The attachments the configured selection chooses for this invocation now.
-fn reselect(context: &Context) -> Result<Vec<AttachmentRecord>, PlexusError> {
-    let runtime = context.policy_runtime()?;
-    let selector = load_policy(
-        &runtime,
-        "select",
-        &context.config.select,
-        PolicyKind::Selector,
-    )?;
-    Ok(add::choose(context, &runtime, &selector)?.1)
 }
