@@ -1,10 +1,11 @@
 //! The case files of `plexus policy test` (`cli/cases.rs` of the binary, compiled in here
 //! from its file: it only uses serde and serde_json).
 //!
-//! Properties: a file either fails to parse or yields cases; a case whose `output` is given
-//! is met by exactly that output (and, with `"match": "subset"`, by any object that has
-//! more keys); a case whose `error` is given is met by an error message containing it and
-//! never by an output; the subset relation is reflexive.
+//! Properties: a file either fails to parse or yields cases, each with exactly one of
+//! `output` and `error`; a case whose `output` is given is met by exactly that output,
+//! and by it with its `null` keys dropped (and, with `"match": "subset"`, by any object
+//! that has more keys); a case whose `error` is given is met by an error message
+//! containing it and never by an output; the subset relation is reflexive.
 #![no_main]
 
 #[path = "../../host/plexus/src/cli/cases.rs"]
@@ -31,6 +32,12 @@ fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(specs.len(), cases.len(), "one case per entry");
     for (case, spec) in cases.iter().zip(specs) {
+        assert_eq!(Some(&case.input), spec.get("input"), "the input as given: {spec}");
+        assert_eq!(
+            case.name.as_deref(),
+            spec.get("name").and_then(Value::as_str),
+            "the name as given: {spec}"
+        );
         match (
             spec.get("output").filter(|v| !v.is_null()),
             spec.get("error").and_then(Value::as_str),
@@ -44,6 +51,11 @@ fuzz_target!(|data: &[u8]| {
                 assert!(
                     case.judge(Err("boom".into())).is_err(),
                     "an error never meets {spec}"
+                );
+                assert_eq!(
+                    case.judge(Ok(without_nulls(output))),
+                    Ok(()),
+                    "a null value is an absent key: {spec}"
                 );
                 if spec.get("match").and_then(Value::as_str) == Some("subset") {
                     if let Value::Object(map) = output {
@@ -64,10 +76,21 @@ fuzz_target!(|data: &[u8]| {
                     "an output never meets {spec}"
                 );
             }
-            _ => assert!(
-                case.judge(Ok(json!(null))).is_err(),
-                "needs one of output and error: {spec}"
-            ),
+            _ => panic!("a case needs exactly one of output and error, yet parsed: {spec}"),
         }
     }
 });
+
+/// `value` with every object key whose value is `null` dropped, at every depth.
+fn without_nulls(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(_, value)| !value.is_null())
+                .map(|(key, value)| (key.clone(), without_nulls(value)))
+                .collect(),
+        ),
+        Value::Array(list) => Value::Array(list.iter().map(without_nulls).collect()),
+        other => other.clone(),
+    }
+}
