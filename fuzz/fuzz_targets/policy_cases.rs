@@ -32,7 +32,11 @@ fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(specs.len(), cases.len(), "one case per entry");
     for (case, spec) in cases.iter().zip(specs) {
-        assert_eq!(Some(&case.input), spec.get("input"), "the input as given: {spec}");
+        assert_eq!(
+            Some(&case.input),
+            spec.get("input"),
+            "the input as given: {spec}"
+        );
         assert_eq!(
             case.name.as_deref(),
             spec.get("name").and_then(Value::as_str),
