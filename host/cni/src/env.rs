@@ -286,10 +286,17 @@ fn json_object_len(text: &str) -> Option<usize> {
     None
 }
 
-/// Formats pairs as `CNI_ARGS` (`K=V;K2=V2`), the inverse of [`parse_cni_args`].
+/// Formats pairs as `CNI_ARGS` (`K=V;K2=V2`) as every plugin reads it, splitting at each
+/// `;` (libcni's Go plugins do): the inverse of [`parse_cni_args`], except that a `;` in
+/// `K8S_ANNOT`'s value is written `\u003b`. In JSON a `;` can only be inside a string,
+/// where `\u003b` is the same character to any JSON reader, so the annotations a
+/// delegate (or plexus as its IPAM) reads are the pod's own.
 pub fn format_cni_args(args: &[(String, String)]) -> String {
     args.iter()
-        .map(|(k, v)| format!("{k}={v}"))
+        .map(|(k, v)| match k.as_str() {
+            ANNOTATIONS_ARG => format!("{k}={}", v.replace(';', "\\u003b")),
+            _ => format!("{k}={v}"),
+        })
         .collect::<Vec<_>>()
         .join(";")
 }
@@ -612,8 +619,17 @@ mod tests {
                 pair("K8S_POD_UID", "u"),
             ]
         );
-        // Formatting and parsing again gives the same pairs.
-        assert_eq!(pairs(&format_cni_args(&pairs(&raw))), pairs(&raw));
+        // Formatted for a delegate, which splits at every `;`, the `;` in the JSON's
+        // strings are escaped: the same annotations, and the other pairs unchanged.
+        let formatted = format_cni_args(&pairs(&raw));
+        assert_eq!(formatted.split(';').count(), 4, "{formatted}");
+        let again = pairs(&formatted);
+        assert_eq!(again[0..2], pairs(&raw)[0..2]);
+        assert_eq!(again[3], pairs(&raw)[3]);
+        let json = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+        assert_eq!(again[2].0, "K8S_ANNOT");
+        assert_eq!(json(&again[2].1), json(annot));
+        assert_eq!(format_cni_args(&again), formatted);
         // After the object, the value runs to the next `;` as any other (the JSON reader
         // then says what is wrong with it).
         assert_eq!(
