@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use plexus_policy::types::{Network, Pod, SelectRequest};
-use plexus_policy::{Limits, PolicyRuntime, PolicySource};
+use plexus_policy::{Limits, PolicyRuntime, PolicySource, Selector};
 use plexus_tests::etcd::EtcdServer;
 use plexus_tests::ipam::{IpamCall, IpamPlugins};
 use plexus_tests::{Bench, REFERENCE_PLUGINS, pod_args, vm};
@@ -290,7 +290,7 @@ fn policy_costs() {
         cached.push(time(|| {
             let runtime =
                 PolicyRuntime::new(Some(cache.clone()), Limits::default()).expect("runtime");
-            let policy = runtime.load(&source).expect("load");
+            let policy = runtime.load::<Selector>(&source).expect("load");
             assert!(policy.from_cache());
             policy.select(&runtime, &request).expect("select");
         }));
@@ -302,7 +302,7 @@ fn policy_costs() {
         first.push(time(|| {
             let runtime =
                 PolicyRuntime::new(Some(fresh.clone()), Limits::default()).expect("runtime");
-            let policy = runtime.load(&source).expect("load");
+            let policy = runtime.load::<Selector>(&source).expect("load");
             assert!(!policy.from_cache());
             policy.select(&runtime, &request).expect("select");
         }));

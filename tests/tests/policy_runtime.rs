@@ -13,7 +13,8 @@ use plexus_policy::types::{
     Route, SelectRequest,
 };
 use plexus_policy::{
-    HOST_VERSION, Limits, Policy, PolicyError, PolicyKind, PolicyRuntime, PolicySource,
+    AnyPolicy, HOST_VERSION, Limits, Merger, PolicyError, PolicyKind, PolicyRuntime, PolicySource,
+    Selector,
 };
 
 /// How much CPU time any hostile policy may take, well above the 500 ms limit.
@@ -64,7 +65,7 @@ fn request() -> SelectRequest {
 }
 
 /// The network file `policy` picks for `request()`.
-fn choice(runtime: &PolicyRuntime, policy: &Policy) -> String {
+fn choice(runtime: &PolicyRuntime, policy: &Selector) -> String {
     let attachments = policy.select(runtime, &request()).unwrap();
     assert_eq!(attachments.len(), 1, "{attachments:?}");
     assert_eq!(attachments[0].ifname, "eth0");
@@ -83,7 +84,7 @@ fn thread_cpu_time() -> Duration {
 /// bounded by [`WALL_BOUND`]) with an error that names it, then checks the runtime still
 /// runs a good policy.
 fn hostile(runtime: &PolicyRuntime, path: &str) -> PolicyError {
-    let policy = runtime.load(&source(path)).unwrap();
+    let policy = runtime.load::<Selector>(&source(path)).unwrap();
     let (started, cpu_started) = (Instant::now(), thread_cpu_time());
     let error = policy.select(runtime, &request()).unwrap_err();
     let (elapsed, cpu) = (started.elapsed(), thread_cpu_time() - cpu_started);
@@ -96,7 +97,9 @@ fn hostile(runtime: &PolicyRuntime, path: &str) -> PolicyError {
         "the error does not name the policy: {error}"
     );
 
-    let good = runtime.load(&source(env!("POLICY_PICK_FIRST"))).unwrap();
+    let good = runtime
+        .load::<Selector>(&source(env!("POLICY_PICK_FIRST")))
+        .unwrap();
     assert_eq!(choice(runtime, &good), "10-a.conf");
     error
 }
@@ -130,7 +133,9 @@ fn a_shorter_timeout_is_honoured() {
         ..Limits::default()
     };
     let runtime = PolicyRuntime::new(None, limits).unwrap();
-    let policy = runtime.load(&source(env!("POLICY_LOOP_FOREVER"))).unwrap();
+    let policy = runtime
+        .load::<Selector>(&source(env!("POLICY_LOOP_FOREVER")))
+        .unwrap();
     let cpu_started = thread_cpu_time();
     let error = policy.select(&runtime, &request()).unwrap_err();
     let cpu = thread_cpu_time() - cpu_started;
@@ -219,8 +224,12 @@ fn the_sandbox_grants_nothing() {
 #[test]
 fn selectors_choose_by_file_name() {
     let runtime = runtime();
-    let first = runtime.load(&source(env!("POLICY_PICK_FIRST"))).unwrap();
-    let second = runtime.load(&source(env!("POLICY_PICK_SECOND"))).unwrap();
+    let first = runtime
+        .load::<Selector>(&source(env!("POLICY_PICK_FIRST")))
+        .unwrap();
+    let second = runtime
+        .load::<Selector>(&source(env!("POLICY_PICK_SECOND")))
+        .unwrap();
     assert_eq!(first.kind(), PolicyKind::Selector);
     assert_eq!(first.name(), env!("POLICY_PICK_FIRST"));
     assert_eq!(first.sha256().len(), 64);
@@ -231,7 +240,9 @@ fn selectors_choose_by_file_name() {
 #[test]
 fn a_merger_merges() {
     let runtime = runtime();
-    let merger = runtime.load(&source(env!("POLICY_ECHO_MERGE"))).unwrap();
+    let merger = runtime
+        .load::<Merger>(&source(env!("POLICY_ECHO_MERGE")))
+        .unwrap();
     assert_eq!(merger.kind(), PolicyKind::Merger);
     let result = |address: &str| CniResult {
         ips: vec![IpConfig {
@@ -263,10 +274,11 @@ fn a_merger_merges() {
 }
 
 #[test]
-fn a_policy_of_the_other_world_is_refused() {
+fn a_policy_of_the_other_world_is_refused_when_loaded() {
     let runtime = runtime();
-    let merger = runtime.load(&source(env!("POLICY_ECHO_MERGE"))).unwrap();
-    let error = merger.select(&runtime, &request()).unwrap_err();
+    let error = runtime
+        .load::<Selector>(&source(env!("POLICY_ECHO_MERGE")))
+        .unwrap_err();
     assert!(
         matches!(
             error,
@@ -284,9 +296,8 @@ fn a_policy_of_the_other_world_is_refused() {
     );
     assert!(error.to_string().contains("is a merger"), "{error}");
 
-    let selector = runtime.load(&source(env!("POLICY_PICK_FIRST"))).unwrap();
-    let error = selector
-        .merge(&runtime, &MergeRequest::default())
+    let error = runtime
+        .load::<Merger>(&source(env!("POLICY_PICK_FIRST")))
         .unwrap_err();
     assert!(
         matches!(
@@ -299,12 +310,21 @@ fn a_policy_of_the_other_world_is_refused() {
         ),
         "{error}"
     );
+
+    // Either world loads as a policy of any world.
+    for (path, kind) in [
+        (env!("POLICY_ECHO_MERGE"), PolicyKind::Merger),
+        (env!("POLICY_PICK_FIRST"), PolicyKind::Selector),
+    ] {
+        let policy = runtime.load::<AnyPolicy>(&source(path)).unwrap();
+        assert_eq!((policy.kind(), policy.name()), (kind, path));
+    }
 }
 
 #[test]
 fn a_missing_file_is_a_read_error_naming_it() {
     let error = runtime()
-        .load(&source("/nonexistent/select.wasm"))
+        .load::<Selector>(&source("/nonexistent/select.wasm"))
         .unwrap_err();
     assert!(matches!(error, PolicyError::Read { .. }), "{error}");
     assert!(
@@ -315,7 +335,9 @@ fn a_missing_file_is_a_read_error_naming_it() {
 
 #[test]
 fn a_policy_of_another_runtime_is_refused() {
-    let policy = runtime().load(&source(env!("POLICY_PICK_FIRST"))).unwrap();
+    let policy = runtime()
+        .load::<Selector>(&source(env!("POLICY_PICK_FIRST")))
+        .unwrap();
     let error = policy.select(&runtime(), &request()).unwrap_err();
     assert!(matches!(error, PolicyError::Invalid { .. }), "{error}");
 }
@@ -326,14 +348,14 @@ fn the_second_load_comes_from_the_cache() {
     let dir = tmp.path().join("cache");
     let runtime = cached_runtime(&dir);
     let policy = source(env!("POLICY_PICK_FIRST"));
-    assert!(!runtime.load(&policy).unwrap().from_cache());
-    let cached = runtime.load(&policy).unwrap();
+    assert!(!runtime.load::<Selector>(&policy).unwrap().from_cache());
+    let cached = runtime.load::<Selector>(&policy).unwrap();
     assert!(cached.from_cache());
     assert_eq!(choice(&runtime, &cached), "10-a.conf");
 
     // As the next CNI invocation would: a new process, the same directory.
     let next = cached_runtime(&dir);
-    assert!(next.load(&policy).unwrap().from_cache());
+    assert!(next.load::<Selector>(&policy).unwrap().from_cache());
     let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode & !0o700, 0, "cache directory mode {mode:o}");
 }
@@ -350,7 +372,7 @@ fn precompile_fills_the_cache() {
         artifact.display()
     );
     assert_eq!(runtime.precompile(&policy).unwrap(), artifact);
-    assert!(runtime.load(&policy).unwrap().from_cache());
+    assert!(runtime.load::<Merger>(&policy).unwrap().from_cache());
 }
 
 /// Damages the artifact of `PICK_FIRST` with `damage`, then checks that the next load
@@ -362,10 +384,10 @@ fn survives_damage(damage: impl FnOnce(&Path)) {
     let artifact = runtime.precompile(&policy).unwrap();
     damage(&artifact);
 
-    let recompiled = runtime.load(&policy).unwrap();
+    let recompiled = runtime.load::<Selector>(&policy).unwrap();
     assert!(!recompiled.from_cache());
     assert_eq!(choice(&runtime, &recompiled), "10-a.conf");
-    let repaired = runtime.load(&policy).unwrap();
+    let repaired = runtime.load::<Selector>(&policy).unwrap();
     assert!(repaired.from_cache());
     assert_eq!(choice(&runtime, &repaired), "10-a.conf");
 }
@@ -407,7 +429,7 @@ fn another_policys_artifact_is_not_used() {
     // A sound artifact made by this very engine, but of another `.wasm`.
     fs::copy(&second_artifact, &first_artifact).unwrap();
 
-    let policy = runtime.load(&first).unwrap();
+    let policy = runtime.load::<Selector>(&first).unwrap();
     assert!(!policy.from_cache());
     assert_eq!(choice(&runtime, &policy), "10-a.conf");
 }
@@ -420,11 +442,11 @@ fn a_replaced_wasm_is_used_by_the_next_load() {
     let policy = PolicySource::File(wasm.clone());
     for runtime in [runtime(), cached_runtime(&cache)] {
         fs::copy(env!("POLICY_PICK_FIRST"), &wasm).unwrap();
-        let before = runtime.load(&policy).unwrap();
+        let before = runtime.load::<Selector>(&policy).unwrap();
         assert_eq!(choice(&runtime, &before), "10-a.conf");
 
         fs::copy(env!("POLICY_PICK_SECOND"), &wasm).unwrap();
-        let after = runtime.load(&policy).unwrap();
+        let after = runtime.load::<Selector>(&policy).unwrap();
         assert_ne!(after.sha256(), before.sha256());
         assert_eq!(choice(&runtime, &after), "20-b.conf");
         // The policy loaded before keeps its own code.
@@ -443,7 +465,7 @@ fn a_cache_directory_others_can_write_is_refused() {
     assert_eq!(runtime.cache_dir(), None);
     let policy = source(env!("POLICY_PICK_FIRST"));
     for _ in 0..2 {
-        let loaded = runtime.load(&policy).unwrap();
+        let loaded = runtime.load::<Selector>(&policy).unwrap();
         assert!(!loaded.from_cache());
         assert_eq!(choice(&runtime, &loaded), "10-a.conf");
     }
@@ -459,7 +481,9 @@ fn a_cache_directory_others_can_write_is_refused() {
 #[test]
 fn a_0_1_0_selector_is_still_served() {
     let runtime = runtime();
-    let policy = runtime.load(&source(env!("POLICY_PICK_FIRST"))).unwrap();
+    let policy = runtime
+        .load::<Selector>(&source(env!("POLICY_PICK_FIRST")))
+        .unwrap();
     assert_eq!(policy.wit_version(), "0.1.0");
     assert!(policy.metadata().is_none());
     // `vm` is dropped on the way down: the policy answers as it always did.
@@ -477,7 +501,9 @@ fn a_0_1_0_selector_is_still_served() {
 #[test]
 fn a_0_1_0_merger_is_still_served_whole() {
     let runtime = runtime();
-    let merger = runtime.load(&source(env!("POLICY_ECHO_MERGE"))).unwrap();
+    let merger = runtime
+        .load::<Merger>(&source(env!("POLICY_ECHO_MERGE")))
+        .unwrap();
     assert_eq!(merger.wit_version(), "0.1.0");
     assert!(merger.metadata().is_none());
     // Every field of the result crosses down to the policy and back up.
@@ -529,22 +555,20 @@ fn a_0_1_0_merger_is_still_served_whole() {
 #[test]
 fn a_0_2_0_policy_reports_its_metadata() {
     let runtime = runtime();
-    for (path, kind, name) in [
-        (
-            env!("POLICY_BUILTIN_ANNOTATIONS"),
-            PolicyKind::Selector,
-            "annotations",
-        ),
-        (
-            env!("POLICY_BUILTIN_MERGE_ALL"),
-            PolicyKind::Merger,
-            "merge-all",
-        ),
+    let selector = runtime
+        .load::<Selector>(&source(env!("POLICY_BUILTIN_ANNOTATIONS")))
+        .unwrap();
+    let merger = runtime
+        .load::<Merger>(&source(env!("POLICY_BUILTIN_MERGE_ALL")))
+        .unwrap();
+    assert_eq!(selector.kind(), PolicyKind::Selector);
+    assert_eq!(merger.kind(), PolicyKind::Merger);
+    for (wit_version, metadata, name) in [
+        (selector.wit_version(), selector.metadata(), "annotations"),
+        (merger.wit_version(), merger.metadata(), "merge-all"),
     ] {
-        let policy = runtime.load(&source(path)).unwrap();
-        assert_eq!(policy.kind(), kind);
-        assert_eq!(policy.wit_version(), "0.3.0");
-        let metadata = policy.metadata().expect("0.3.0 policies have metadata");
+        assert_eq!(wit_version, "0.3.0");
+        let metadata = metadata.expect("0.3.0 policies have metadata");
         assert_eq!(metadata.name, name);
         // The built-ins' own version (their workspace's) and the SDK's default.
         assert_eq!(metadata.version, "0.1.0");
@@ -559,7 +583,7 @@ fn a_policy_needing_a_newer_host_is_refused_naming_both_versions() {
     // Refused whether compiled now or loaded from the cache.
     let runtime = cached_runtime(tmp.path());
     for _ in 0..2 {
-        let error = runtime.load(&source(path)).unwrap_err();
+        let error = runtime.load::<AnyPolicy>(&source(path)).unwrap_err();
         assert!(
             matches!(&error, PolicyError::NeedsNewerHost { needs, host, .. }
                 if needs == "99.0.0" && host == HOST_VERSION),
@@ -580,7 +604,9 @@ fn a_policy_needing_a_newer_host_is_refused_naming_both_versions() {
 #[test]
 fn vm_reaches_a_0_2_0_selector() {
     let runtime = runtime();
-    let policy = runtime.load(&source(env!("POLICY_VM_AWARE"))).unwrap();
+    let policy = runtime
+        .load::<Selector>(&source(env!("POLICY_VM_AWARE")))
+        .unwrap();
     assert_eq!(policy.wit_version(), "0.2.0");
     assert_eq!(choice(&runtime, &policy), "10-a.conf");
     let vm_pod = SelectRequest {
@@ -631,7 +657,7 @@ fn inspect_describes_a_policy_and_its_cache_state() {
     let artifact = runtime.precompile(&source(path)).unwrap();
     let info = runtime.inspect(&source(path)).unwrap();
     assert_eq!(info.cached, Some(artifact));
-    let loaded = runtime.load(&source(path)).unwrap();
+    let loaded = runtime.load::<Selector>(&source(path)).unwrap();
     assert_eq!(info.sha256, loaded.sha256());
 
     let json = serde_json::to_value(&info).unwrap();

@@ -236,6 +236,12 @@ fn policy_code(error: &PolicyError) -> u32 {
         | PolicyError::StackOverflow { .. }
         | PolicyError::Panic { .. }
         | PolicyError::Trap { .. } => plexus_code::POLICY_FAULT,
-        _ => plexus_code::POLICY_LOAD,
+        PolicyError::Setup { .. }
+        | PolicyError::Read { .. }
+        | PolicyError::UnknownBuiltin { .. }
+        | PolicyError::Invalid { .. }
+        | PolicyError::WrongWorld { .. }
+        | PolicyError::NeedsNewerHost { .. }
+        | PolicyError::Cache { .. } => plexus_code::POLICY_LOAD,
     }
 }

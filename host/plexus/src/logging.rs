@@ -1,6 +1,7 @@
 //! Logs go to the configured file or to stderr: stdout is the CNI protocol channel.
 
 use std::fs::OpenOptions;
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -25,6 +26,11 @@ pub fn init(log_file: Option<&Path>, level: &str) {
             .with_ansi(false)
             .with_writer(Mutex::new(file))
             .try_init(),
-        None => builder.with_writer(std::io::stderr).try_init(),
+        // Colour codes only for a person at a terminal: a runtime's log (kubelet,
+        // containerd and podman read a plugin's stderr) or a pipe gets plain text.
+        None => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .try_init(),
     };
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use plexus_cni::validate_ifname;
 use plexus_policy::types::Attachment;
-use plexus_policy::{Policy, PolicyError, PolicyKind, PolicyRuntime, PolicySource};
+use plexus_policy::{PolicyError, PolicyHandle, PolicyRuntime, PolicySource, Selector};
 use serde_json::{Map, Value};
 
 use crate::builtins;
@@ -15,27 +15,23 @@ use crate::config::{ConfigError, PluginConfig};
 use crate::error::PlexusError;
 use crate::networks::Network;
 
-/// Loads the policy configured under `key`, which must implement `kind`. Policy keys are
-/// checked here, where a policy is used, not when the configuration is read: DEL never
-/// loads a policy and must not fail because a policy key became invalid.
-pub fn load_policy(
+/// Loads the policy configured under `key`, which must be a `P` (a [`Selector`],
+/// `Merger` or `Ipam`). Policy keys are checked here, where a policy is used, not when
+/// the configuration is read: DEL never loads a policy and must not fail because a policy
+/// key became invalid.
+pub fn load_policy<P: PolicyHandle>(
     runtime: &PolicyRuntime,
     key: &'static str,
     spec: &str,
-    kind: PolicyKind,
-) -> Result<Policy, PlexusError> {
+) -> Result<P, PlexusError> {
     check_policy_path(key, spec)?;
     let in_key = |source| PlexusError::PolicySpec { key, source };
     let source = PolicySource::parse(spec, &builtins::table()).map_err(in_key)?;
-    let policy = runtime.load(&source)?;
-    if policy.kind() != kind {
-        return Err(in_key(PolicyError::WrongWorld {
-            policy: policy.name().to_owned(),
-            expected: kind,
-            found: policy.kind(),
-        }));
-    }
-    Ok(policy)
+    // A policy of another world is the key's mistake; any other failure is the policy's.
+    runtime.load(&source).map_err(|error| match error {
+        PolicyError::WrongWorld { .. } => in_key(error),
+        error => PlexusError::Policy(error),
+    })
 }
 
 /// A policy is a built-in or an absolute path: a relative one would depend on the
@@ -72,7 +68,7 @@ pub type Planned<'a> = Checked<'a, Network>;
 /// Checks what `policy` chose, on the node: [`check_answer`] against the networks of
 /// `networksDir` that can be used and the configured `maxAttachments`.
 pub fn check<'a>(
-    policy: &Policy,
+    policy: &Selector,
     config: &PluginConfig,
     networks: &'a [Network],
     chosen: Vec<Attachment>,

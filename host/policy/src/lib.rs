@@ -17,10 +17,12 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), plexus_policy::PolicyError> {
-//! use plexus_policy::{Limits, PolicyRuntime, PolicySource, types};
+//! use plexus_policy::{Limits, PolicyRuntime, PolicySource, Selector, types};
 //!
 //! let runtime = PolicyRuntime::new(Some("/var/lib/plexus/cache".into()), Limits::default())?;
-//! let selector = runtime.load(&PolicySource::parse("/etc/plexus/select.wasm", &[])?)?;
+//! let source = PolicySource::parse("/etc/plexus/select.wasm", &[])?;
+//! // A merger or an IPAM policy there is refused here, with `PolicyError::WrongWorld`.
+//! let selector = runtime.load::<Selector>(&source)?;
 //! let attachments = selector.select(&runtime, &types::SelectRequest::default())?;
 //! # Ok(()) }
 //! ```
@@ -43,6 +45,7 @@
 mod cache;
 mod error;
 mod output;
+mod policy;
 mod runtime;
 mod sandbox;
 mod source;
@@ -54,7 +57,8 @@ use std::fmt;
 use std::time::Duration;
 
 pub use error::PolicyError;
-pub use runtime::{Policy, PolicyInfo, PolicyRuntime};
+pub use policy::{AnyPolicy, Ipam, Merger, Policy, PolicyHandle, Selector, world};
+pub use runtime::{PolicyInfo, PolicyRuntime};
 pub use source::PolicySource;
 pub use wit::WIT_VERSIONS;
 

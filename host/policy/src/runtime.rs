@@ -1,8 +1,6 @@
 use std::borrow::Cow;
-use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -15,12 +13,11 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
 
 use crate::cache::Cache;
+use crate::policy::{AnyPolicy, Common, PolicyHandle};
 use crate::sandbox::{self, Sandbox};
 use crate::store_access::StoreAccess;
-use crate::types::{
-    Attachment, CniResult, GcRequest, IpamRequest, MergeRequest, PolicyMetadata, SelectRequest,
-};
-use crate::wit::{IpamCall, IpamPre, MergerPre, SelectorPre, WitVersion};
+use crate::types::PolicyMetadata;
+use crate::wit::{IpamPre, MergerPre, SelectorPre, WitVersion};
 use crate::{HOST_VERSION, Limits, PolicyError, PolicyKind, PolicySource};
 
 /// How often the epoch advances: the granularity of the time limit.
@@ -101,10 +98,14 @@ impl PolicyRuntime {
     ///
     /// A policy of a version that has `metadata` (0.2.0 on) is called once here to read
     /// it, and refused if it needs a newer Plexus than [`HOST_VERSION`].
-    pub fn load(&self, source: &PolicySource) -> Result<Policy, PolicyError> {
+    ///
+    /// `P` says which world the policy must implement ([`Selector`](crate::Selector),
+    /// [`Merger`](crate::Merger), [`Ipam`](crate::Ipam)): a policy of another is refused
+    /// with [`PolicyError::WrongWorld`]. [`AnyPolicy`] takes whichever it is.
+    pub fn load<P: PolicyHandle>(&self, source: &PolicySource) -> Result<P, PolicyError> {
         let wasm = Wasm::read(source)?;
         let (component, from_cache) = self.component(&wasm, Caching::Store)?;
-        self.policy(wasm, &component, from_cache)
+        P::from_any(self.policy(wasm, &component, from_cache)?)
     }
 
     /// Compiles a policy into the compile cache (`plexus policy compile`) and returns
@@ -200,18 +201,19 @@ impl PolicyRuntime {
         wasm: Wasm,
         component: &Component,
         from_cache: bool,
-    ) -> Result<Policy, PolicyError> {
+    ) -> Result<AnyPolicy, PolicyError> {
         let (exports, metadata) = self.link(&wasm.name, component)?;
         if let Some(metadata) = &metadata {
             check_metadata(&wasm.name, metadata, &self.host_version)?;
         }
-        Ok(Policy {
+        let common = Common {
             name: wasm.name,
             sha256: wasm.sha256.into_owned(),
             from_cache,
-            exports,
+            version: exports.identity().1,
             metadata,
-        })
+        };
+        Ok(AnyPolicy::new(common, exports))
     }
 
     /// Checks that `component` is a policy of a world and version this host serves,
@@ -296,7 +298,7 @@ impl PolicyRuntime {
     }
 
     /// Runs `call` in a fresh sandbox and turns whatever stopped it into a [`PolicyError`].
-    fn call<R>(
+    pub(crate) fn call<R>(
         &self,
         policy: &str,
         engine: &Engine,
@@ -307,7 +309,7 @@ impl PolicyRuntime {
 
     /// [`call`](Self::call), in a sandbox that reaches the address store `ipam`; also
     /// returns that access, with what the call wrote.
-    fn call_with_store<R>(
+    pub(crate) fn call_with_store<R>(
         &self,
         policy: &str,
         engine: &Engine,
@@ -463,212 +465,20 @@ pub struct PolicyInfo {
     pub cached: Option<PathBuf>,
 }
 
-/// A loaded policy, ready to be called any number of times.
-pub struct Policy {
-    name: String,
-    sha256: String,
-    from_cache: bool,
-    exports: Exports,
-    metadata: Option<PolicyMetadata>,
-}
-
-enum Exports {
+/// What linking found a component to export: one world's functions, prepared.
+pub(crate) enum Exports {
     Selector(SelectorPre),
     Merger(MergerPre),
     Ipam(IpamPre),
 }
 
 impl Exports {
-    fn identity(&self) -> (PolicyKind, WitVersion) {
+    pub(crate) fn identity(&self) -> (PolicyKind, WitVersion) {
         match self {
             Self::Selector(pre) => (PolicyKind::Selector, pre.version()),
             Self::Merger(pre) => (PolicyKind::Merger, pre.version()),
             Self::Ipam(pre) => (PolicyKind::Ipam, pre.version()),
         }
-    }
-}
-
-impl Policy {
-    /// How errors and logs name it: `builtin:NAME` or the `.wasm` path.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The sha256 (hex) of its `.wasm`.
-    pub fn sha256(&self) -> &str {
-        &self.sha256
-    }
-
-    /// The world it implements.
-    pub fn kind(&self) -> PolicyKind {
-        self.exports.identity().0
-    }
-
-    /// The version of `plexus:policy` it was built against, e.g. `0.3.0`.
-    pub fn wit_version(&self) -> &str {
-        self.exports.identity().1.as_str()
-    }
-
-    /// What it says about itself, read when it was loaded; `None` for a policy built
-    /// against 0.1.0, which has no `metadata`.
-    pub fn metadata(&self) -> Option<&PolicyMetadata> {
-        self.metadata.as_ref()
-    }
-
-    /// Whether its compiled code came from the compile cache.
-    pub fn from_cache(&self) -> bool {
-        self.from_cache
-    }
-
-    /// Calls a selector policy: the pod's attachments, in order.
-    ///
-    /// `runtime` must be the one that loaded the policy.
-    pub fn select(
-        &self,
-        runtime: &PolicyRuntime,
-        request: &SelectRequest,
-    ) -> Result<Vec<Attachment>, PolicyError> {
-        let Exports::Selector(pre) = &self.exports else {
-            return Err(self.wrong_world(PolicyKind::Selector));
-        };
-        let answer = runtime.call(&self.name, pre.engine(), |store| pre.select(store, request))?;
-        answer.map_err(|message| self.rejected(message))
-    }
-
-    /// Calls a merger policy: the pod's result from its delegates' results.
-    ///
-    /// `runtime` must be the one that loaded the policy.
-    pub fn merge(
-        &self,
-        runtime: &PolicyRuntime,
-        request: &MergeRequest,
-    ) -> Result<CniResult, PolicyError> {
-        let Exports::Merger(pre) = &self.exports else {
-            return Err(self.wrong_world(PolicyKind::Merger));
-        };
-        let answer = runtime.call(&self.name, pre.engine(), |store| pre.merge(store, request))?;
-        answer.map_err(|message| self.rejected(message))
-    }
-
-    /// Calls an IPAM policy's `allocate`: the attachment's addresses, routes and DNS,
-    /// allocated from `store` (the network's).
-    ///
-    /// All or nothing: when the call fails, whatever it wrote to `store` is undone.
-    /// `runtime` must be the one that loaded the policy.
-    pub fn allocate(
-        &self,
-        runtime: &PolicyRuntime,
-        store: Arc<dyn plexus_ipam_store::Store>,
-        request: &IpamRequest,
-    ) -> Result<CniResult, PolicyError> {
-        let allocation = self.ipam(runtime, store, IpamCall::Allocate(request))?;
-        allocation.ok_or_else(|| PolicyError::Trap {
-            policy: self.name.clone(),
-            reason: "`allocate` answered without an allocation".to_owned(),
-        })
-    }
-
-    /// Calls an IPAM policy's `release`, all or nothing like [`allocate`](Self::allocate).
-    pub fn release(
-        &self,
-        runtime: &PolicyRuntime,
-        store: Arc<dyn plexus_ipam_store::Store>,
-        request: &IpamRequest,
-    ) -> Result<(), PolicyError> {
-        self.ipam(runtime, store, IpamCall::Release(request))
-            .map(drop)
-    }
-
-    /// Calls an IPAM policy's `check`: an error when the attachment no longer holds what
-    /// it was allocated.
-    pub fn check(
-        &self,
-        runtime: &PolicyRuntime,
-        store: Arc<dyn plexus_ipam_store::Store>,
-        request: &IpamRequest,
-    ) -> Result<(), PolicyError> {
-        self.ipam(runtime, store, IpamCall::Check(request))
-            .map(drop)
-    }
-
-    /// Calls an IPAM policy's `gc`, all or nothing like [`allocate`](Self::allocate).
-    pub fn gc(
-        &self,
-        runtime: &PolicyRuntime,
-        store: Arc<dyn plexus_ipam_store::Store>,
-        request: &GcRequest,
-    ) -> Result<(), PolicyError> {
-        self.ipam(runtime, store, IpamCall::Gc(request)).map(drop)
-    }
-
-    fn ipam(
-        &self,
-        runtime: &PolicyRuntime,
-        store: Arc<dyn plexus_ipam_store::Store>,
-        call: IpamCall<'_>,
-    ) -> Result<Option<CniResult>, PolicyError> {
-        let Exports::Ipam(pre) = &self.exports else {
-            return Err(self.wrong_world(PolicyKind::Ipam));
-        };
-        let (result, access) = runtime.call_with_store(
-            &self.name,
-            pre.engine(),
-            Some(StoreAccess::new(store)),
-            |store| pre.call(store, call),
-        );
-        let error = match result {
-            Ok(Ok(answer)) => return Ok(answer),
-            Ok(Err(message)) => self.rejected(message),
-            Err(error) => error,
-        };
-        let Some(access) = access else {
-            return Err(error);
-        };
-        // The store's own failure explains the policy's, whatever the policy made of it.
-        let error = match access.unavailable() {
-            Some(reason) => PolicyError::StoreUnavailable {
-                policy: self.name.clone(),
-                reason: reason.to_owned(),
-            },
-            None => error,
-        };
-        let left = access.undo();
-        if left.is_empty() {
-            Err(error)
-        } else {
-            Err(PolicyError::UndoIncomplete {
-                error: Box::new(error),
-                left,
-            })
-        }
-    }
-
-    fn wrong_world(&self, expected: PolicyKind) -> PolicyError {
-        PolicyError::WrongWorld {
-            policy: self.name.clone(),
-            expected,
-            found: self.kind(),
-        }
-    }
-
-    fn rejected(&self, message: String) -> PolicyError {
-        PolicyError::Rejected {
-            policy: self.name.clone(),
-            message,
-        }
-    }
-}
-
-impl fmt::Debug for Policy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Policy")
-            .field("name", &self.name)
-            .field("sha256", &self.sha256)
-            .field("kind", &self.kind())
-            .field("wit_version", &self.wit_version())
-            .field("metadata", &self.metadata)
-            .field("from_cache", &self.from_cache)
-            .finish()
     }
 }
 
@@ -721,10 +531,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn runtimes_and_policies_can_be_shared_between_threads() {
+    fn runtimes_can_be_shared_between_threads() {
         fn shareable<T: Send + Sync>() {}
         shareable::<PolicyRuntime>();
-        shareable::<Policy>();
     }
 
     fn metadata(version: &str, min_host_version: &str) -> PolicyMetadata {
@@ -789,7 +598,7 @@ mod tests {
             wasm: b"\0asm\x0d\x00\x01\x00",
             sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         };
-        let error = runtime.load(&source).unwrap_err();
+        let error = runtime.load::<AnyPolicy>(&source).unwrap_err();
         assert!(matches!(error, PolicyError::Invalid { .. }), "{error}");
         assert!(error.to_string().contains("builtin:empty"), "{error}");
         assert!(error.to_string().contains("none of `select`"), "{error}");
@@ -803,7 +612,7 @@ mod tests {
             wasm: b"not wasm at all",
             sha256: "00",
         };
-        let error = runtime.load(&source).unwrap_err();
+        let error = runtime.load::<AnyPolicy>(&source).unwrap_err();
         assert!(matches!(error, PolicyError::Invalid { .. }), "{error}");
     }
 

@@ -26,7 +26,10 @@ const TABLES: usize = 64;
 const MEMORIES: usize = 16;
 
 /// The store data of one policy call.
-pub(crate) struct Sandbox {
+///
+/// `pub` only because the prepared policies a world names are generic over it; the
+/// module is private.
+pub struct Sandbox {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,

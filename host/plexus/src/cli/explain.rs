@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use plexus_cni::{CniVersion, Command, Invocation};
-use plexus_policy::{Limits, PolicyKind, PolicyRuntime};
+use plexus_policy::{Limits, PolicyRuntime, Selector};
 use serde_json::{Map, Value, json};
 
 use super::CliResult;
@@ -54,8 +54,8 @@ pub fn run(args: &ExplainArgs) -> CliResult {
         memory_bytes: config.policy_memory_bytes,
     };
     let runtime = PolicyRuntime::new(None, limits).map_err(|err| err.to_string())?;
-    let selector = load_policy(&runtime, "select", &config.select, PolicyKind::Selector)
-        .map_err(|err| err.to_string())?;
+    let selector: Selector =
+        load_policy(&runtime, "select", &config.select).map_err(|err| err.to_string())?;
     let chosen = selector
         .select(&runtime, &request)
         .map_err(|err| err.to_string())?;

@@ -11,7 +11,9 @@ use plexus_ipam_store::MemoryStore;
 use plexus_policy::types::{
     self as wit, Attachment, GcRequest, IpamRequest, MergeRequest, SelectRequest,
 };
-use plexus_policy::{Limits, Policy, PolicyKind, PolicyRuntime, PolicySource};
+use plexus_policy::{
+    AnyPolicy, Ipam, Limits, Merger, PolicyKind, PolicyRuntime, PolicySource, Selector,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -125,7 +127,7 @@ fn source(spec: &str) -> Result<PolicySource, String> {
 }
 
 /// Offline runs compile in memory: an author's machine has no node cache to fill.
-fn load(spec: &str, cache: Option<PathBuf>) -> Result<(PolicyRuntime, Policy), String> {
+fn load(spec: &str, cache: Option<PathBuf>) -> Result<(PolicyRuntime, AnyPolicy), String> {
     let runtime = PolicyRuntime::new(cache, Limits::default()).map_err(|err| err.to_string())?;
     let policy = runtime
         .load(&source(spec)?)
@@ -133,12 +135,12 @@ fn load(spec: &str, cache: Option<PathBuf>) -> Result<(PolicyRuntime, Policy), S
     Ok((runtime, policy))
 }
 
-/// One policy call's input, in the request type of the policy's world.
-enum Request {
-    Select(SelectRequest),
-    Merge(MergeRequest),
+/// One policy call: the policy, and its input in the request type of its world.
+enum Request<'p> {
+    Select(&'p Selector, SelectRequest),
+    Merge(&'p Merger, MergeRequest),
     /// An IPAM call against an in-memory store holding what the input gave.
-    Ipam(IpamCall, Arc<MemoryStore>),
+    Ipam(&'p Ipam, IpamCall, Arc<MemoryStore>),
 }
 
 enum IpamCall {
@@ -181,10 +183,10 @@ struct InputError {
     reason: String,
 }
 
-impl Request {
+impl<'p> Request<'p> {
     /// `input` as the request of `policy`'s world. Every key must be one the request has,
     /// as the node would send it.
-    fn shape(policy: &Policy, input: Value) -> Result<Self, InputError> {
+    fn shape(policy: &'p AnyPolicy, input: Value) -> Result<Self, InputError> {
         let kind = policy.kind();
         let invalid = |reason: String| InputError {
             policy: policy.name().to_owned(),
@@ -205,10 +207,10 @@ impl Request {
         ) -> Result<T, InputError> {
             serde_json::from_value(value).map_err(|err| invalid(err.to_string()))
         }
-        Ok(match kind {
-            PolicyKind::Selector => Self::Select(shaped(input, &invalid)?),
-            PolicyKind::Merger => Self::Merge(shaped(input, &invalid)?),
-            PolicyKind::Ipam => {
+        Ok(match policy {
+            AnyPolicy::Selector(selector) => Self::Select(selector, shaped(input, &invalid)?),
+            AnyPolicy::Merger(merger) => Self::Merge(merger, shaped(input, &invalid)?),
+            AnyPolicy::Ipam(ipam) => {
                 let input: IpamInput = shaped(input, &invalid)?;
                 let network = input
                     .request
@@ -229,7 +231,7 @@ impl Request {
                     IpamCallName::Check => IpamCall::Check(shaped(request, &invalid)?),
                     IpamCallName::Gc => IpamCall::Gc(shaped(request, &invalid)?),
                 };
-                Self::Ipam(call, Arc::new(store))
+                Self::Ipam(ipam, call, Arc::new(store))
             }
         })
     }
@@ -257,11 +259,11 @@ enum CallError {
 }
 
 /// One call, as the policy answered it.
-fn call(runtime: &PolicyRuntime, policy: &Policy, request: &Request) -> Result<Answer, CallError> {
+fn call(runtime: &PolicyRuntime, request: &Request) -> Result<Answer, CallError> {
     Ok(match request {
-        Request::Select(request) => Answer::Selection(policy.select(runtime, request)?),
-        Request::Merge(request) => Answer::Merged(policy.merge(runtime, request)?),
-        Request::Ipam(call, store) => {
+        Request::Select(policy, request) => Answer::Selection(policy.select(runtime, request)?),
+        Request::Merge(policy, request) => Answer::Merged(policy.merge(runtime, request)?),
+        Request::Ipam(policy, call, store) => {
             let shared = || -> Arc<dyn plexus_ipam_store::Store> { store.clone() };
             let allocation = match call {
                 IpamCall::Allocate(request) => Some(policy.allocate(runtime, shared(), request)?),
@@ -282,14 +284,18 @@ fn call(runtime: &PolicyRuntime, policy: &Policy, request: &Request) -> Result<A
 /// printed as JSON in the WIT's shapes. An IPAM call prints `{"result": ..., "store":
 /// {...}}`, the store as the call left it (as it was, when the call failed: the host undid
 /// its writes).
-fn answer(runtime: &PolicyRuntime, policy: &Policy, request: &Request) -> Result<Value, CallError> {
-    let answer = call(runtime, policy, request)?;
+fn answer(
+    runtime: &PolicyRuntime,
+    policy: &AnyPolicy,
+    request: &Request,
+) -> Result<Value, CallError> {
+    let answer = call(runtime, request)?;
     let refused = |reason: String| PlexusError::InvalidAnswer {
         policy: policy.name().to_owned(),
         reason,
     };
     match (&answer, request) {
-        (Answer::Selection(chosen), Request::Select(request)) => {
+        (Answer::Selection(chosen), Request::Select(_, request)) => {
             selection::check_answer(
                 policy.name(),
                 &request.networks,
@@ -419,7 +425,7 @@ fn replay(spec: &str, dir: &Path, json: bool) -> CliResult {
     for (pod, recorded) in &latest {
         let answer = Request::shape(&policy, recorded.input.clone())
             .map_err(CallError::from)
-            .and_then(|request| to_json(call(&runtime, &policy, &request)?));
+            .and_then(|request| to_json(call(&runtime, &request)?));
         let now = recording::outcome(policy.name(), &answer);
         if now != recorded.outcome {
             changes.push(json!({ "pod": pod, "recorded": recorded.outcome, "now": now }));

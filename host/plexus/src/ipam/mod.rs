@@ -18,7 +18,7 @@ use nix::fcntl::Flock;
 use plexus_cni::{Command, Invocation};
 use plexus_ipam_store::{EtcdStore, FileStore, Store};
 use plexus_policy::types as wit;
-use plexus_policy::{Limits, Policy, PolicyKind, PolicyRuntime};
+use plexus_policy::{Ipam, Limits, PolicyRuntime};
 use serde_json::Value;
 use tracing::debug;
 
@@ -71,8 +71,8 @@ fn run(invocation: Invocation, stdin: &[u8]) -> Result<Option<Value>, PlexusErro
         },
     )
     .map_err(|error| in_network(error.into()))?;
-    let policy = selection::load_policy(&runtime, "ipam.policy", &config.policy, PolicyKind::Ipam)
-        .map_err(in_network)?;
+    let policy: Ipam =
+        selection::load_policy(&runtime, "ipam.policy", &config.policy).map_err(in_network)?;
     let call = Call {
         runtime: &runtime,
         policy: &policy,
@@ -127,7 +127,7 @@ fn network_lock(config: &IpamConfig) -> Result<Flock<File>, PlexusError> {
 /// One invocation's policy call, with everything it needs.
 struct Call<'a> {
     runtime: &'a PolicyRuntime,
-    policy: &'a Policy,
+    policy: &'a Ipam,
     store: Arc<dyn Store>,
     config: &'a IpamConfig,
 }

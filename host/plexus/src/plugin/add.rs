@@ -5,7 +5,8 @@ use std::time::SystemTime;
 
 use plexus_cni::RuntimeConf;
 use plexus_policy::types::{DelegateResult, MergeRequest, Pod, SelectRequest};
-use plexus_policy::{Policy, PolicyError, PolicyKind, PolicyRuntime};
+use plexus_policy::world::World;
+use plexus_policy::{Merger, Policy, PolicyError, PolicyRuntime, Selector};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tracing::{info, warn};
@@ -44,7 +45,7 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
     let selector = context.selector(&runtime)?;
     // The merge policy is loaded before any delegate runs: a broken one must fail the
     // pod before anything is made, not after.
-    let merger = load_policy(&runtime, "merge", &context.config.merge, PolicyKind::Merger)?;
+    let merger: Merger = load_policy(&runtime, "merge", &context.config.merge)?;
     let (request, planned) = choose(context, &runtime, &selector)?;
 
     let mut record = Record {
@@ -118,7 +119,7 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
 pub(super) fn choose(
     context: &Context,
     runtime: &PolicyRuntime,
-    selector: &Policy,
+    selector: &Selector,
 ) -> Result<(SelectRequest, Vec<AttachmentRecord>), PlexusError> {
     let networks = networks::scan(&context.config.networks_dir)?;
     let request = policy_io::select_request(&context.invocation, &context.config, &networks)?;
@@ -220,7 +221,7 @@ fn runtime_conf(context: &Context, index: usize, planned: &Planned<'_>) -> Runti
 fn merge(
     context: &Context,
     runtime: &PolicyRuntime,
-    merger: &Policy,
+    merger: &Merger,
     record: &Record,
     pod: &plexus_policy::types::Pod,
 ) -> Result<plexus_cni::CniResult, PlexusError> {
@@ -291,9 +292,9 @@ fn status_of(record: &Record) -> Vec<network_status::NetworkStatus> {
 
 /// Appends one policy call to `recordDir`, if set. A recording that cannot be written
 /// costs a warning, never the pod.
-fn record_call<I: Serialize, O: Serialize>(
+fn record_call<W: World, I: Serialize, O: Serialize>(
     context: &Context,
-    policy: &Policy,
+    policy: &Policy<W>,
     pod: &Pod,
     input: &I,
     outcome: &Result<O, PolicyError>,

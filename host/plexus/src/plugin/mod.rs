@@ -14,7 +14,7 @@ pub use vm::VmAttachment;
 use std::process::ExitCode;
 
 use plexus_cni::{Command, Invocation};
-use plexus_policy::{Limits, Policy, PolicyKind, PolicyRuntime};
+use plexus_policy::{Limits, PolicyRuntime, Selector};
 use serde_json::Value;
 use tracing::debug;
 
@@ -44,8 +44,8 @@ impl Context {
     }
 
     /// The configured selection policy (`select`).
-    fn selector(&self, runtime: &PolicyRuntime) -> Result<Policy, PlexusError> {
-        load_policy(runtime, "select", &self.config.select, PolicyKind::Selector)
+    fn selector(&self, runtime: &PolicyRuntime) -> Result<Selector, PlexusError> {
+        load_policy(runtime, "select", &self.config.select)
     }
 
     /// How this invocation runs delegates: from its `CNI_PATH`, each call bounded by

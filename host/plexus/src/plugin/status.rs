@@ -1,7 +1,7 @@
 //! STATUS: can this node add pods.
 
 use plexus_cni::Invocation;
-use plexus_policy::PolicyKind;
+use plexus_policy::{Merger, PolicyHandle, PolicyRuntime};
 
 use super::{Context, add};
 use crate::config::PluginConfig;
@@ -21,17 +21,8 @@ pub fn status(context: &Context) -> Result<(), PlexusError> {
         ))
     })?;
     let runtime = context.policy_runtime()?;
-    let mut loaded = Vec::new();
-    for (key, spec, kind) in [
-        ("select", &context.config.select, PolicyKind::Selector),
-        ("merge", &context.config.merge, PolicyKind::Merger),
-    ] {
-        let policy = load_policy(&runtime, key, spec, kind).map_err(|error| match error {
-            PlexusError::PolicySpec { .. } => not_available(error.to_string()),
-            other => not_available(format!("configuration key `{key}`: {other}")),
-        })?;
-        loaded.push(policy);
-    }
+    let selector = loads(&runtime, "select", &context.config.select)?;
+    loads::<Merger>(&runtime, "merge", &context.config.merge)?;
     let networks = networks::scan(&context.config.networks_dir)
         .map_err(|error| not_available(error.to_string()))?;
     if networks.usable.is_empty() {
@@ -56,7 +47,7 @@ pub fn status(context: &Context) -> Result<(), PlexusError> {
             },
             store: context.store.clone(),
         };
-        add::choose(&probe, &runtime, &loaded[0]).map_err(|error| {
+        add::choose(&probe, &runtime, &selector).map_err(|error| {
             not_available(format!(
                 "the default networks {} cannot be given to a pod: {error}",
                 context.config.default_networks.join(", ")
@@ -68,4 +59,19 @@ pub fn status(context: &Context) -> Result<(), PlexusError> {
             .map_err(|error| not_available(format!("network {}: {error}", network.config.name)))?;
     }
     Ok(())
+}
+
+/// The policy configured under `key`; one that does not load means not ready, with the
+/// key named.
+fn loads<P: PolicyHandle>(
+    runtime: &PolicyRuntime,
+    key: &'static str,
+    spec: &str,
+) -> Result<P, PlexusError> {
+    load_policy(runtime, key, spec).map_err(|error| {
+        PlexusError::NotAvailable(match error {
+            PlexusError::PolicySpec { .. } => error.to_string(),
+            other => format!("configuration key `{key}`: {other}"),
+        })
+    })
 }

@@ -104,7 +104,9 @@ impl WitVersion {
 macro_rules! versioned_pre {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        pub(crate) enum $name {
+        ///
+        /// `pub` only to name it as a world's associated type; the module is private.
+        pub enum $name {
             V0_1_0(v0_1_0::$name<Sandbox>),
             V0_2_0(v0_2_0::$name<Sandbox>),
             V0_3_0(v0_3_0::$name<Sandbox>),
@@ -208,7 +210,9 @@ impl MergerPre {
 }
 
 /// An IPAM policy prepared for instantiation. The `ipam` world exists from 0.3.0 on.
-pub(crate) struct IpamPre(v0_3_0::IpamPre<Sandbox>);
+///
+/// `pub` only to name it as a world's associated type; the module is private.
+pub struct IpamPre(v0_3_0::IpamPre<Sandbox>);
 
 /// One call of the `ipam` world.
 #[derive(Debug, Clone, Copy)]
