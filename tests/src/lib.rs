@@ -306,6 +306,11 @@ impl Bench {
 
     /// Runs `plexus` with `CNI_COMMAND`, `CNI_PATH` and exactly the given other variables.
     pub fn invoke_with(&self, command: &str, config: &Value, vars: &[(&str, &str)]) -> Answer {
+        run_plugin(self.plugin_command(command, vars), config)
+    }
+
+    /// The command [`Bench::invoke_with`] runs, for a test to change how it is started.
+    pub fn plugin_command(&self, command: &str, vars: &[(&str, &str)]) -> Command {
         let mut child = Command::new("ip");
         child
             .args(["netns", "exec", &self.node.name])
@@ -314,19 +319,8 @@ impl Bench {
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("CNI_COMMAND", command)
             .env("CNI_PATH", &self.cni_path)
-            .envs(vars.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = child.spawn().expect("run plexus");
+            .envs(vars.iter().copied());
         child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(config.to_string().as_bytes())
-            .expect("write config");
-        let output = child.wait_with_output().expect("plexus ran");
-        answer(output)
     }
 
     /// host-local's leases: one file per address, named after it.
@@ -430,6 +424,24 @@ impl Default for Bench {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Runs a plugin `command` with `config` on its stdin, its stdout and stderr piped.
+pub fn run_plugin(mut command: Command, config: &Value) -> Answer {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run plexus");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(config.to_string().as_bytes())
+        .expect("write config");
+    let output = child.wait_with_output().expect("plexus ran");
+    answer(output)
 }
 
 /// What a plugin printed and how it exited.

@@ -7,6 +7,7 @@ mod cni_io;
 mod config;
 mod crash_point;
 mod error;
+mod fds;
 mod flock;
 mod ipam;
 mod logging;
@@ -26,6 +27,10 @@ use std::process::ExitCode;
 const IPAM_NAME: &str = "plexus-ipam";
 
 fn main() -> ExitCode {
+    // First, while there is one thread and no child. Should it fail (no /proc on an old
+    // kernel), children inherit what the caller left open, as they did before: no reason
+    // to fail the invocation.
+    let _ = fds::close_inherited_on_exec();
     let invoked_as = std::env::args_os()
         .next()
         .map(std::path::PathBuf::from)

@@ -186,7 +186,9 @@ pub(crate) enum Started {
 
 /// Starts `plexus dhcp serve --state STATE` detached into a session of its own, so that
 /// it outlives the caller, and returns once it serves (holds the NIC's lock). Its stderr
-/// (its log) goes to `log`.
+/// (its log) goes to `log`; it inherits no other descriptor (what plexus's caller left
+/// open is close-on-exec from the start, see `fds`), so it holds none of the caller's
+/// pipes or locks for the pod's life.
 pub(crate) fn start_detached(state: &Path, log: Stdio) -> Result<Started, String> {
     let exe = std::env::current_exe().map_err(|err| err.to_string())?;
     let mut command = Command::new(exe);
