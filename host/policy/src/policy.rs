@@ -57,8 +57,8 @@ mod sealed {
     pub trait Sealed: Sized {
         type Pre: Send + Sync;
 
-        /// `policy` as a policy of this world, or back as it was.
-        fn take(policy: AnyPolicy) -> Result<Policy<Self>, AnyPolicy>
+        /// `policy` as a policy of this world, if it is one.
+        fn take(policy: AnyPolicy) -> Option<Policy<Self>>
         where
             Self: world::World;
     }
@@ -66,10 +66,10 @@ mod sealed {
     impl Sealed for world::Selector {
         type Pre = crate::wit::SelectorPre;
 
-        fn take(policy: AnyPolicy) -> Result<Policy<Self>, AnyPolicy> {
+        fn take(policy: AnyPolicy) -> Option<Policy<Self>> {
             match policy {
-                AnyPolicy::Selector(policy) => Ok(policy),
-                other => Err(other),
+                AnyPolicy::Selector(policy) => Some(policy),
+                _ => None,
             }
         }
     }
@@ -77,10 +77,10 @@ mod sealed {
     impl Sealed for world::Merger {
         type Pre = crate::wit::MergerPre;
 
-        fn take(policy: AnyPolicy) -> Result<Policy<Self>, AnyPolicy> {
+        fn take(policy: AnyPolicy) -> Option<Policy<Self>> {
             match policy {
-                AnyPolicy::Merger(policy) => Ok(policy),
-                other => Err(other),
+                AnyPolicy::Merger(policy) => Some(policy),
+                _ => None,
             }
         }
     }
@@ -88,10 +88,10 @@ mod sealed {
     impl Sealed for world::Ipam {
         type Pre = crate::wit::IpamPre;
 
-        fn take(policy: AnyPolicy) -> Result<Policy<Self>, AnyPolicy> {
+        fn take(policy: AnyPolicy) -> Option<Policy<Self>> {
             match policy {
-                AnyPolicy::Ipam(policy) => Ok(policy),
-                other => Err(other),
+                AnyPolicy::Ipam(policy) => Some(policy),
+                _ => None,
             }
         }
     }
@@ -118,10 +118,11 @@ impl PolicyHandle for AnyPolicy {}
 
 impl<W: World> sealed::SealedHandle for Policy<W> {
     fn from_any(policy: AnyPolicy) -> Result<Self, PolicyError> {
-        W::take(policy).map_err(|other| PolicyError::WrongWorld {
-            policy: other.name().to_owned(),
+        let (name, found) = (policy.name().to_owned(), policy.kind());
+        W::take(policy).ok_or(PolicyError::WrongWorld {
+            policy: name,
             expected: W::KIND,
-            found: other.kind(),
+            found,
         })
     }
 }
