@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 use tonic::Status;
 
-use crate::{Entry, Revision, Store, StoreError, validate_key, validate_network, validate_value};
+use crate::{Entry, Revision, Store, StoreError, validate_key, validate_network};
 use client::Kv;
 use wire::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue, PutRequest, RangeRequest,
@@ -395,14 +395,12 @@ impl Store for EtcdStore {
             .collect()
     }
 
-    fn compare_and_swap(
+    fn compare_and_swap_checked(
         &self,
         key: &str,
         expected: Option<Revision>,
         value: &[u8],
     ) -> Result<bool, StoreError> {
-        validate_key(&self.network, key)?;
-        validate_value(&self.network, key, value)?;
         let full = self.full_key(key);
         let (condition, expected_revision) = match expected {
             None => (
@@ -435,8 +433,7 @@ impl Store for EtcdStore {
         Ok(swapped)
     }
 
-    fn delete(&self, key: &str, expected: Revision) -> Result<bool, StoreError> {
-        validate_key(&self.network, key)?;
+    fn delete_checked(&self, key: &str, expected: Revision) -> Result<bool, StoreError> {
         let Some(revision) = etcd_revision(expected) else {
             return Ok(false);
         };

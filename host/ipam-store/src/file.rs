@@ -21,7 +21,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::{Entry, Revision, Store, StoreError, validate_key, validate_network, validate_value};
+use crate::{Entry, Revision, Store, StoreError, validate_key, validate_network};
 
 const LOCK_FILE: &str = ".lock";
 const REVISION_FILE: &str = ".revision";
@@ -209,14 +209,12 @@ impl Store for FileStore {
         Ok(entries)
     }
 
-    fn compare_and_swap(
+    fn compare_and_swap_checked(
         &self,
         key: &str,
         expected: Option<Revision>,
         value: &[u8],
     ) -> Result<bool, StoreError> {
-        validate_key(&self.network, key)?;
-        validate_value(&self.network, key, value)?;
         let name = encode_key(key);
         let _lock = self.lock(true)?;
         let current = self.read_entry(key, &name)?.map(|(_, revision)| revision);
@@ -230,8 +228,7 @@ impl Store for FileStore {
         Ok(true)
     }
 
-    fn delete(&self, key: &str, expected: Revision) -> Result<bool, StoreError> {
-        validate_key(&self.network, key)?;
+    fn delete_checked(&self, key: &str, expected: Revision) -> Result<bool, StoreError> {
         let name = encode_key(key);
         let _lock = self.lock(true)?;
         let current = self.read_entry(key, &name)?.map(|(_, revision)| revision);

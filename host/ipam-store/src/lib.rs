@@ -97,16 +97,41 @@ pub trait Store: Send + Sync {
     /// revision" (update).
     ///
     /// Returns `false`, writing nothing, when the key has changed since.
+    ///
+    /// Checks `key` and `value` against the rules every store shares, then calls
+    /// [`compare_and_swap_checked`](Self::compare_and_swap_checked).
     fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<Revision>,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        validate_key(self.network(), key)?;
+        validate_value(self.network(), key, value)?;
+        self.compare_and_swap_checked(key, expected, value)
+    }
+
+    /// Deletes `key` if it is still at `expected`; returns `false`, deleting
+    /// nothing, when it has changed since or no longer exists.
+    ///
+    /// Checks `key`, then calls [`delete_checked`](Self::delete_checked).
+    fn delete(&self, key: &str, expected: Revision) -> Result<bool, StoreError> {
+        validate_key(self.network(), key)?;
+        self.delete_checked(key, expected)
+    }
+
+    /// What a store does for [`compare_and_swap`](Self::compare_and_swap), given a key
+    /// and value already checked. Callers call `compare_and_swap`.
+    fn compare_and_swap_checked(
         &self,
         key: &str,
         expected: Option<Revision>,
         value: &[u8],
     ) -> Result<bool, StoreError>;
 
-    /// Deletes `key` if it is still at `expected`; returns `false`, deleting
-    /// nothing, when it has changed since or no longer exists.
-    fn delete(&self, key: &str, expected: Revision) -> Result<bool, StoreError>;
+    /// What a store does for [`delete`](Self::delete), given a key already checked.
+    /// Callers call `delete`.
+    fn delete_checked(&self, key: &str, expected: Revision) -> Result<bool, StoreError>;
 }
 
 /// Checks a network name as CNI defines it (letters, digits, `-`, `_`, `.`) and

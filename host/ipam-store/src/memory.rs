@@ -83,14 +83,12 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn compare_and_swap(
+    fn compare_and_swap_checked(
         &self,
         key: &str,
         expected: Option<Revision>,
         value: &[u8],
     ) -> Result<bool, StoreError> {
-        validate_key(&self.network, key)?;
-        validate_value(&self.network, key, value)?;
         let mut state = self.lock();
         if state.entries.get(key).map(|(_, revision)| *revision) != expected {
             return Ok(false);
@@ -103,8 +101,7 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
-    fn delete(&self, key: &str, expected: Revision) -> Result<bool, StoreError> {
-        validate_key(&self.network, key)?;
+    fn delete_checked(&self, key: &str, expected: Revision) -> Result<bool, StoreError> {
         let mut state = self.lock();
         if state.entries.get(key).map(|(_, revision)| *revision) != Some(expected) {
             return Ok(false);

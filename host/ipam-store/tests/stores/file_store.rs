@@ -75,19 +75,7 @@ fn two_hundred_threads_allocate_two_hundred_distinct_addresses() {
     let root = tempfile::tempdir().unwrap();
     let store = FileStore::open(root.path(), "pods").unwrap();
     let started = Instant::now();
-    let barrier = std::sync::Barrier::new(200);
-    let allocations: Vec<Vec<String>> = std::thread::scope(|scope| {
-        let threads: Vec<_> = (0..200)
-            .map(|i| {
-                let (store, barrier) = (&store, &barrier);
-                scope.spawn(move || {
-                    barrier.wait();
-                    vec![workers::allocate(store, 254, &format!("w{i}"))]
-                })
-            })
-            .collect();
-        threads.into_iter().map(|t| t.join().unwrap()).collect()
-    });
+    let allocations = workers::allocate_in_threads(&store, 200);
     eprintln!(
         "200 threads allocated 200 addresses in {:?}",
         started.elapsed()

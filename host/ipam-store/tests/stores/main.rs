@@ -6,6 +6,7 @@
 
 mod etcd_store;
 mod file_store;
+mod memory_store;
 mod semantics;
 mod workers;
 

@@ -199,6 +199,24 @@ pub fn allocate_in_processes(
     workers.into_iter().map(Worker::finish).collect()
 }
 
+/// Has `count` threads of this process, started at once, each allocate one address from
+/// `store` as owner `w<i>`; returns what each one got.
+pub fn allocate_in_threads(store: &dyn Store, count: usize) -> Vec<Vec<String>> {
+    let barrier = std::sync::Barrier::new(count);
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..count)
+            .map(|i| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    vec![allocate(store, 254, &format!("w{i}"))]
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    })
+}
+
 /// Checks that allocations are distinct, complete and recorded with their owners.
 pub fn check_allocations(store: &dyn Store, per_owner: &[Vec<String>], expected: usize) {
     let mut seen = HashSet::new();
