@@ -4,10 +4,17 @@
 //! builds the policies it embeds or tests with. The guests get a target directory of
 //! their own beside the host's, so they never fight the host build for its lock and
 //! their artifacts survive between host builds.
+//!
+//! The policies of a workspace are its members that build a component (a `cdylib`), as
+//! its `Cargo.toml` lists them: that list is the only one. In `guest-plugins/` those at
+//! the top of the workspace are the built-in policies ([`GuestComponent::is_builtin`]),
+//! those under `examples/` the examples.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use serde_json::Value;
 
 const TARGET: &str = "wasm32-wasip2";
 
@@ -16,21 +23,33 @@ const TARGET: &str = "wasm32-wasip2";
 pub struct GuestComponent {
     /// The crate name, with `-` as written in its `Cargo.toml`.
     pub name: String,
+    /// Where the crate sits in the workspace, e.g. `annotations` or
+    /// `examples/by-namespace`.
+    pub member: PathBuf,
     /// The built `.wasm` component.
     pub path: PathBuf,
 }
 
+impl GuestComponent {
+    /// Whether it sits at the top of its workspace: in `guest-plugins/`, what makes a
+    /// policy a built-in (`builtin:NAME`, NAME its crate name).
+    pub fn is_builtin(&self) -> bool {
+        self.member.components().count() == 1
+    }
+}
+
 /// Builds every member of the guest workspace at `workspace` in release mode and returns
-/// the components of the members named in `crates`.
+/// the components of its policies, the members that build one (a `cdylib`), sorted by
+/// name.
 ///
 /// Panics with an actionable message on failure: it runs inside a build script, where a
 /// panic is how a build step reports that the build cannot go on.
-pub fn build_guests(workspace: &Path, crates: &[&str]) -> Vec<GuestComponent> {
+pub fn build_guests(workspace: &Path) -> Vec<GuestComponent> {
     watch_sources(workspace);
+    let policies = policies(workspace);
     let target_dir = guest_target_dir();
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
 
-    let mut command = Command::new(cargo);
+    let mut command = Command::new(cargo());
     command
         .arg("build")
         .arg("--release")
@@ -65,22 +84,85 @@ pub fn build_guests(workspace: &Path, crates: &[&str]) -> Vec<GuestComponent> {
     }
 
     let release_dir = target_dir.join(TARGET).join("release");
-    crates
-        .iter()
-        .map(|name| {
+    policies
+        .into_iter()
+        .map(|(name, member)| {
             let path = release_dir.join(format!("{}.wasm", name.replace('-', "_")));
             assert!(
                 path.is_file(),
-                "guest crate {name} did not produce {}: is it a cdylib member of {}?",
-                path.display(),
-                workspace.display()
+                "guest crate {name} did not produce {}",
+                path.display()
             );
-            GuestComponent {
-                name: (*name).to_owned(),
-                path,
-            }
+            GuestComponent { name, member, path }
         })
         .collect()
+}
+
+/// The members of the workspace that build a component, as (crate name, where it sits
+/// in the workspace), sorted by name; read with `cargo metadata`, which knows the
+/// workspace as cargo builds it.
+fn policies(workspace: &Path) -> Vec<(String, PathBuf)> {
+    let manifest = workspace.join("Cargo.toml");
+    let output = Command::new(cargo())
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run cargo metadata on {}: {err}", manifest.display()));
+    assert!(
+        output.status.success(),
+        "cargo metadata on {} failed ({})",
+        manifest.display(),
+        output.status
+    );
+    let metadata: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+        panic!(
+            "cargo metadata on {} gave no JSON: {err}",
+            manifest.display()
+        )
+    });
+    let root = PathBuf::from(metadata["workspace_root"].as_str().unwrap_or_default());
+    let mut policies: Vec<(String, PathBuf)> = metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|package| {
+            package["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|target| {
+                    target["crate_types"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|kind| kind == "cdylib")
+                })
+        })
+        .map(|package| {
+            let name = package["name"].as_str().unwrap_or_default().to_owned();
+            let manifest = Path::new(package["manifest_path"].as_str().unwrap_or_default());
+            let member = manifest
+                .parent()
+                .and_then(|dir| dir.strip_prefix(&root).ok())
+                .unwrap_or_else(|| panic!("member {name} of {} is outside it", workspace.display()))
+                .to_owned();
+            (name, member)
+        })
+        .collect();
+    policies.sort();
+    policies
+}
+
+fn cargo() -> std::ffi::OsString {
+    env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
 /// Tells cargo to rerun the build script when the guest workspace's sources change.
