@@ -97,9 +97,10 @@ pub struct EtcdClientIdentity {
 ///
 /// # Retries
 ///
-/// An attempt that cannot reach etcd or gets no answer within
-/// [`EtcdConfig::timeout`] (refused or broken connection, TLS failure, etcd without
-/// a leader) is tried again, on the next endpoint, after a pause of 100 ms that
+/// An attempt that cannot reach etcd (refused or broken connection, no connection
+/// within [`EtcdConfig::timeout`], TLS failure, etcd without a leader), or, with
+/// several endpoints, gets no answer within the timeout, is tried again, on the next
+/// endpoint, after a pause of 100 ms that
 /// doubles up to 1 s (with jitter), until the operation has taken `3 × timeout`;
 /// then it fails with [`StoreError::Unreachable`]. An etcd that answers with a
 /// refusal (permissions, limits...) fails the operation at once
@@ -191,7 +192,17 @@ impl EtcdStore {
         let mut failures = 0u32;
         loop {
             let endpoint = self.kv.current();
-            let bound = self.timeout.min(budget.saturating_sub(started.elapsed()));
+            // Cutting a request short only helps to try another endpoint: on the only
+            // one, an answer that is merely slow (a loaded node, a busy etcd) is waited
+            // for until the budget ends, since sending it again would only add load. A
+            // dead connection is still noticed by keep-alive, and connecting is bounded
+            // by the timeout.
+            let remaining = budget.saturating_sub(started.elapsed());
+            let bound = if self.kv.endpoints() > 1 {
+                self.timeout.min(remaining)
+            } else {
+                remaining
+            };
             let request = attempt(endpoint, failures > 0);
             // The timer is made inside the runtime, whose clock it needs.
             let outcome = self

@@ -67,6 +67,11 @@ impl Kv {
         self.current.load(Ordering::Relaxed) % self.channels.len()
     }
 
+    /// How many endpoints there are to try.
+    pub(super) fn endpoints(&self) -> usize {
+        self.channels.len()
+    }
+
     /// Moves on from `endpoint`, which did not answer, unless another caller did already.
     pub(super) fn fail_over(&self, endpoint: usize) {
         let next = (endpoint + 1) % self.channels.len();
