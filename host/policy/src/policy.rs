@@ -63,38 +63,25 @@ mod sealed {
             Self: world::World;
     }
 
-    impl Sealed for world::Selector {
-        type Pre = crate::wit::SelectorPre;
+    /// A world: its prepared policies are `$pre`, its policies `AnyPolicy::$world`.
+    macro_rules! sealed_world {
+        ($world:ident, $pre:ty) => {
+            impl Sealed for world::$world {
+                type Pre = $pre;
 
-        fn take(policy: AnyPolicy) -> Option<Policy<Self>> {
-            match policy {
-                AnyPolicy::Selector(policy) => Some(policy),
-                _ => None,
+                fn take(policy: AnyPolicy) -> Option<Policy<Self>> {
+                    match policy {
+                        AnyPolicy::$world(policy) => Some(policy),
+                        _ => None,
+                    }
+                }
             }
-        }
+        };
     }
 
-    impl Sealed for world::Merger {
-        type Pre = crate::wit::MergerPre;
-
-        fn take(policy: AnyPolicy) -> Option<Policy<Self>> {
-            match policy {
-                AnyPolicy::Merger(policy) => Some(policy),
-                _ => None,
-            }
-        }
-    }
-
-    impl Sealed for world::Ipam {
-        type Pre = crate::wit::IpamPre;
-
-        fn take(policy: AnyPolicy) -> Option<Policy<Self>> {
-            match policy {
-                AnyPolicy::Ipam(policy) => Some(policy),
-                _ => None,
-            }
-        }
-    }
+    sealed_world!(Selector, crate::wit::SelectorPre);
+    sealed_world!(Merger, crate::wit::MergerPre);
+    sealed_world!(Ipam, crate::wit::IpamPre);
 
     /// What [`PolicyRuntime::load`](crate::PolicyRuntime::load) can hand out.
     pub trait SealedHandle: Sized {
@@ -372,8 +359,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn policies_can_be_shared_between_threads() {
+    fn runtimes_and_policies_can_be_shared_between_threads() {
         fn shareable<T: Send + Sync>() {}
+        shareable::<PolicyRuntime>();
         shareable::<Selector>();
         shareable::<Merger>();
         shareable::<Ipam>();

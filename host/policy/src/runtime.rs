@@ -530,12 +530,6 @@ impl Drop for EpochTicker {
 mod tests {
     use super::*;
 
-    #[test]
-    fn runtimes_can_be_shared_between_threads() {
-        fn shareable<T: Send + Sync>() {}
-        shareable::<PolicyRuntime>();
-    }
-
     fn metadata(version: &str, min_host_version: &str) -> PolicyMetadata {
         PolicyMetadata {
             name: "p".into(),
