@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use plexus_plumbing::testing::poll_until;
 use plexus_tests::{Bench, REFERENCE_PLUGINS, plexus_binary, pod_args};
 use serde_json::{Value, json};
 
@@ -58,7 +59,7 @@ impl TestPlugins {
     fn hung_pids(&self, name: &str) -> Vec<u32> {
         let files = ["plugin", "helper"].map(|kind| self.dir.path().join(format!("{name}.{kind}")));
         assert!(
-            eventually(Duration::from_secs(60), || files.iter().all(|f| f.exists())),
+            poll_until(Duration::from_secs(60), || files.iter().all(|f| f.exists())),
             "{name} never hung"
         );
         files
@@ -74,18 +75,6 @@ impl TestPlugins {
     }
 }
 
-/// Polls `condition` every 20 ms for up to `limit`.
-fn eventually(limit: Duration, condition: impl Fn() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    condition()
-}
-
 /// Whether `pid` is a running process (a zombie has finished running).
 fn is_running(pid: u32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
@@ -98,7 +87,7 @@ fn is_running(pid: u32) -> bool {
 fn assert_dead(pids: &[u32]) {
     for pid in pids {
         assert!(
-            eventually(Duration::from_secs(20), || !is_running(*pid)),
+            poll_until(Duration::from_secs(20), || !is_running(*pid)),
             "process {pid} outlived its delegate call"
         );
     }
