@@ -39,11 +39,17 @@ fuzz_target!(|data: &[u8]| {
         config.cni_version.as_str().parse::<CniVersion>(),
         Ok(config.cni_version)
     );
-    assert!(config.networks_dir.is_absolute() && config.state_dir.is_absolute());
-    assert!(config.log_file.as_ref().is_none_or(|p| p.is_absolute()));
+    assert!(config.networks_dir.is_absolute() && config.common.state_dir.is_absolute());
+    assert!(
+        config
+            .common
+            .log_file
+            .as_ref()
+            .is_none_or(|p| p.is_absolute())
+    );
     assert!(config.record_dir.as_ref().is_none_or(|p| p.is_absolute()));
-    assert!(config.policy_timeout.as_millis() >= 1);
-    assert!(config.policy_memory_bytes >= 1 << 20);
+    assert!(config.common.policy_limits.timeout.as_millis() >= 1);
+    assert!(config.common.policy_limits.memory_bytes >= 1 << 20);
     assert!(config.max_attachments >= 1);
     assert!(config.vm_lease_secs >= 1);
     serde_json::from_str::<Value>(&config.policy_config).expect("policyConfig is JSON text");

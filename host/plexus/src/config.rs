@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use plexus_cni::CniVersion;
+use plexus_policy::Limits;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -17,8 +18,11 @@ pub const VM_ANNOTATION: &str = "plexus.io/vm";
 pub enum ConfigError {
     #[error("the network configuration on stdin is not valid JSON: {0}")]
     Decode(#[source] serde_json::Error),
+    /// A key named in the code.
     #[error("configuration key `{key}`: {reason}")]
     Key { key: &'static str, reason: String },
+    /// A key whose name is made at run time: the path to a wrongly typed value, or a
+    /// shared key under its prefix (`ipam.stateDir`).
     #[error("configuration key `{key}`: {reason}")]
     Invalid { key: String, reason: String },
     #[error("configuration key `cniVersion`: {0}")]
@@ -37,11 +41,8 @@ pub struct PluginConfig {
     /// `policyConfig`, handed to every policy as JSON text.
     pub policy_config: String,
     pub parallel: bool,
-    pub state_dir: PathBuf,
-    pub log_file: Option<PathBuf>,
-    pub log_level: String,
-    pub policy_timeout: Duration,
-    pub policy_memory_bytes: usize,
+    /// `stateDir`, `logFile`, `logLevel` and the policy limits.
+    pub common: CommonSettings,
     /// The most attachments one pod may get.
     pub max_attachments: usize,
     /// Where policy calls are recorded for replay; `None` records nothing.
@@ -76,12 +77,6 @@ struct RawConfig {
     policy_config: Option<Value>,
     #[serde(default)]
     parallel: bool,
-    state_dir: Option<PathBuf>,
-    log_file: Option<PathBuf>,
-    log_level: Option<String>,
-    policy_timeout_ms: Option<u64>,
-    #[serde(rename = "policyMemoryMiB")]
-    policy_memory_mib: Option<usize>,
     max_attachments: Option<usize>,
     record_dir: Option<PathBuf>,
     #[serde(rename = "recordMaxMiB")]
@@ -92,6 +87,70 @@ struct RawConfig {
     delegate_timeout_seconds: Option<u64>,
     #[serde(default)]
     runtime_config: Map<String, Value>,
+}
+
+/// The keys `plexus` and `plexus-ipam` both read, as written: at the top of plexus's
+/// configuration, in the `ipam` object of plexus-ipam's. Unknown keys are ignored, so
+/// they are read from the same object as the plugin's own keys, in a pass of their own.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CommonKeys {
+    state_dir: Option<PathBuf>,
+    log_file: Option<PathBuf>,
+    log_level: Option<String>,
+    policy_timeout_ms: Option<u64>,
+    #[serde(rename = "policyMemoryMiB")]
+    policy_memory_mib: Option<usize>,
+}
+
+/// The validated keys both plugins share.
+#[derive(Debug, Clone)]
+pub struct CommonSettings {
+    pub state_dir: PathBuf,
+    pub log_file: Option<PathBuf>,
+    pub log_level: String,
+    /// `policyTimeoutMs` and `policyMemoryMiB`.
+    pub policy_limits: Limits,
+}
+
+impl CommonSettings {
+    /// Reads the shared keys of `object`, which errors name under `prefix` (`""` for the
+    /// top level). Only the policy time limit's default differs between the plugins.
+    pub fn read(
+        object: &Value,
+        prefix: &str,
+        default_policy_timeout_ms: u64,
+    ) -> Result<Self, ConfigError> {
+        let raw: CommonKeys = typed(object.clone(), prefix)?;
+        let key = |name: &str| match prefix {
+            "" => name.to_owned(),
+            prefix => format!("{prefix}.{name}"),
+        };
+        let state_dir = raw.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into());
+        check_absolute(&key("stateDir"), &state_dir)?;
+        if let Some(log_file) = &raw.log_file {
+            check_absolute(&key("logFile"), log_file)?;
+        }
+        let policy_timeout_ms = at_least_one(
+            &key("policyTimeoutMs"),
+            raw.policy_timeout_ms,
+            default_policy_timeout_ms,
+        )?;
+        let policy_memory_mib = at_least_one(
+            &key("policyMemoryMiB"),
+            raw.policy_memory_mib,
+            DEFAULT_POLICY_MEMORY_MIB,
+        )?;
+        Ok(Self {
+            state_dir,
+            log_file: raw.log_file,
+            log_level: raw.log_level.unwrap_or_else(|| DEFAULT_LOG_LEVEL.into()),
+            policy_limits: Limits {
+                timeout: Duration::from_millis(policy_timeout_ms),
+                memory_bytes: policy_memory_mib.saturating_mul(1 << 20),
+            },
+        })
+    }
 }
 
 /// `vm.mode`: which pods Plexus treats as virtual-machine pods.
@@ -205,6 +264,7 @@ pub const DEFAULT_SELECT: &str = "builtin:annotations";
 pub const DEFAULT_MERGE: &str = "builtin:merge-all";
 const DEFAULT_POLICY_TIMEOUT_MS: u64 = 500;
 const DEFAULT_POLICY_MEMORY_MIB: usize = 64;
+const DEFAULT_LOG_LEVEL: &str = "info";
 const DEFAULT_RECORD_MAX_MIB: u64 = 16;
 /// Long enough for a delegate waiting on a busy API server or IPAM store, short enough
 /// that a hung one fails the pod well before the runtime gives up on it (kubelet's CNI
@@ -226,6 +286,7 @@ impl PluginConfig {
 
     fn from_raw(raw: RawConfig, document: Value) -> Result<Self, ConfigError> {
         let cni_version = cni_version(raw.cni_version.as_deref())?;
+        let common = CommonSettings::read(&document, "", DEFAULT_POLICY_TIMEOUT_MS)?;
         let default_networks = raw
             .default_networks
             .or(raw.genie_default_plugin)
@@ -236,21 +297,11 @@ impl PluginConfig {
         let networks_dir = raw
             .networks_dir
             .unwrap_or_else(|| DEFAULT_NETWORKS_DIR.into());
-        let state_dir = raw.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into());
         check_absolute("networksDir", &networks_dir)?;
-        check_absolute("stateDir", &state_dir)?;
-        if let Some(log_file) = &raw.log_file {
-            check_absolute("logFile", log_file)?;
-        }
         if let Some(record_dir) = &raw.record_dir {
             check_absolute("recordDir", record_dir)?;
         }
         let vm = vm_settings(raw.vm.as_ref())?;
-        let policy_timeout_ms = at_least_one(
-            "policyTimeoutMs",
-            raw.policy_timeout_ms,
-            DEFAULT_POLICY_TIMEOUT_MS,
-        )?;
         let max_attachments = at_least_one(
             "maxAttachments",
             raw.max_attachments,
@@ -269,11 +320,6 @@ impl PluginConfig {
                 ),
             });
         }
-        let policy_memory_mib = at_least_one(
-            "policyMemoryMiB",
-            raw.policy_memory_mib,
-            DEFAULT_POLICY_MEMORY_MIB,
-        )?;
         Ok(PluginConfig {
             cni_version,
             networks_dir,
@@ -285,11 +331,7 @@ impl PluginConfig {
                 .unwrap_or_else(|| Value::Object(Map::new()))
                 .to_string(),
             parallel: raw.parallel,
-            state_dir,
-            log_file: raw.log_file,
-            log_level: raw.log_level.unwrap_or_else(|| "info".into()),
-            policy_timeout: Duration::from_millis(policy_timeout_ms),
-            policy_memory_bytes: policy_memory_mib.saturating_mul(1 << 20),
+            common,
             max_attachments,
             record_dir: raw.record_dir,
             record_max_bytes: raw
@@ -354,15 +396,15 @@ pub fn cni_version(declared: Option<&str>) -> Result<CniVersion, ConfigError> {
 }
 
 /// `value` (or `default` when absent), which must not be zero.
-pub fn at_least_one<T: Copy + Default + PartialEq>(
-    key: &'static str,
+fn at_least_one<T: Copy + Default + PartialEq>(
+    key: &str,
     value: Option<T>,
     default: T,
 ) -> Result<T, ConfigError> {
     let value = value.unwrap_or(default);
     if value == T::default() {
-        return Err(ConfigError::Key {
-            key,
+        return Err(ConfigError::Invalid {
+            key: key.to_owned(),
             reason: "must be at least 1".into(),
         });
     }
@@ -388,12 +430,12 @@ pub fn parse_document(bytes: &[u8]) -> Result<Value, ConfigError> {
     Ok(document)
 }
 
-pub fn check_absolute(key: &'static str, path: &Path) -> Result<(), ConfigError> {
+fn check_absolute(key: &str, path: &Path) -> Result<(), ConfigError> {
     if path.is_absolute() {
         Ok(())
     } else {
-        Err(ConfigError::Key {
-            key,
+        Err(ConfigError::Invalid {
+            key: key.to_owned(),
             reason: format!("{} is not an absolute path", path.display()),
         })
     }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use plexus_cni::{CniVersion, Command, Invocation};
-use plexus_policy::{Limits, PolicyRuntime, Selector};
+use plexus_policy::{PolicyRuntime, Selector};
 use serde_json::{Map, Value, json};
 
 use super::CliResult;
@@ -49,11 +49,8 @@ pub fn run(args: &ExplainArgs) -> CliResult {
     let invocation = described_pod(args)?;
     let request = policy_io::select_request(&invocation, &config, &networks)
         .map_err(|err| err.to_string())?;
-    let limits = Limits {
-        timeout: config.policy_timeout,
-        memory_bytes: config.policy_memory_bytes,
-    };
-    let runtime = PolicyRuntime::new(None, limits).map_err(|err| err.to_string())?;
+    let runtime =
+        PolicyRuntime::new(None, config.common.policy_limits).map_err(|err| err.to_string())?;
     let selector: Selector =
         load_policy(&runtime, "select", &config.select).map_err(|err| err.to_string())?;
     let chosen = selector

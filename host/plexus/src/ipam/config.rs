@@ -10,15 +10,11 @@ use plexus_ipam_store::EtcdConfig;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{
-    ConfigError, DEFAULT_STATE_DIR, at_least_one, check_absolute, cni_version, parse_document,
-    typed,
-};
+use crate::config::{CommonSettings, ConfigError, cni_version, parse_document, typed};
 
 /// Store I/O happens inside the call (and etcd is a network round trip per operation),
 /// so an IPAM policy gets more time than a selector does.
 const DEFAULT_POLICY_TIMEOUT_MS: u64 = 2000;
-const DEFAULT_POLICY_MEMORY_MIB: usize = 64;
 
 /// The validated configuration of one `plexus-ipam` invocation.
 #[derive(Debug, Clone)]
@@ -29,11 +25,8 @@ pub struct IpamConfig {
     /// `ipam.policy`: `builtin:NAME` or the path of a `.wasm`.
     pub policy: String,
     pub store: StoreChoice,
-    pub state_dir: PathBuf,
-    pub log_file: Option<PathBuf>,
-    pub log_level: String,
-    pub policy_timeout: Duration,
-    pub policy_memory_bytes: usize,
+    /// `ipam.stateDir`, `ipam.logFile`, `ipam.logLevel` and the policy limits.
+    pub common: CommonSettings,
     /// The `ipam` object as given, for the policy.
     pub ipam: Value,
     /// Addresses asked for: runtimeConfig `ips`, `args.cni.ips`, then `CNI_ARGS` `IP`.
@@ -81,18 +74,12 @@ struct RawCniArgs {
     ips: Vec<String>,
 }
 
-/// Plexus's keys of the `ipam` object; the policy's keys are not looked at here.
+/// Plexus's keys of the `ipam` object besides the shared ones (`CommonSettings`); the
+/// policy's keys are not looked at here.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct RawIpam {
     policy: Option<String>,
     store: Option<RawStore>,
-    state_dir: Option<PathBuf>,
-    log_file: Option<PathBuf>,
-    log_level: Option<String>,
-    policy_timeout_ms: Option<u64>,
-    #[serde(rename = "policyMemoryMiB")]
-    policy_memory_mib: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +135,7 @@ impl IpamConfig {
             }
         };
         let own: RawIpam = typed(ipam.clone(), "ipam")?;
+        let common = CommonSettings::read(&ipam, "ipam", DEFAULT_POLICY_TIMEOUT_MS)?;
         let policy = own.policy.ok_or(ConfigError::Key {
             key: "ipam.policy",
             reason: "missing: say which policy assigns addresses, e.g. \"builtin:range\"".into(),
@@ -161,22 +149,6 @@ impl IpamConfig {
                 tls,
             }) => StoreChoice::Etcd(etcd(endpoints, prefix, timeout_ms, tls)?),
         };
-        let policy_timeout_ms = at_least_one(
-            "ipam.policyTimeoutMs",
-            own.policy_timeout_ms,
-            DEFAULT_POLICY_TIMEOUT_MS,
-        )?;
-        let policy_memory_mib = at_least_one(
-            "ipam.policyMemoryMiB",
-            own.policy_memory_mib,
-            DEFAULT_POLICY_MEMORY_MIB,
-        )?;
-        if let Some(state_dir) = &own.state_dir {
-            check_absolute("ipam.stateDir", state_dir)?;
-        }
-        if let Some(log_file) = &own.log_file {
-            check_absolute("ipam.logFile", log_file)?;
-        }
         let mut requested_ips = raw.runtime_config.ips;
         requested_ips.extend(raw.args.cni.ips);
         requested_ips.extend(
@@ -194,13 +166,7 @@ impl IpamConfig {
             network,
             policy,
             store,
-            state_dir: own
-                .state_dir
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
-            log_file: own.log_file,
-            log_level: own.log_level.unwrap_or_else(|| "info".to_owned()),
-            policy_timeout: Duration::from_millis(policy_timeout_ms),
-            policy_memory_bytes: policy_memory_mib << 20,
+            common,
             ipam,
             requested_ips,
             document,
@@ -298,9 +264,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.store, StoreChoice::File);
-        assert_eq!(config.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
         assert_eq!(
-            config.policy_timeout,
+            config.common.state_dir,
+            std::path::Path::new(crate::config::DEFAULT_STATE_DIR)
+        );
+        assert_eq!(
+            config.common.policy_limits.timeout,
             Duration::from_millis(DEFAULT_POLICY_TIMEOUT_MS)
         );
         assert_eq!(

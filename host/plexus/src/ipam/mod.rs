@@ -18,7 +18,7 @@ use nix::fcntl::Flock;
 use plexus_cni::{Command, Invocation};
 use plexus_ipam_store::{EtcdStore, FileStore, Store};
 use plexus_policy::types as wit;
-use plexus_policy::{Ipam, Limits, PolicyRuntime};
+use plexus_policy::{Ipam, PolicyRuntime};
 use serde_json::Value;
 use tracing::debug;
 
@@ -43,7 +43,7 @@ fn run(invocation: Invocation, stdin: &[u8]) -> Result<Option<Value>, PlexusErro
         return Ok(Some(cni_io::version()));
     }
     let config = IpamConfig::from_slice(stdin, &invocation)?;
-    logging::init(config.log_file.as_deref(), &config.log_level);
+    logging::init(config.common.log_file.as_deref(), &config.common.log_level);
     cni_io::check_command_version(invocation.command, config.cni_version)?;
     debug!(command = %invocation.command, network = %config.network, container = ?invocation.container_id, "IPAM invoked");
     // Store errors name the network themselves.
@@ -64,11 +64,8 @@ fn run(invocation: Invocation, stdin: &[u8]) -> Result<Option<Value>, PlexusErro
     }
     let store = store.map_err(in_network)?;
     let runtime = PolicyRuntime::new(
-        Some(state::cache_dir(&config.state_dir)),
-        Limits {
-            timeout: config.policy_timeout,
-            memory_bytes: config.policy_memory_bytes,
-        },
+        Some(state::cache_dir(&config.common.state_dir)),
+        config.common.policy_limits,
     )
     .map_err(|error| in_network(error.into()))?;
     let policy: Ipam =
@@ -101,7 +98,7 @@ fn run(invocation: Invocation, stdin: &[u8]) -> Result<Option<Value>, PlexusErro
 fn open_store(config: &IpamConfig) -> Result<Arc<dyn Store>, PlexusError> {
     Ok(match &config.store {
         StoreChoice::File => Arc::new(FileStore::open(
-            state::ipam_dir(&config.state_dir),
+            state::ipam_dir(&config.common.state_dir),
             &config.network,
         )?),
         StoreChoice::Etcd(etcd) => Arc::new(EtcdStore::connect(etcd, &config.network)?),
@@ -111,7 +108,7 @@ fn open_store(config: &IpamConfig) -> Result<Arc<dyn Store>, PlexusError> {
 /// Waits for this node's lock on the network's allocations:
 /// `<stateDir>/locks/ipam/<network>.lock`.
 fn network_lock(config: &IpamConfig) -> Result<Flock<File>, PlexusError> {
-    let dir = config.state_dir.join("locks").join("ipam");
+    let dir = config.common.state_dir.join("locks").join("ipam");
     let path = dir.join(format!("{}.lock", config.network));
     let locked = DirBuilder::new()
         .recursive(true)

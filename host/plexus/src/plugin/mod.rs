@@ -14,7 +14,7 @@ pub use vm::VmAttachment;
 use std::process::ExitCode;
 
 use plexus_cni::{Command, Invocation};
-use plexus_policy::{Limits, PolicyRuntime, Selector};
+use plexus_policy::{PolicyRuntime, Selector};
 use serde_json::Value;
 use tracing::debug;
 
@@ -36,11 +36,10 @@ impl Context {
     /// The policy runtime, made only by the commands that run policies: DEL never pays
     /// for an engine.
     fn policy_runtime(&self) -> Result<PolicyRuntime, PlexusError> {
-        let limits = Limits {
-            timeout: self.config.policy_timeout,
-            memory_bytes: self.config.policy_memory_bytes,
-        };
-        Ok(PolicyRuntime::new(Some(self.store.cache_dir()), limits)?)
+        Ok(PolicyRuntime::new(
+            Some(self.store.cache_dir()),
+            self.config.common.policy_limits,
+        )?)
     }
 
     /// The configured selection policy (`select`).
@@ -73,11 +72,11 @@ fn run(invocation: Invocation, stdin: &[u8]) -> Result<Option<Value>, PlexusErro
         return Ok(Some(cni_io::version()));
     }
     let config = PluginConfig::from_slice(stdin)?;
-    logging::init(config.log_file.as_deref(), &config.log_level);
+    logging::init(config.common.log_file.as_deref(), &config.common.log_level);
     debug!(command = %invocation.command, container = ?invocation.container_id, "invoked");
     cni_io::check_command_version(invocation.command, config.cni_version)?;
     check_first_in_list(invocation.command, &config)?;
-    let store = StateStore::open(&config.state_dir)?;
+    let store = StateStore::open(&config.common.state_dir)?;
     let context = Context {
         invocation,
         config,

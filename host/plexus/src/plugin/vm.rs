@@ -91,6 +91,7 @@ pub fn attach_all(context: &Context, record: &mut Record) -> Result<(), PlexusEr
 fn start_dhcp(context: &Context, state: &Path) -> Result<(), PlexusError> {
     let log = context
         .config
+        .common
         .log_file
         .as_deref()
         .map_or_else(Stdio::null, dhcp::log_to);
