@@ -452,6 +452,8 @@ impl ProcessGroup {
 /// Starts the binary in a process group of its own, to die with the thread that started
 /// it, retrying while it is "text file busy": a plugin being installed, or one just
 /// written (by a test) while another thread forked.
+// `pre_exec`, to set the parent-death signal in the child.
+#[allow(unsafe_code)]
 fn spawn(binary: &Path, env: Vec<(OsString, OsString)>) -> io::Result<std::process::Child> {
     let mut cmd = std::process::Command::new(binary);
     cmd.env_clear()

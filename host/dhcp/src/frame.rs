@@ -8,9 +8,16 @@ use std::{
     io,
     mem::size_of,
     net::Ipv4Addr,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    os::fd::{AsRawFd, OwnedFd},
 };
 
+use nix::errno::Errno;
+use nix::ifaddrs::getifaddrs;
+use nix::net::if_::if_nametoindex;
+use nix::sys::socket::{
+    AddressFamily, LinkAddr, MsgFlags, SockFlag, SockType, SockaddrLike, bind, recvfrom, sendto,
+    socket,
+};
 use plexus_plumbing::{MacAddr, Netns};
 
 use crate::{
@@ -145,6 +152,8 @@ pub(crate) struct PacketSocket {
 impl PacketSocket {
     /// Opens the socket inside `netns` (it keeps that namespace) and binds it to
     /// `interface`, with the DHCP filter attached before any frame can arrive.
+    // Attaching the filter: nix has no SO_ATTACH_FILTER option.
+    #[allow(unsafe_code)]
     pub fn open(netns: &Netns, interface: &str) -> Result<Self, DhcpError> {
         let fail = |op: &'static str| {
             let netns = netns.path().display().to_string();
@@ -155,24 +164,9 @@ impl PacketSocket {
                 source,
             }
         };
-        let fd = netns
-            .run("open packet socket", || {
-                // Protocol 0: nothing is received until bind names the protocol.
-                // SAFETY: plain socket(2) call.
-                let fd = unsafe {
-                    libc::socket(
-                        libc::AF_PACKET,
-                        libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                        0,
-                    )
-                };
-                if fd < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // SAFETY: fd is a new descriptor that nothing else owns.
-                Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-            })?
-            .map_err(fail("open packet socket"))?;
+        let (fd, ifindex, mac) = netns
+            .run("open packet socket", || open_here(interface))?
+            .map_err(|(op, error)| fail(op)(error))?;
         let program = libc::sock_fprog {
             len: DHCP_FILTER.len() as u16,
             filter: DHCP_FILTER.as_ptr().cast_mut(),
@@ -188,32 +182,8 @@ impl PacketSocket {
             )
         })
         .map_err(fail("attach filter"))?;
-
-        // Interface names resolve in the socket's namespace, whichever thread asks.
-        let mut request = ifreq(interface).map_err(fail("look up interface"))?;
-        // SAFETY: request is a valid ifreq.
-        check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFINDEX, &mut request) })
-            .map_err(fail("look up interface"))?;
-        // SAFETY: SIOCGIFINDEX filled the ifindex member of the union.
-        let ifindex = unsafe { request.ifr_ifru.ifru_ifindex };
-        // SAFETY: as above.
-        check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut request) })
-            .map_err(fail("read MAC"))?;
-        // SAFETY: SIOCGIFHWADDR filled the hwaddr member.
-        let hwaddr = unsafe { request.ifr_ifru.ifru_hwaddr.sa_data };
-        let mac = MacAddr(std::array::from_fn(|i| hwaddr[i] as u8));
-
-        let mut address = link_address(ifindex, None);
-        address.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: address is a valid sockaddr_ll of the given length.
-        check(unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&raw const address).cast(),
-                size_of::<libc::sockaddr_ll>() as u32,
-            )
-        })
-        .map_err(fail("bind"))?;
+        let address = link_address(ifindex, (libc::ETH_P_ALL as u16).to_be(), None);
+        bind(fd.as_raw_fd(), &address).map_err(|errno| fail("bind")(errno.into()))?;
         Ok(Self { fd, ifindex, mac })
     }
 
@@ -226,89 +196,97 @@ impl PacketSocket {
     /// nothing is waiting.
     pub fn receive<'a>(&self, buffer: &'a mut [u8]) -> io::Result<Option<&'a [u8]>> {
         loop {
-            let mut from = link_address(0, None);
-            let mut from_len = size_of::<libc::sockaddr_ll>() as u32;
-            // SAFETY: buffer and from are valid for the lengths given.
-            let n = unsafe {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    buffer.as_mut_ptr().cast(),
-                    buffer.len(),
-                    0,
-                    (&raw mut from).cast(),
-                    &mut from_len,
-                )
-            };
-            if n < 0 {
-                let error = io::Error::last_os_error();
-                return match error.kind() {
-                    io::ErrorKind::WouldBlock => Ok(None),
-                    io::ErrorKind::Interrupted => continue,
-                    _ => Err(error),
-                };
-            }
-            if from.sll_pkttype != libc::PACKET_OUTGOING {
-                return Ok(Some(&buffer[..n as usize]));
+            match recvfrom::<LinkAddr>(self.fd.as_raw_fd(), buffer) {
+                Ok((n, from)) => {
+                    if from.is_none_or(|from| from.pkttype() != libc::PACKET_OUTGOING) {
+                        return Ok(Some(&buffer[..n]));
+                    }
+                }
+                Err(Errno::EAGAIN) => return Ok(None),
+                Err(Errno::EINTR) => {}
+                Err(errno) => return Err(errno.into()),
             }
         }
     }
 
     /// Sends a frame out of the interface to `destination`.
     pub fn send(&self, frame: &[u8], destination: MacAddr) -> io::Result<()> {
-        let address = link_address(self.ifindex, Some(destination));
-        // SAFETY: frame and address are valid for the lengths given.
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&raw const address).cast(),
-                size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        let address = link_address(self.ifindex, 0, Some(destination));
+        sendto(self.fd.as_raw_fd(), frame, &address, MsgFlags::empty())?;
+        Ok(())
     }
 
-    /// Whether the interface the socket is bound to still exists.
+    /// Whether the interface the socket is bound to still exists. Asked of the socket, so
+    /// that the name resolves in its namespace rather than this thread's.
+    // SIOCGIFNAME: nix has no wrapper that asks a socket's namespace.
+    #[allow(unsafe_code)]
     pub fn interface_exists(&self) -> bool {
-        // SAFETY: an all-zero ifreq is valid; SIOCGIFNAME reads its ifindex member.
-        let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-        request.ifr_ifru.ifru_ifindex = self.ifindex;
-        // SAFETY: request is a valid ifreq.
+        let mut request = libc::ifreq {
+            ifr_name: [0; libc::IFNAMSIZ],
+            ifr_ifru: libc::__c_anonymous_ifr_ifru {
+                ifru_ifindex: self.ifindex,
+            },
+        };
+        // SAFETY: SIOCGIFNAME reads the ifindex of `request` and writes its name, a
+        // valid ifreq that outlives the call.
         unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SIOCGIFNAME, &mut request) >= 0 }
     }
 }
 
-fn link_address(ifindex: i32, destination: Option<MacAddr>) -> libc::sockaddr_ll {
-    // SAFETY: sockaddr_ll is plain old data; all zeroes is valid.
-    let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    address.sll_family = libc::AF_PACKET as u16;
-    address.sll_ifindex = ifindex;
+/// The socket, the interface's index and its MAC.
+type Opened = (OwnedFd, i32, MacAddr);
+
+/// What [`PacketSocket::open`] does inside the namespace: opens the socket and looks up
+/// the interface, whose name resolves in the namespace of the thread that asks. An
+/// error says which step failed.
+fn open_here(interface: &str) -> Result<Opened, (&'static str, io::Error)> {
+    // Protocol 0: nothing is received until bind names the protocol.
+    let fd = socket(
+        AddressFamily::Packet,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .map_err(|errno| ("open packet socket", errno.into()))?;
+    let ifindex = if_nametoindex(interface)
+        .map_err(io::Error::from)
+        .and_then(|index| i32::try_from(index).map_err(io::Error::other))
+        .map_err(|error| ("look up interface", error))?;
+    let mac = interface_mac(interface).map_err(|error| ("read MAC", error))?;
+    Ok((fd, ifindex, mac))
+}
+
+/// The address of `interface` (its link layer), asked in the calling thread's namespace.
+fn interface_mac(interface: &str) -> io::Result<MacAddr> {
+    getifaddrs()?
+        .filter(|entry| entry.interface_name == interface)
+        .find_map(|entry| entry.address?.as_link_addr()?.addr())
+        .map(MacAddr)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no link-layer address"))
+}
+
+/// A packet socket address on interface `ifindex` (protocol in network byte order),
+/// to `destination` when sending.
+// nix makes a LinkAddr only from a raw sockaddr.
+#[allow(unsafe_code)]
+fn link_address(ifindex: i32, protocol: u16, destination: Option<MacAddr>) -> LinkAddr {
+    let mut address = libc::sockaddr_ll {
+        sll_family: libc::AF_PACKET as u16,
+        sll_protocol: protocol,
+        sll_ifindex: ifindex,
+        sll_hatype: 0,
+        sll_pkttype: 0,
+        sll_halen: 0,
+        sll_addr: [0; 8],
+    };
     if let Some(mac) = destination {
         address.sll_halen = 6;
         address.sll_addr[..6].copy_from_slice(&mac.0);
     }
-    address
-}
-
-fn ifreq(name: &str) -> io::Result<libc::ifreq> {
-    // SAFETY: ifreq is plain old data; all zeroes is valid.
-    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-    if name.is_empty() || name.len() >= request.ifr_name.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "invalid interface name",
-        ));
-    }
-    for (slot, byte) in request.ifr_name.iter_mut().zip(name.bytes()) {
-        *slot = byte as libc::c_char;
-    }
-    Ok(request)
+    let len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: `address` is a sockaddr_ll, valid for `len` bytes, for the call.
+    unsafe { LinkAddr::from_raw((&raw const address).cast(), Some(len)) }
+        .expect("an AF_PACKET sockaddr_ll of its own size is a LinkAddr")
 }
 
 fn check(result: libc::c_int) -> io::Result<()> {

@@ -106,12 +106,14 @@ fn holder(file: &File) -> io::Result<Option<u32>> {
 
 /// A lock (or a probe) of `kind` over the whole file.
 fn whole_file(kind: libc::c_int) -> libc::flock {
-    // SAFETY: flock is plain old data; all zeroes is a valid value (offset 0 from the
-    // start, length 0 meaning "to the end of the file").
-    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-    lock.l_type = kind as libc::c_short;
-    lock.l_whence = libc::SEEK_SET as libc::c_short;
-    lock
+    libc::flock {
+        l_type: kind as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        // From the start, length 0 meaning "to the end of the file".
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! The server: one VM NIC (one MAC) on one interface of a pod namespace, one fixed lease.
 
 use std::{
-    ffi::CString,
     fs, io,
     net::Ipv4Addr,
     os::{
@@ -14,6 +13,7 @@ use std::{
 
 use nix::{
     fcntl::OFlag,
+    net::if_::if_nametoindex,
     poll::{PollFd, PollFlags, PollTimeout, poll},
     unistd::pipe2,
 };
@@ -105,17 +105,13 @@ impl ServerConfig {
         let Ok(netns) = Netns::open(&self.netns) else {
             return Presence::NetnsGone;
         };
-        let Ok(name) = CString::new(self.interface.as_str()) else {
-            return Presence::InterfaceGone;
-        };
-        // SAFETY: if_nametoindex reads a NUL-terminated string that outlives the call.
-        match netns.run("look up interface", || unsafe {
-            libc::if_nametoindex(name.as_ptr())
+        match netns.run("look up interface", || {
+            if_nametoindex(self.interface.as_str())
         }) {
             // Entering it fails when the file is no longer a namespace (unmounted).
             Err(_) => Presence::NetnsGone,
-            Ok(0) => Presence::InterfaceGone,
-            Ok(_) => Presence::Present,
+            Ok(Err(_)) => Presence::InterfaceGone,
+            Ok(Ok(_)) => Presence::Present,
         }
     }
 

@@ -15,6 +15,8 @@
 //!
 //! [`MemoryStore`] has their semantics without durability, for running a policy offline.
 
+#![forbid(unsafe_code)]
+
 mod error;
 #[cfg(feature = "etcd")]
 mod etcd;

@@ -13,14 +13,7 @@ impl MacAddr {
     /// first octet set, bit 0 clear), so it cannot clash with a vendor-assigned one.
     pub fn random_local() -> io::Result<Self> {
         let mut bytes = [0u8; 6];
-        // SAFETY: the buffer is valid for `bytes.len()` writable bytes.
-        let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if n as usize != bytes.len() {
-            return Err(io::Error::other("getrandom returned too few bytes"));
-        }
+        getrandom::fill(&mut bytes)?;
         bytes[0] = (bytes[0] & 0xfe) | 0x02;
         Ok(Self(bytes))
     }

@@ -28,6 +28,8 @@ pub struct TapOptions {
 /// Creates the persistent tap `name` in `netns`. The tap takes the namespace of the
 /// `/dev/net/tun` file it is made through, so that file is opened inside the namespace
 /// (on a throw-away thread); the tap outlives the file (`TUNSETPERSIST`) until deleted.
+// The tun ioctls: nix has no safe wrappers for them.
+#[allow(unsafe_code)]
 pub fn create_tap(netns: &Netns, name: &str, options: &TapOptions) -> Result<()> {
     let fail = |source: io::Error| PlumbingError::Op {
         netns: netns.name(),
@@ -56,12 +58,15 @@ pub fn create_tap(netns: &Netns, name: &str, options: &TapOptions) -> Result<()>
                 .write(true)
                 .open("/dev/net/tun")?;
             let fd = tun.as_raw_fd();
-            // SAFETY: ifreq is plain old data; all zeroes is a valid (empty) value.
-            let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+            let mut request = libc::ifreq {
+                ifr_name: [0; libc::IFNAMSIZ],
+                ifr_ifru: libc::__c_anonymous_ifr_ifru {
+                    ifru_flags: flags as libc::c_short,
+                },
+            };
             for (slot, byte) in request.ifr_name.iter_mut().zip(name.bytes()) {
                 *slot = byte as libc::c_char;
             }
-            request.ifr_ifru.ifru_flags = flags as libc::c_short;
             // SAFETY: `request` is a valid ifreq that outlives the call.
             check(unsafe { libc::ioctl(fd, libc::TUNSETIFF, &request) })?;
             if let Some(uid) = owner {

@@ -11,10 +11,8 @@ use std::{
 
 /// Panics unless the process is root: these tests must not pass by skipping.
 pub fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
+    assert!(
+        nix::unistd::geteuid().is_root(),
         "this test makes network namespaces and must run as root"
     );
 }

@@ -36,7 +36,7 @@ impl Cache {
     /// directory cannot be made or is not ours alone, and policies are then compiled in
     /// memory.
     pub(crate) fn open(dir: PathBuf, engine: &Engine) -> Option<Self> {
-        let owner = rustix::process::geteuid().as_raw();
+        let owner = nix::unistd::geteuid().as_raw();
         match check_dir(&dir, owner) {
             Ok(()) => Some(Self {
                 dir,
@@ -66,6 +66,8 @@ impl Cache {
 
     /// The cached component, or `None` when there is none or it cannot be trusted or
     /// loaded (logged): the caller compiles and stores it again.
+    // Loading a compiled component is unsafe in wasmtime (see the SAFETY comment).
+    #[allow(unsafe_code)]
     pub(crate) fn load(
         &self,
         engine: &Engine,

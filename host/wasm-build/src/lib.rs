@@ -10,6 +10,8 @@
 //! the top of the workspace are the built-in policies ([`GuestComponent::is_builtin`]),
 //! those under `examples/` the examples.
 
+#![forbid(unsafe_code)]
+
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
