@@ -1,29 +1,17 @@
 //! The Ethernet + IPv4 + UDP frame the DHCP server reads off a VM's tap, before the
 //! DHCP message in it is parsed: `plexus-dhcp`'s `frame::dhcp_payload`.
 //!
-//! That function is private to `plexus-dhcp`, so the crate's `frame` module and what it
-//! uses (`error`, `lease`, `packet`) are compiled in here as modules, from their files.
-//!
 //! Properties: any frame gives no payload or a payload inside the frame, from an
 //! unfragmented IPv4 UDP datagram to port 67, within the IP total length and the UDP
 //! length; the payload is handed to `Message::parse`. The server's reply frame for a
 //! payload has a valid IPv4 header checksum and UDP checksum, and with its destination
 //! port set to 67 the parser recovers exactly that payload.
 #![no_main]
-#![allow(dead_code, unused_imports)]
-
-#[path = "../../host/dhcp/src/error.rs"]
-mod error;
-#[path = "../../host/dhcp/src/frame.rs"]
-mod frame;
-#[path = "../../host/dhcp/src/lease.rs"]
-mod lease;
-#[path = "../../host/dhcp/src/packet.rs"]
-mod packet;
 
 use std::net::Ipv4Addr;
 
 use libfuzzer_sys::fuzz_target;
+use plexus_dhcp::{frame, packet};
 use plexus_plumbing::MacAddr;
 
 fuzz_target!(|data: &[u8]| {

@@ -64,6 +64,23 @@ fn default_lease_secs() -> u32 {
 pub struct LeaseError(String);
 
 impl Lease {
+    /// A lease of `address/prefix_len` for `lease_secs` and nothing else: no router, no
+    /// DNS, no routes; the other fields are set on the value.
+    pub fn new(address: Ipv4Addr, prefix_len: u8, lease_secs: u32) -> Self {
+        Lease {
+            address,
+            prefix_len,
+            router: None,
+            dns_servers: Vec::new(),
+            domain: None,
+            search: Vec::new(),
+            mtu: None,
+            routes: Vec::new(),
+            hostname: None,
+            lease_secs,
+        }
+    }
+
     /// The option list of an OFFER or ACK, after options 53 and 54: lease times, mask,
     /// router, DNS, host name, domain, MTU, search list and classless routes.
     pub(crate) fn options(&self) -> Result<Vec<(u8, Vec<u8>)>, LeaseError> {
@@ -265,16 +282,8 @@ mod tests {
 
     fn lease(address: &str, prefix_len: u8, router: Option<&str>) -> Lease {
         Lease {
-            address: ip(address),
-            prefix_len,
             router: router.map(ip),
-            dns_servers: Vec::new(),
-            domain: None,
-            search: Vec::new(),
-            mtu: None,
-            routes: Vec::new(),
-            hostname: None,
-            lease_secs: 3600,
+            ..Lease::new(ip(address), prefix_len, 3600)
         }
     }
 

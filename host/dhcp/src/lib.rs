@@ -38,11 +38,12 @@
 //! 59, 119 and 121; see [`Lease`] for when 121 is sent and what it holds.
 
 mod error;
-mod frame;
+pub mod frame;
 mod lease;
 mod lock;
 pub mod packet;
 mod server;
+mod socket;
 
 pub use error::DhcpError;
 pub use lease::{ClasslessRoute, Lease, LeaseError};

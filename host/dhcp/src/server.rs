@@ -23,9 +23,10 @@ use tracing::{debug, info, warn};
 
 use crate::{
     error::DhcpError,
-    frame::{Endpoints, PacketSocket, dhcp_payload, reply_frame},
+    frame::{Endpoints, dhcp_payload, reply_frame},
     lease::Lease,
     packet::{BOOTREPLY, BOOTREQUEST, BROADCAST_FLAG, Message, MessageType, code},
+    socket::PacketSocket,
 };
 
 /// The server identifier used when the lease names no gateway at all: a link-local

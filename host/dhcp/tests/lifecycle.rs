@@ -13,16 +13,8 @@ fn config(pod: &TestNetns, interface: &str) -> ServerConfig {
         interface: interface.into(),
         client_mac: "02:00:00:00:00:01".parse().unwrap(),
         lease: Lease {
-            address: "10.0.0.2".parse().unwrap(),
-            prefix_len: 24,
             router: Some("10.0.0.1".parse().unwrap()),
-            dns_servers: Vec::new(),
-            domain: None,
-            search: Vec::new(),
-            mtu: None,
-            routes: Vec::new(),
-            hostname: None,
-            lease_secs: 600,
+            ..Lease::new("10.0.0.2".parse().unwrap(), 24, 600)
         },
         server_id: None,
     }

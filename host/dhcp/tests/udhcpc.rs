@@ -212,6 +212,17 @@ exit 0
         path
     }
 
+    /// A udhcpc that keeps running (and renewing), once it has bound a lease.
+    fn bound_udhcpc(&self) -> Process {
+        let udhcpc = Process(
+            self.udhcpc(&["-t", "20", "-T", "1", "-A", "1"])
+                .spawn()
+                .unwrap(),
+        );
+        wait_for("a lease", TIMEOUT, || self.count("bound") == 1);
+        udhcpc
+    }
+
     fn udhcpc(&self, extra: &[&str]) -> Command {
         let script = self.script();
         let mut command = Command::new("ip");
@@ -354,13 +365,7 @@ fn udhcpc_gets_every_option_and_renews() {
     };
     let state = fixture.state_file(lease);
     let mut server = start_server(&state);
-    let udhcpc = Process(
-        fixture
-            .udhcpc(&["-t", "20", "-T", "1", "-A", "1"])
-            .spawn()
-            .unwrap(),
-    );
-    wait_for("a lease", TIMEOUT, || fixture.count("bound") == 1);
+    let udhcpc = fixture.bound_udhcpc();
 
     assert_options(
         &fixture.last("bound"),
@@ -432,25 +437,12 @@ fn udhcpc_slash_32_behind_link_local_gateway() {
     let fixture = Fixture::new(&["169.254.1.1/32"], &["10.30.0.7/32"]);
     fixture.divert_dhcp();
     let lease = Lease {
-        address: ip4("10.30.0.7"),
-        prefix_len: 32,
         router: Some(ip4("169.254.1.1")),
         dns_servers: vec![ip4("10.96.0.10")],
-        domain: None,
-        search: Vec::new(),
-        mtu: None,
-        routes: Vec::new(),
-        hostname: None,
-        lease_secs: 600,
+        ..Lease::new(ip4("10.30.0.7"), 32, 600)
     };
     let _server = start_server(&fixture.state_file(lease));
-    let udhcpc = Process(
-        fixture
-            .udhcpc(&["-t", "20", "-T", "1", "-A", "1"])
-            .spawn()
-            .unwrap(),
-    );
-    wait_for("a lease", TIMEOUT, || fixture.count("bound") == 1);
+    let udhcpc = fixture.bound_udhcpc();
     assert_options(
         &fixture.last("bound"),
         &[
@@ -518,29 +510,15 @@ fn udhcpc_renewing_a_wrong_address_is_refused() {
     let fixture = Fixture::new(&["10.20.0.1/24"], &[]);
     fixture.divert_dhcp();
     let mut lease = Lease {
-        address: ip4("10.20.0.5"),
-        prefix_len: 24,
-        router: None,
-        dns_servers: Vec::new(),
-        domain: None,
-        search: Vec::new(),
-        mtu: None,
         routes: vec![ClasslessRoute {
             destination: ip4("10.21.0.0"),
             prefix_len: 16,
             gateway: ip4("10.20.0.1"),
         }],
-        hostname: None,
-        lease_secs: 600,
+        ..Lease::new(ip4("10.20.0.5"), 24, 600)
     };
     let mut server = start_server(&fixture.state_file(lease.clone()));
-    let udhcpc = Process(
-        fixture
-            .udhcpc(&["-t", "20", "-T", "1", "-A", "1"])
-            .spawn()
-            .unwrap(),
-    );
-    wait_for("a lease", TIMEOUT, || fixture.count("bound") == 1);
+    let udhcpc = fixture.bound_udhcpc();
     let bound = fixture.last("bound");
     assert_options(
         &bound,
