@@ -584,15 +584,26 @@ mod tests {
         Version::parse(HOST_VERSION).unwrap();
     }
 
+    /// An empty component: valid WebAssembly, no policy.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\x00\x01\x00";
+
+    fn builtin(name: &str, wasm: &'static [u8]) -> PolicySource {
+        PolicySource::Builtin {
+            name: name.into(),
+            wasm,
+            sha256: "00",
+        }
+    }
+
+    fn runtime() -> PolicyRuntime {
+        PolicyRuntime::new(None, Limits::default()).unwrap()
+    }
+
     #[test]
     fn a_component_that_is_no_policy_is_invalid() {
-        let runtime = PolicyRuntime::new(None, Limits::default()).unwrap();
-        let source = PolicySource::Builtin {
-            name: "empty".into(),
-            wasm: b"\0asm\x0d\x00\x01\x00",
-            sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-        };
-        let error = runtime.load::<AnyPolicy>(&source).unwrap_err();
+        let error = runtime()
+            .load::<AnyPolicy>(&builtin("empty", EMPTY_COMPONENT))
+            .unwrap_err();
         assert!(matches!(error, PolicyError::Invalid { .. }), "{error}");
         assert!(error.to_string().contains("builtin:empty"), "{error}");
         assert!(error.to_string().contains("none of `select`"), "{error}");
@@ -600,25 +611,17 @@ mod tests {
 
     #[test]
     fn bytes_that_are_no_component_are_invalid() {
-        let runtime = PolicyRuntime::new(None, Limits::default()).unwrap();
-        let source = PolicySource::Builtin {
-            name: "junk".into(),
-            wasm: b"not wasm at all",
-            sha256: "00",
-        };
-        let error = runtime.load::<AnyPolicy>(&source).unwrap_err();
+        let error = runtime()
+            .load::<AnyPolicy>(&builtin("junk", b"not wasm at all"))
+            .unwrap_err();
         assert!(matches!(error, PolicyError::Invalid { .. }), "{error}");
     }
 
     #[test]
     fn precompile_needs_a_cache() {
-        let runtime = PolicyRuntime::new(None, Limits::default()).unwrap();
-        let source = PolicySource::Builtin {
-            name: "empty".into(),
-            wasm: b"\0asm\x0d\x00\x01\x00",
-            sha256: "00",
-        };
-        let error = runtime.precompile(&source).unwrap_err();
+        let error = runtime()
+            .precompile(&builtin("empty", EMPTY_COMPONENT))
+            .unwrap_err();
         assert!(matches!(error, PolicyError::Cache { .. }), "{error}");
     }
 }

@@ -221,11 +221,39 @@ impl Limiter {
     }
 }
 
-/// `used` after growing one of its parts from `current` to `desired`, if that stays within `limit`.
-fn grown(used: usize, current: usize, desired: usize, limit: usize) -> Option<usize> {
-    used.checked_sub(current)?
-        .checked_add(desired)
-        .filter(|&total| total <= limit)
+/// What a request to grow a memory or a table met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Growth {
+    Granted,
+    /// Beyond the memory's or table's own declared maximum: the guest's business.
+    BeyondMaximum,
+    /// Beyond the store's limit: the host refused.
+    BeyondLimit,
+}
+
+/// Decides whether one part of a store's total `used` may grow from `current` to
+/// `desired` within `limit` and its own `maximum`, and counts the growth if it may.
+fn grow(
+    used: &mut usize,
+    current: usize,
+    desired: usize,
+    maximum: Option<usize>,
+    limit: usize,
+) -> Growth {
+    if maximum.is_some_and(|maximum| desired > maximum) {
+        return Growth::BeyondMaximum;
+    }
+    let total = used
+        .checked_sub(current)
+        .and_then(|others| others.checked_add(desired))
+        .filter(|&total| total <= limit);
+    match total {
+        Some(total) => {
+            *used = total;
+            Growth::Granted
+        }
+        None => Growth::BeyondLimit,
+    }
 }
 
 impl ResourceLimiter for Limiter {
@@ -235,19 +263,15 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if maximum.is_some_and(|maximum| desired > maximum) {
-            return Ok(false);
-        }
-        match grown(self.memory_used, current, desired, self.memory_limit) {
-            Some(total) => {
-                self.memory_used = total;
-                Ok(true)
-            }
-            None => {
-                self.memory_refused = true;
-                Ok(false)
-            }
-        }
+        let growth = grow(
+            &mut self.memory_used,
+            current,
+            desired,
+            maximum,
+            self.memory_limit,
+        );
+        self.memory_refused |= growth == Growth::BeyondLimit;
+        Ok(growth == Growth::Granted)
     }
 
     fn table_growing(
@@ -256,16 +280,10 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if maximum.is_some_and(|maximum| desired > maximum) {
-            return Ok(false);
-        }
-        match grown(self.table_elements_used, current, desired, TABLE_ELEMENTS) {
-            Some(total) => {
-                self.table_elements_used = total;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        // Tables are bounded too; only a refused memory is what a guest's abort is
+        // reported as (`memory_refused`).
+        let table = &mut self.table_elements_used;
+        Ok(grow(table, current, desired, maximum, TABLE_ELEMENTS) == Growth::Granted)
     }
 
     fn instances(&self) -> usize {

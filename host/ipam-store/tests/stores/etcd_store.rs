@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use plexus_ipam_store::{EtcdClientIdentity, EtcdConfig, EtcdStore, EtcdTls, Store, StoreError};
+use plexus_ipam_store::{
+    EtcdClientIdentity, EtcdConfig, EtcdStore, EtcdTls, Revision, Store, StoreError,
+};
 
 use crate::workers::{self, StoreSpec};
 use plexus_tests::etcd::EtcdServer;
@@ -35,18 +37,25 @@ fn three_nodes_allocate_300_addresses_without_duplicates() {
     workers::check_allocations(&store, &allocations, 300);
 }
 
-#[test]
-fn etcd_down_is_unreachable_naming_the_endpoints_and_comes_back() {
-    let mut server = EtcdServer::start();
-    // Short, so that the budget of 3 × timeout each failure spends is too.
-    let timeout = Duration::from_secs(1);
-    let store = connect(&server, "pods", timeout);
+/// A store on `server` with `timeout` that allocated `ip/10.0.0.1` to pod-a, and the
+/// allocation's revision.
+fn allocated_one(server: &EtcdServer, timeout: Duration) -> (EtcdStore, Revision) {
+    let store = connect(server, "pods", timeout);
     assert!(
         store
             .compare_and_swap("ip/10.0.0.1", None, b"pod-a")
             .unwrap()
     );
     let (_, revision) = store.get("ip/10.0.0.1").unwrap().unwrap();
+    (store, revision)
+}
+
+#[test]
+fn etcd_down_is_unreachable_naming_the_endpoints_and_comes_back() {
+    let mut server = EtcdServer::start();
+    // Short, so that the budget of 3 × timeout each failure spends is too.
+    let timeout = Duration::from_secs(1);
+    let (store, revision) = allocated_one(&server, timeout);
 
     server.stop();
     let attempt = |name: &str| match name {
@@ -108,13 +117,7 @@ fn etcd_down_is_unreachable_naming_the_endpoints_and_comes_back() {
 fn an_etcd_restart_within_the_retry_budget_is_ridden_out() {
     let mut server = EtcdServer::start();
     // A budget of 15 s: etcd restarts well within it, even on a loaded machine.
-    let store = connect(&server, "pods", Duration::from_secs(5));
-    assert!(
-        store
-            .compare_and_swap("ip/10.0.0.1", None, b"pod-a")
-            .unwrap()
-    );
-    let (_, revision) = store.get("ip/10.0.0.1").unwrap().unwrap();
+    let (store, revision) = allocated_one(&server, Duration::from_secs(5));
 
     server.stop();
     let (writing, started) = std::sync::mpsc::channel();
