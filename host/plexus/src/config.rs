@@ -8,6 +8,8 @@ use plexus_policy::Limits;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::state::StateLayout;
+
 /// Where the pod's annotations arrive when the runtime declares the capability.
 pub const POD_ANNOTATIONS_CAPABILITY: &str = "io.kubernetes.cri.pod-annotations";
 /// The annotation that makes a pod a virtual-machine pod under `vm.mode: annotation`
@@ -114,6 +116,11 @@ pub struct CommonSettings {
 }
 
 impl CommonSettings {
+    /// The paths under `stateDir`.
+    pub fn state_layout(&self) -> StateLayout {
+        StateLayout::new(&self.state_dir)
+    }
+
     /// Reads the shared keys of `object`, which errors name under `prefix` (`""` for the
     /// top level). Only the policy time limit's default differs between the plugins.
     pub fn read(

@@ -11,6 +11,7 @@ use crate::config::ConfigError;
 use crate::networks::NetworksError;
 use crate::pod::PodError;
 use crate::state::StateError;
+use crate::vm::VmError;
 
 /// Plexus's own error codes (the CNI spec leaves 100 and up to plugins).
 pub mod plexus_code {
@@ -80,12 +81,8 @@ pub enum PlexusError {
     },
     #[error("{0}")]
     NotAvailable(String),
-    #[error("VM NIC plumbing: {0}")]
-    Plumbing(#[from] plexus_plumbing::PlumbingError),
-    #[error("VM NIC DHCP: {0}")]
-    Dhcp(#[from] plexus_dhcp::DhcpError),
-    #[error("VM NIC: {0}")]
-    Vm(String),
+    #[error(transparent)]
+    Vm(#[from] VmError),
     #[error("CNI {version} has no {command}")]
     NotInVersion {
         command: plexus_cni::Command,
@@ -208,9 +205,14 @@ impl PlexusError {
             PlexusError::AlreadyAttached { .. } => plexus_code::ALREADY_ATTACHED,
             PlexusError::UnknownAttachment { .. } => code::UNKNOWN_CONTAINER,
             PlexusError::NotAvailable(_) => code::NOT_AVAILABLE,
-            PlexusError::Plumbing(_) | PlexusError::Dhcp(_) | PlexusError::Vm(_) => {
-                plexus_code::VM_PLUMBING
-            }
+            PlexusError::Vm(VmError::State(_)) => code::IO_FAILURE,
+            PlexusError::Vm(
+                VmError::Plumbing(_)
+                | VmError::Dhcp(_)
+                | VmError::DhcpProcess(_)
+                | VmError::NoIpv4Address { .. }
+                | VmError::Broken { .. },
+            ) => plexus_code::VM_PLUMBING,
         };
         let error = CniError::new(code, self.to_string());
         match self {

@@ -19,8 +19,9 @@ const FIRST: RawFd = 3;
 
 /// Marks every descriptor above stderr close-on-exec. Run while the process has one
 /// thread, so that no descriptor can be opened while the others are being marked.
+// nix has no close_range.
+#[allow(unsafe_code)]
 pub fn close_inherited_on_exec() -> io::Result<()> {
-    // nix has no close_range.
     // SAFETY: close_range only changes descriptor flags; it touches no memory. Marking
     // plexus's own descriptors is harmless: Rust opens every one close-on-exec already,
     // and what a child is meant to get (its stdio) is dup2'ed, which clears the flag.
@@ -41,6 +42,8 @@ pub fn close_inherited_on_exec() -> io::Result<()> {
 }
 
 /// Marks close-on-exec each descriptor above stderr that `/proc/self/fd` lists.
+// A descriptor number from /proc becomes a BorrowedFd only by an unsafe call.
+#[allow(unsafe_code)]
 fn mark_listed() -> io::Result<()> {
     let fds: Vec<RawFd> = fs::read_dir("/proc/self/fd")?
         .filter_map(Result::ok)

@@ -1,30 +1,9 @@
 //! `plexus`: a CNI plugin when `CNI_COMMAND` is set, a command-line tool otherwise, and
 //! the IPAM plugin when invoked as `plexus-ipam`.
 
-mod builtins;
-mod cli;
-mod cni_io;
-mod config;
-mod crash_point;
-mod error;
-mod fds;
-mod flock;
-mod ipam;
-mod logging;
-mod network_status;
-mod networks;
-mod plugin;
-mod pod;
-mod policy_io;
-mod recording;
-mod requested;
-mod selection;
-mod state;
-
 use std::process::ExitCode;
 
-/// The name `plexus` answers to as a delegate's `ipam.type`.
-const IPAM_NAME: &str = "plexus-ipam";
+use plexus::{IPAM_NAME, cli, fds, ipam, plugin};
 
 fn main() -> ExitCode {
     // First, while there is one thread and no child. Should it fail (no /proc on an old

@@ -10,7 +10,7 @@ use plexus_cni::{CniVersion, Command, Invocation};
 use plexus_policy::{PolicyRuntime, Selector};
 use serde_json::{Map, Value, json};
 
-use super::CliResult;
+use super::{CliError, CliResult};
 use crate::config::PluginConfig;
 use crate::networks;
 use crate::pod;
@@ -45,23 +45,15 @@ pub fn run(args: &ExplainArgs) -> CliResult {
     if !config.declares_pod_annotations() {
         eprintln!("warning: {}", pod::missing_capability());
     }
-    let networks = networks::scan(&config.networks_dir).map_err(|err| err.to_string())?;
+    let networks = networks::scan(&config.networks_dir)?;
     let invocation = described_pod(args)?;
-    let request = policy_io::select_request(&invocation, &config, &networks)
-        .map_err(|err| err.to_string())?;
-    let runtime =
-        PolicyRuntime::new(None, config.common.policy_limits).map_err(|err| err.to_string())?;
-    let selector: Selector =
-        load_policy(&runtime, "select", &config.select).map_err(|err| err.to_string())?;
-    let chosen = selector
-        .select(&runtime, &request)
-        .map_err(|err| err.to_string())?;
+    let request = policy_io::select_request(&invocation, &config, &networks)?;
+    let runtime = PolicyRuntime::new(None, config.common.policy_limits)?;
+    let selector: Selector = load_policy(&runtime, "select", &config.select)?;
+    let chosen = selector.select(&runtime, &request)?;
 
-    networks
-        .check_chosen(&chosen)
-        .map_err(|err| err.to_string())?;
-    let planned = selection::check(&selector, &config, &networks.usable, chosen)
-        .map_err(|err| err.to_string())?;
+    networks.check_chosen(&chosen)?;
+    let planned = selection::check(&selector, &config, &networks.usable, chosen)?;
     let attachments: Vec<Value> = planned
         .iter()
         .map(|planned| {
@@ -85,7 +77,7 @@ pub fn run(args: &ExplainArgs) -> CliResult {
         })
         .collect();
     if args.json {
-        let text = serde_json::to_string_pretty(&attachments).map_err(|err| err.to_string())?;
+        let text = serde_json::to_string_pretty(&attachments)?;
         println!("{text}");
     } else {
         println!(
@@ -119,7 +111,7 @@ pub fn run(args: &ExplainArgs) -> CliResult {
 
 /// The plexus plugin's configuration as the runtime would hand it over: from a conflist,
 /// the plugin entry with the list's `cniVersion` and `name`, as libcni injects them.
-fn plugin_config(path: &Path) -> Result<PluginConfig, String> {
+fn plugin_config(path: &Path) -> Result<PluginConfig, CliError> {
     let text = std::fs::read(path).map_err(|err| format!("{}: {err}", path.display()))?;
     let mut document: Value =
         serde_json::from_slice(&text).map_err(|err| format!("{}: {err}", path.display()))?;
@@ -139,12 +131,12 @@ fn plugin_config(path: &Path) -> Result<PluginConfig, String> {
     if document.get("cniVersion").is_none() {
         document["cniVersion"] = json!(CniVersion::LATEST.as_str());
     }
-    PluginConfig::from_slice(document.to_string().as_bytes())
-        .map_err(|err| format!("{}: {err}", path.display()))
+    Ok(PluginConfig::from_slice(document.to_string().as_bytes())
+        .map_err(|err| format!("{}: {err}", path.display()))?)
 }
 
 /// The invocation a runtime would make for the described pod, annotations in `K8S_ANNOT`.
-fn described_pod(args: &ExplainArgs) -> Result<Invocation, String> {
+fn described_pod(args: &ExplainArgs) -> Result<Invocation, CliError> {
     let mut annotations = Map::new();
     for pair in &args.annotations {
         let (key, value) = pair

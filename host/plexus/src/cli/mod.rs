@@ -1,12 +1,13 @@
 //! `plexus` without `CNI_COMMAND`: tools for operators and policy authors.
 
-mod cases;
+pub mod cases;
 mod demo;
-pub(crate) mod dhcp;
+mod dhcp;
 mod explain;
 mod policy;
 mod scaffold;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -44,8 +45,13 @@ enum CliCommand {
     /// What selection would give a described pod, touching nothing.
     Explain(explain::ExplainArgs),
     /// The main job on this machine: two networks into one pod, and into a VM pod's VM,
-    /// then gone again.
-    Demo(demo::DemoArgs),
+    /// then gone again (runs `plexus-demo`, which a checkout builds beside plexus).
+    #[command(disable_help_flag = true)]
+    Demo {
+        /// Passed on to `plexus-demo` (`--help` lists them).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -85,13 +91,13 @@ pub fn main() -> ExitCode {
             container_id,
             state_dir,
         } => status(&container_id, &state_dir),
-        CliCommand::Dhcp(DhcpCommand::Serve { state, worker }) => dhcp::serve_state(&state, worker),
+        CliCommand::Dhcp(DhcpCommand::Serve { state, worker }) => dhcp::serve(&state, worker),
         CliCommand::Dhcp(DhcpCommand::Restore {
             state_dir,
             log_file,
         }) => dhcp::restore(&state_dir, log_file.as_deref()),
         CliCommand::Explain(args) => explain::run(&args),
-        CliCommand::Demo(args) => demo::run(&args),
+        CliCommand::Demo { args } => demo::run(&args),
     };
     match outcome {
         Ok(code) => code,
@@ -102,27 +108,29 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// A CLI failure: a message for a person.
-type CliResult = Result<ExitCode, String>;
+/// A command's outcome; a failure is told to a person, on stderr.
+type CliResult = Result<ExitCode, CliError>;
+
+/// Why a command failed: a library's typed error, or a message of the command's own.
+type CliError = Box<dyn std::error::Error + Send + Sync>;
 
 fn status(container_id: &str, state_dir: &std::path::Path) -> CliResult {
     plexus_cni::validate_container_id(container_id)
         .map_err(|reason| format!("container id {container_id:?}: {reason}"))?;
-    let store = StateStore::open(state_dir).map_err(|err| err.to_string())?;
-    let records = store
-        .records_of(container_id)
-        .map_err(|err| err.to_string())?;
+    let store = StateStore::open(state_dir)?;
+    let records = store.records_of(container_id)?;
     if records.is_empty() {
         return Err(format!(
             "no attachment recorded for container {container_id} in {}",
             state_dir.display()
-        ));
+        )
+        .into());
     }
     let statuses: Vec<_> = records
         .iter()
         .flat_map(|record| record.network_status.iter())
         .collect();
-    let json = serde_json::to_string_pretty(&statuses).map_err(|err| err.to_string())?;
+    let json = serde_json::to_string_pretty(&statuses)?;
     println!("{json}");
     Ok(ExitCode::SUCCESS)
 }

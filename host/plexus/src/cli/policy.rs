@@ -18,11 +18,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::cases;
-use super::{CliResult, scaffold};
+use super::{CliError, CliResult, scaffold};
 use crate::builtins;
 use crate::config::{DEFAULT_MAX_ATTACHMENTS, DEFAULT_STATE_DIR};
 use crate::error::PlexusError;
 use crate::recording::{self, Recording};
+use crate::state::StateLayout;
 use crate::{policy_io, selection};
 
 #[derive(Subcommand)]
@@ -89,7 +90,7 @@ pub fn run(command: PolicyCommand) -> CliResult {
             let (runtime, policy) = load(&policy, None)?;
             let request = Request::shape(&policy, read_json(&input)?)
                 .map_err(|err| format!("{}: {err}", input.display()))?;
-            let output = answer(&runtime, &policy, &request).map_err(|err| err.to_string())?;
+            let output = answer(&runtime, &policy, &request)?;
             print_json(&output)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -113,25 +114,25 @@ pub fn run(command: PolicyCommand) -> CliResult {
         } => inspect(&policy, &state_dir, json),
         PolicyCommand::Compile { wasm, state_dir } => {
             let source = source(&wasm)?;
-            let runtime = PolicyRuntime::new(Some(state_dir.join("cache")), Limits::default())
-                .map_err(|err| err.to_string())?;
-            let artifact = runtime.precompile(&source).map_err(|err| err.to_string())?;
+            let runtime = PolicyRuntime::new(
+                Some(StateLayout::new(&state_dir).cache_dir()),
+                Limits::default(),
+            )?;
+            let artifact = runtime.precompile(&source)?;
             println!("{}", artifact.display());
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn source(spec: &str) -> Result<PolicySource, String> {
-    PolicySource::parse(spec, &builtins::table()).map_err(|err| err.to_string())
+fn source(spec: &str) -> Result<PolicySource, CliError> {
+    Ok(PolicySource::parse(spec, &builtins::table())?)
 }
 
 /// Offline runs compile in memory: an author's machine has no node cache to fill.
-fn load(spec: &str, cache: Option<PathBuf>) -> Result<(PolicyRuntime, AnyPolicy), String> {
-    let runtime = PolicyRuntime::new(cache, Limits::default()).map_err(|err| err.to_string())?;
-    let policy = runtime
-        .load(&source(spec)?)
-        .map_err(|err| err.to_string())?;
+fn load(spec: &str, cache: Option<PathBuf>) -> Result<(PolicyRuntime, AnyPolicy), CliError> {
+    let runtime = PolicyRuntime::new(cache, Limits::default())?;
+    let policy = runtime.load(&source(spec)?)?;
     Ok((runtime, policy))
 }
 
@@ -379,7 +380,8 @@ fn test(spec: &str, paths: &[PathBuf], json: bool) -> CliResult {
                 .map(|path| path.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
-        ));
+        )
+        .into());
     }
     let verdicts: Vec<Verdict> = cases
         .into_iter()
@@ -451,14 +453,13 @@ fn replay(spec: &str, dir: &Path, json: bool) -> CliResult {
 /// Looks the policy up in the cache without compiling into it: inspecting is not
 /// compiling for the node.
 fn inspect(spec: &str, state_dir: &Path, json: bool) -> CliResult {
-    let runtime = PolicyRuntime::new(Some(state_dir.join("cache")), Limits::default())
-        .map_err(|err| err.to_string())?;
-    let info = runtime
-        .inspect(&source(spec)?)
-        .map_err(|err| err.to_string())?;
+    let runtime = PolicyRuntime::new(
+        Some(StateLayout::new(state_dir).cache_dir()),
+        Limits::default(),
+    )?;
+    let info = runtime.inspect(&source(spec)?)?;
     if json {
-        return print_json(&serde_json::to_value(&info).map_err(|err| err.to_string())?)
-            .map(|()| ExitCode::SUCCESS);
+        return print_json(&serde_json::to_value(&info)?).map(|()| ExitCode::SUCCESS);
     }
     println!("policy       {}", info.policy);
     println!("world        {} ({})", info.world, info.kind);
@@ -492,7 +493,7 @@ fn exit_code(success: bool) -> ExitCode {
     }
 }
 
-fn case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+fn case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -503,7 +504,7 @@ fn case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
                 .filter(|file| file.extension().is_some_and(|ext| ext == "json"))
                 .collect();
             if found.is_empty() {
-                return Err(format!("{}: no case files (*.json) in it", path.display()));
+                return Err(format!("{}: no case files (*.json) in it", path.display()).into());
             }
             found.sort();
             files.extend(found);
@@ -514,13 +515,13 @@ fn case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
-fn read_json(path: &Path) -> Result<Value, String> {
+fn read_json(path: &Path) -> Result<Value, CliError> {
     let text = fs::read(path).map_err(|err| format!("{}: {err}", path.display()))?;
-    serde_json::from_slice(&text).map_err(|err| format!("{}: {err}", path.display()))
+    Ok(serde_json::from_slice(&text).map_err(|err| format!("{}: {err}", path.display()))?)
 }
 
-fn print_json(value: &Value) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(value).map_err(|err| err.to_string())?;
+fn print_json(value: &Value) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value)?;
     println!("{text}");
     Ok(())
 }

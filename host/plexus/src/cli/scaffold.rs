@@ -27,7 +27,7 @@ pub fn new_policy(name: &str, kind: Kind, parent: &Path) -> CliResult {
     check_name(name)?;
     let project = parent.join(name);
     if project.exists() {
-        return Err(format!("{} already exists", project.display()));
+        return Err(format!("{} already exists", project.display()).into());
     }
     let (world, key, cases_file, source, cases) = match kind {
         Kind::Select => (

@@ -30,7 +30,6 @@ use crate::flock;
 use crate::logging;
 use crate::policy_io;
 use crate::selection;
-use crate::state;
 use config::{IpamConfig, StoreChoice};
 
 /// Runs the invocation and prints its answer; the exit status tells success.
@@ -64,7 +63,7 @@ fn run(invocation: Invocation, stdin: &[u8]) -> Result<Option<Value>, PlexusErro
     }
     let store = store.map_err(in_network)?;
     let runtime = PolicyRuntime::new(
-        Some(state::cache_dir(&config.common.state_dir)),
+        Some(config.common.state_layout().cache_dir()),
         config.common.policy_limits,
     )
     .map_err(|error| in_network(error.into()))?;
@@ -98,7 +97,7 @@ fn run(invocation: Invocation, stdin: &[u8]) -> Result<Option<Value>, PlexusErro
 fn open_store(config: &IpamConfig) -> Result<Arc<dyn Store>, PlexusError> {
     Ok(match &config.store {
         StoreChoice::File => Arc::new(FileStore::open(
-            state::ipam_dir(&config.common.state_dir),
+            config.common.state_layout().ipam_dir(),
             &config.network,
         )?),
         StoreChoice::Etcd(etcd) => Arc::new(EtcdStore::connect(etcd, &config.network)?),
@@ -108,8 +107,9 @@ fn open_store(config: &IpamConfig) -> Result<Arc<dyn Store>, PlexusError> {
 /// Waits for this node's lock on the network's allocations:
 /// `<stateDir>/locks/ipam/<network>.lock`.
 fn network_lock(config: &IpamConfig) -> Result<Flock<File>, PlexusError> {
-    let dir = config.common.state_dir.join("locks").join("ipam");
-    let path = dir.join(format!("{}.lock", config.network));
+    let layout = config.common.state_layout();
+    let dir = layout.ipam_locks_dir();
+    let path = layout.ipam_network_lock(&config.network);
     let locked = DirBuilder::new()
         .recursive(true)
         .mode(0o700)

@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 
+use super::Context;
 use super::delegates;
-use super::{Context, vm};
 use crate::config::DEFAULT_SELECT;
 use crate::crash_point;
 use crate::error::{PlexusError, TeardownFailure};
@@ -24,6 +24,7 @@ use crate::recording::{self, Recorder, Recording};
 use crate::requested;
 use crate::selection::{self, Planned, load_policy};
 use crate::state::{AttachmentRecord, Record};
+use crate::vm;
 
 pub fn add(context: &Context) -> Result<Value, PlexusError> {
     let container_id = context.container_id();
@@ -87,7 +88,7 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
 
     // The delegates' attachments exist from here on: any failure undoes them.
     let finished = (if request.vm {
-        vm::attach_all(context, &mut record)
+        vm::attach_all(&context.store, &context.config, &mut record).map_err(PlexusError::from)
     } else {
         Ok(())
     })

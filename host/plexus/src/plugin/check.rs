@@ -3,8 +3,9 @@
 
 use std::path::Path;
 
-use super::{Context, vm};
+use super::Context;
 use crate::error::PlexusError;
+use crate::vm;
 
 pub fn check(context: &Context) -> Result<(), PlexusError> {
     let container_id = context.container_id();
@@ -26,7 +27,7 @@ pub fn check(context: &Context) -> Result<(), PlexusError> {
         };
         if let Some(vm) = &attachment.vm {
             let netns = context.invocation.netns.as_deref().unwrap_or_default();
-            vm::check(context, vm, Path::new(netns))?;
+            vm::check(&context.config, vm, Path::new(netns))?;
             continue;
         }
         // CHECK is skipped by the library for delegates older than 0.4.0 or with

@@ -8,10 +8,10 @@ use std::thread;
 use plexus_cni::{CniResult, DelegateError, Runner};
 use tracing::{info, warn};
 
-use super::vm;
 use crate::crash_point;
 use crate::error::TeardownFailure;
 use crate::state::AttachmentRecord;
+use crate::vm;
 
 /// Runs the attachments' ADDs and returns the outcomes in attachment order, whatever
 /// order they finished in. One after another, the first failure stops the rest (there is

@@ -7,9 +7,6 @@ mod delegates;
 mod gc;
 mod status;
 mod teardown;
-mod vm;
-
-pub use vm::VmAttachment;
 
 use std::process::ExitCode;
 
@@ -37,7 +34,7 @@ impl Context {
     /// for an engine.
     fn policy_runtime(&self) -> Result<PolicyRuntime, PlexusError> {
         Ok(PolicyRuntime::new(
-            Some(self.store.cache_dir()),
+            Some(self.store.layout().cache_dir()),
             self.config.common.policy_limits,
         )?)
     }

@@ -8,53 +8,88 @@
 //! server lives and dies with its pod, and its state file (the whole lease) is all a
 //! restart needs (`plexus dhcp restore`, or CHECK for one pod).
 
-use std::fs;
-use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use plexus_cni::CniResult;
-use plexus_dhcp::{ClasslessRoute, Lease, ServerConfig, remove_lock_file, server_pid};
+use plexus_dhcp::{ClasslessRoute, Lease, ServerConfig, server_pid};
 use plexus_plumbing::{
-    Netlink, Netns, TapOptions, VmNic, attach_vm_nic, detach_vm_nic, plan_vm_nic,
+    MacAddr, Netlink, Netns, TapOptions, VmNic, attach_vm_nic, detach_vm_nic, plan_vm_nic,
 };
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::Context;
-use crate::cli::dhcp::{self, Started};
+use crate::config::PluginConfig;
 use crate::crash_point;
-use crate::error::PlexusError;
-use crate::state::Record;
+use crate::dhcp_process::{self, DhcpProcessError, Started};
+use crate::state::{Record, StateError, StateStore, VmAttachment};
 
-/// What VM plumbing did for one attachment: all DEL needs to undo it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VmAttachment {
-    pub nic: VmNic,
-    /// The DHCP server's state file (whoever serves it holds the lock beside it).
-    #[serde(default)]
-    pub dhcp_state: Option<PathBuf>,
+/// Why a VM NIC cannot be made, undone or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("VM NIC plumbing: {0}")]
+    Plumbing(#[from] plexus_plumbing::PlumbingError),
+    #[error("VM NIC DHCP: {0}")]
+    Dhcp(#[from] plexus_dhcp::DhcpError),
+    #[error("VM NIC: {0}")]
+    DhcpProcess(#[from] DhcpProcessError),
+    #[error("VM NIC: {veth}: the delegate gave it no IPv4 address for the VM")]
+    NoIpv4Address { veth: String },
+    /// What CHECK found wrong with a NIC, named by its tap and veth.
+    #[error("VM NIC: {tap} ({veth}): {fault}")]
+    Broken {
+        tap: String,
+        veth: String,
+        fault: NicFault,
+    },
+    /// Recording the plan, or writing the description for the VM runtime.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// What is wrong with a VM NIC's plumbing.
+#[derive(Debug, thiserror::Error)]
+pub enum NicFault {
+    #[error("{0} is missing")]
+    Missing(String),
+    #[error("{name} is a {found:?}, not a {expected}")]
+    WrongKind {
+        name: String,
+        found: String,
+        expected: &'static str,
+    },
+    #[error("{port} is not on {bridge}")]
+    NotOnBridge { port: String, bridge: String },
+    #[error("{name} has MAC {found:?}, not {expected}")]
+    WrongMac {
+        name: String,
+        found: Option<MacAddr>,
+        expected: MacAddr,
+    },
+    #[error("no DHCP server was recorded")]
+    NoDhcpServer,
 }
 
 /// Hands every attachment's veth over to the VM. The plan (each veth exactly as its
 /// delegate left it) is recorded before anything changes, so that DEL after a crash here
 /// can restore it; each step is recorded as it is made.
-pub fn attach_all(context: &Context, record: &mut Record) -> Result<(), PlexusError> {
+pub fn attach_all(
+    store: &StateStore,
+    config: &PluginConfig,
+    record: &mut Record,
+) -> Result<(), VmError> {
     let netns_path = record.netns.clone().unwrap_or_default();
     let netns = Netns::open(&netns_path)?;
-    let dhcp_dir = context.store.dhcp_dir();
+    let layout = store.layout();
     for attachment in &mut record.attachments {
         let nic = plan_vm_nic(&netns, attachment.ifname(), TapOptions::default())?;
-        let state = dhcp_dir.join(format!("{}-{}.json", record.container_id, nic.veth));
+        let state = layout.dhcp_state(&record.container_id, &nic.veth);
         attachment.vm = Some(VmAttachment {
             nic,
             dhcp_state: Some(state),
         });
     }
-    context.store.save(record)?;
+    store.save(record)?;
     crash_point::reached("add:vm-planned");
 
     for (index, attachment) in record.attachments.iter().enumerate() {
@@ -72,30 +107,25 @@ pub fn attach_all(context: &Context, record: &mut Record) -> Result<(), PlexusEr
             netns: PathBuf::from(&netns_path),
             interface: nic.tap.clone(),
             client_mac: nic.mac,
-            lease: lease(nic, &result, primary, context.config.vm_lease_secs)?,
+            lease: lease(nic, &result, primary, config.vm_lease_secs)?,
             server_id: None,
         };
         // A server left from an earlier pod of this name would go on answering with the
         // lease it read when it started.
-        dhcp::stop(state).map_err(PlexusError::Vm)?;
+        dhcp_process::stop(state)?;
         server.save(state)?;
-        start_dhcp(context, state)?;
+        start_dhcp(config, state)?;
         info!(tap = %nic.tap, mac = %nic.mac, address = %server.lease.address, "VM NIC ready");
         crash_point::reached_at("add:vm-nic", index);
     }
-    describe(context, record)
+    describe(store, record)
 }
 
 /// Starts the DHCP server of `state`, detached, logging where the plugin does, and
 /// returns once it serves.
-fn start_dhcp(context: &Context, state: &Path) -> Result<(), PlexusError> {
-    let log = context
-        .config
-        .common
-        .log_file
-        .as_deref()
-        .map_or_else(Stdio::null, dhcp::log_to);
-    match dhcp::start_detached(state, log).map_err(PlexusError::Vm)? {
+fn start_dhcp(config: &PluginConfig, state: &Path) -> Result<(), VmError> {
+    let log_file = config.common.log_file.as_deref();
+    match dhcp_process::start_detached(state, log_file)? {
         Started::Now(pid) | Started::Already(pid) => {
             info!(state = %state.display(), pid, "DHCP server running");
             Ok(())
@@ -107,26 +137,13 @@ fn start_dhcp(context: &Context, state: &Path) -> Result<(), PlexusError> {
 /// Each part that is already gone is fine, so this can run any number of times. A server
 /// that cannot be stopped keeps its files, for the runtime's retry; the veth is restored
 /// all the same (the server ends by itself once its tap is gone).
-pub fn detach(vm: &VmAttachment, netns: &Path) -> Result<(), PlexusError> {
+pub fn detach(vm: &VmAttachment, netns: &Path) -> Result<(), VmError> {
     let stopped = match &vm.dhcp_state {
-        Some(state) => dhcp::stop(state)
-            .map_err(PlexusError::Vm)
-            .and_then(|()| forget_dhcp(state)),
+        Some(state) => dhcp_process::stop(state).and_then(|()| dhcp_process::forget(state)),
         None => Ok(()),
     };
     detach_vm_nic(netns, &vm.nic)?;
-    stopped
-}
-
-/// Removes a stopped server's state file, then its lock file.
-fn forget_dhcp(state: &Path) -> Result<(), PlexusError> {
-    if let Err(error) = fs::remove_file(state)
-        && error.kind() != io::ErrorKind::NotFound
-    {
-        warn!(state = %state.display(), %error, "cannot remove a DHCP state file");
-    }
-    remove_lock_file(state)?;
-    Ok(())
+    Ok(stopped?)
 }
 
 /// CHECK of one VM attachment. The delegate's own CHECK cannot be asked: it would find
@@ -135,18 +152,23 @@ fn forget_dhcp(state: &Path) -> Result<(), PlexusError> {
 /// MAC it got — and a DHCP server that is missing is started again from its state file
 /// (the VM would lose its address at the end of its lease otherwise; the state file holds
 /// all the server needs, and the NIC's lock keeps it to one server).
-pub fn check(context: &Context, vm: &VmAttachment, netns: &Path) -> Result<(), PlexusError> {
+pub fn check(config: &PluginConfig, vm: &VmAttachment, netns: &Path) -> Result<(), VmError> {
     let nic = &vm.nic;
-    let broken = |what: String| PlexusError::Vm(format!("{} ({}): {what}", nic.tap, nic.veth));
+    let broken = |fault: NicFault| VmError::Broken {
+        tap: nic.tap.clone(),
+        veth: nic.veth.clone(),
+        fault,
+    };
     let netlink = Netlink::connect(&Netns::open(netns)?)?;
-    let find = |name: &str, kind: &str| -> Result<_, PlexusError> {
+    let find = |name: &str, expected: &'static str| -> Result<_, VmError> {
         match netlink.find_link(name)? {
-            Some(link) if link.kind.as_deref() == Some(kind) => Ok(link),
-            Some(link) => Err(broken(format!(
-                "{name} is a {:?}, not a {kind}",
-                link.kind.unwrap_or_default()
-            ))),
-            None => Err(broken(format!("{name} is missing"))),
+            Some(link) if link.kind.as_deref() == Some(expected) => Ok(link),
+            Some(link) => Err(broken(NicFault::WrongKind {
+                name: name.to_owned(),
+                found: link.kind.unwrap_or_default(),
+                expected,
+            })),
+            None => Err(broken(NicFault::Missing(name.to_owned()))),
         }
     };
     let bridge = find(&nic.bridge, "bridge")?;
@@ -154,24 +176,28 @@ pub fn check(context: &Context, vm: &VmAttachment, netns: &Path) -> Result<(), P
     // Any kind: the delegate decides what its interface is (veth, macvlan, ...).
     let veth = netlink
         .find_link(&nic.veth)?
-        .ok_or_else(|| broken(format!("{} is missing", nic.veth)))?;
+        .ok_or_else(|| broken(NicFault::Missing(nic.veth.clone())))?;
     for port in [&tap, &veth] {
         if port.controller != Some(bridge.index) {
-            return Err(broken(format!("{} is not on {}", port.name, bridge.name)));
+            return Err(broken(NicFault::NotOnBridge {
+                port: port.name.clone(),
+                bridge: bridge.name.clone(),
+            }));
         }
     }
     if veth.mac != Some(nic.veth_attached_mac) {
-        return Err(broken(format!(
-            "{} has MAC {:?}, not {}",
-            veth.name, veth.mac, nic.veth_attached_mac
-        )));
+        return Err(broken(NicFault::WrongMac {
+            name: veth.name.clone(),
+            found: veth.mac,
+            expected: nic.veth_attached_mac,
+        }));
     }
     let Some(state) = &vm.dhcp_state else {
-        return Err(broken("no DHCP server was recorded".into()));
+        return Err(broken(NicFault::NoDhcpServer));
     };
     if server_pid(state)?.is_none() {
         warn!(state = %state.display(), "the DHCP server of a VM NIC is gone; starting it again");
-        start_dhcp(context, state)?;
+        start_dhcp(config, state)?;
     }
     Ok(())
 }
@@ -184,8 +210,7 @@ fn lease(
     result: &CniResult,
     primary: bool,
     lease_secs: u32,
-) -> Result<Lease, PlexusError> {
-    let unusable = |reason: String| PlexusError::Vm(format!("{}: {reason}", nic.veth));
+) -> Result<Lease, VmError> {
     let address = nic
         .addresses
         .iter()
@@ -193,7 +218,9 @@ fn lease(
             IpAddr::V4(address) if record.scope == 0 => Some((address, record.prefix_len)),
             _ => None,
         })
-        .ok_or_else(|| unusable("the delegate gave it no IPv4 address for the VM".into()))?;
+        .ok_or_else(|| VmError::NoIpv4Address {
+            veth: nic.veth.clone(),
+        })?;
     let v4 = |ip: IpAddr| match ip {
         IpAddr::V4(v4) => Some(v4),
         IpAddr::V6(_) => None,
@@ -252,7 +279,7 @@ const KERNEL_PROTOCOL: u8 = 2;
 
 /// Writes `<stateDir>/vm/<container>.json`, what the VM runtime needs to plug the VM in:
 /// per NIC, in attachment order, the tap, the MAC, address, gateway, routes, DNS and MTU.
-fn describe(context: &Context, record: &Record) -> Result<(), PlexusError> {
+fn describe(store: &StateStore, record: &Record) -> Result<(), VmError> {
     let nics: Vec<_> = record
         .attachments
         .iter()
@@ -276,8 +303,6 @@ fn describe(context: &Context, record: &Record) -> Result<(), PlexusError> {
             }))
         })
         .collect();
-    context
-        .store
-        .write_vm_description(&record.container_id, &json!({ "nics": nics }))?;
+    store.write_vm_description(&record.container_id, &json!({ "nics": nics }))?;
     Ok(())
 }

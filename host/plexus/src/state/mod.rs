@@ -1,25 +1,24 @@
-//! What ADD did, on disk under `stateDir`, so that DEL, CHECK, GC and `plexus status` can
-//! work from it whatever happened to the configuration since.
-//!
-//! Layout: `attachments/<container-id>/<ifname>.json` (one record per plexus attachment),
-//! `locks/<container-id>.lock` (serialises invocations for one container), `cache/` (the
-//! policy runtime's compiled artifacts). Everything is root-only.
+//! The state directory (`stateDir`): what ADD did, kept so that DEL, CHECK, GC and
+//! `plexus status` can work from it, written so that a crash or power loss leaves whole
+//! files, and locked per container. Its paths are named in [`layout`]; everything in it is
+//! root-only.
+
+mod layout;
+mod record;
+
+pub use layout::StateLayout;
+pub use record::{AttachmentRecord, Record, VmAttachment};
 
 use std::fs::{self, DirBuilder, File};
 use std::io::{self, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use nix::fcntl::{Flock, FlockArg};
-use plexus_cni::{CniResult, CniVersion, NetworkConfigList, RuntimeConf};
-use plexus_policy::types::Attachment;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tracing::{error, warn};
 
 use crate::flock::lock_current;
-use crate::network_status::NetworkStatus;
-use crate::plugin::VmAttachment;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -44,85 +43,10 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
     }
 }
 
-/// One plexus attachment: everything needed to undo or check it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Record {
-    /// When ADD began: GC leaves alone what was made after it started.
-    #[serde(default = "unknown_time")]
-    pub created: SystemTime,
-    pub container_id: String,
-    pub ifname: String,
-    pub netns: Option<String>,
-    /// The caller's version, for printing results of later commands.
-    pub cni_version: CniVersion,
-    pub attachments: Vec<AttachmentRecord>,
-    /// Written once every delegate succeeded; empty while ADD is under way.
-    #[serde(default)]
-    pub network_status: Vec<NetworkStatus>,
-}
-
-/// Records written before `created` existed count as old.
-fn unknown_time() -> SystemTime {
-    SystemTime::UNIX_EPOCH
-}
-
-/// One delegate attachment as ADD ran it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AttachmentRecord {
-    /// The network's `name`.
-    pub network: String,
-    /// The name the pod asked for the network by, when it did (`calico`,
-    /// `namespace/name`): what network-status and errors show.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requested_as: Option<String>,
-    /// What the selection policy asked for: network file, interface name, addresses...
-    pub selected: Attachment,
-    /// The delegate configuration exactly as ADD used it.
-    pub config: NetworkConfigList,
-    pub runtime: RuntimeConf,
-    /// The delegate's result; `None` while its ADD has not returned.
-    pub result: Option<CniResult>,
-    /// For a VM pod, what was done to hand this attachment to the VM.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vm: Option<VmAttachment>,
-}
-
-impl AttachmentRecord {
-    pub fn ifname(&self) -> &str {
-        &self.selected.ifname
-    }
-
-    pub fn file(&self) -> &str {
-        &self.selected.network_file
-    }
-
-    /// How errors name the network: as the pod asked for it, with the configuration's
-    /// own `name` beside it when that differs (`calico (k8s-pod-network)`).
-    pub fn shown_name(&self) -> String {
-        match &self.requested_as {
-            Some(asked) if *asked != self.network => format!("{asked} ({})", self.network),
-            _ => self.network.clone(),
-        }
-    }
-}
-
-/// Where policies compiled for this node are kept, under the state directory `root`.
-pub fn cache_dir(root: &Path) -> PathBuf {
-    root.join("cache")
-}
-
-/// Where `plexus-ipam`'s file store keeps each network's allocations, under the state
-/// directory `root`.
-pub fn ipam_dir(root: &Path) -> PathBuf {
-    root.join("ipam")
-}
-
 /// The state directory.
 #[derive(Debug, Clone)]
 pub struct StateStore {
-    root: PathBuf,
+    layout: StateLayout,
 }
 
 /// Held while one invocation works on one container. Dropped after the container's last
@@ -150,44 +74,30 @@ impl Drop for ContainerLock {
 
 impl StateStore {
     pub fn open(root: &Path) -> Result<Self, StateError> {
-        for dir in [
-            root.to_owned(),
-            root.join("attachments"),
-            root.join("locks"),
-            root.join("tmp"),
-            root.join("dhcp"),
-        ] {
+        let layout = StateLayout::new(root);
+        for dir in layout.working_dirs() {
             create_private_dir(&dir)?;
         }
-        Ok(StateStore {
-            root: root.to_owned(),
-        })
+        Ok(StateStore { layout })
     }
 
-    pub fn cache_dir(&self) -> PathBuf {
-        cache_dir(&self.root)
+    pub fn layout(&self) -> &StateLayout {
+        &self.layout
     }
 
-    /// Where the DHCP servers of VM NICs keep their state (one file per NIC).
-    pub fn dhcp_dir(&self) -> PathBuf {
-        self.root.join("dhcp")
-    }
-
-    /// Writes the description of a VM pod's NICs for the VM runtime:
-    /// `vm/<container-id>.json`.
+    /// Writes the description of a VM pod's NICs for the VM runtime.
     pub fn write_vm_description(
         &self,
         container_id: &str,
         description: &serde_json::Value,
     ) -> Result<(), StateError> {
-        let dir = self.root.join("vm");
-        create_private_dir(&dir)?;
-        self.replace_json(&dir.join(format!("{container_id}.json")), description)
+        create_private_dir(&self.layout.vm_dir())?;
+        self.replace_json(&self.layout.vm_description(container_id), description)
     }
 
     /// Forgets a VM pod's NIC description; one already gone is fine.
     pub fn remove_vm_description(&self, container_id: &str) -> Result<(), StateError> {
-        let path = self.root.join("vm").join(format!("{container_id}.json"));
+        let path = self.layout.vm_description(container_id);
         ignore_missing(fs::remove_file(&path)).map_err(io_error(&path))
     }
 
@@ -198,8 +108,8 @@ impl StateStore {
     /// can write a record there, so no invocation can change this container's state
     /// meanwhile, and DEL and CHECK must still be able to work from what is recorded.
     pub fn lock(&self, container_id: &str) -> Result<ContainerLock, StateError> {
-        let path = self.lock_path(container_id);
-        let container_dir = self.container_dir(container_id);
+        let path = self.layout.container_lock(container_id);
+        let container_dir = self.layout.container_dir(container_id);
         match lock_current(&path) {
             Ok(lock) => Ok(ContainerLock {
                 _lock: Some(lock),
@@ -230,28 +140,27 @@ impl StateStore {
 
     /// Fails, naming the path, unless a file can be written in the stateDir now.
     pub fn check_writable(&self) -> Result<(), StateError> {
-        let tmp = self.root.join("tmp");
+        let tmp = self.layout.tmp_dir();
         tempfile::NamedTempFile::new_in(&tmp)
             .map(drop)
             .map_err(io_error(&tmp))
     }
 
     pub fn load(&self, container_id: &str, ifname: &str) -> Result<Option<Record>, StateError> {
-        let path = self.record_path(container_id, ifname);
-        read_record(&path)
+        read_record(&self.layout.record(container_id, ifname))
     }
 
     /// Writes a record so that a crash leaves either the old or the new one, never a mix,
     /// and a power loss does not forget it. The temporary file lives in `tmp/`, so one
     /// left by a crash never keeps a container's directory from going.
     pub fn save(&self, record: &Record) -> Result<(), StateError> {
-        let dir = self.container_dir(&record.container_id);
+        let dir = self.layout.container_dir(&record.container_id);
         create_private_dir(&dir)?;
         self.replace_json(
-            &self.record_path(&record.container_id, &record.ifname),
+            &self.layout.record(&record.container_id, &record.ifname),
             record,
         )?;
-        for synced in [&dir, &self.root.join("attachments")] {
+        for synced in [&dir, &self.layout.attachments_dir()] {
             File::open(synced)
                 .and_then(|handle| handle.sync_all())
                 .map_err(io_error(synced))?;
@@ -261,17 +170,17 @@ impl StateStore {
 
     /// Forgets an attachment; removing what is already gone is not an error.
     pub fn remove(&self, container_id: &str, ifname: &str) -> Result<(), StateError> {
-        let path = self.record_path(container_id, ifname);
+        let path = self.layout.record(container_id, ifname);
         ignore_missing(fs::remove_file(&path)).map_err(io_error(&path))?;
         // The directory stays while the container has other attachments; the lock goes
         // with it (see `ContainerLock`).
-        let _ = ignore_missing(fs::remove_dir(self.container_dir(container_id)));
+        let _ = ignore_missing(fs::remove_dir(self.layout.container_dir(container_id)));
         Ok(())
     }
 
     /// Every record of one container, ordered by interface name.
     pub fn records_of(&self, container_id: &str) -> Result<Vec<Record>, StateError> {
-        let dir = self.container_dir(container_id);
+        let dir = self.layout.container_dir(container_id);
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -292,7 +201,7 @@ impl StateStore {
 
     /// The ids of every container with state.
     pub fn container_ids(&self) -> Result<Vec<String>, StateError> {
-        let dir = self.root.join("attachments");
+        let dir = self.layout.attachments_dir();
         let mut ids: Vec<String> = fs::read_dir(&dir)
             .map_err(io_error(&dir))?
             .filter_map(Result::ok)
@@ -302,15 +211,6 @@ impl StateStore {
         Ok(ids)
     }
 
-    fn container_dir(&self, container_id: &str) -> PathBuf {
-        self.root.join("attachments").join(container_id)
-    }
-
-    fn record_path(&self, container_id: &str, ifname: &str) -> PathBuf {
-        self.container_dir(container_id)
-            .join(format!("{ifname}.json"))
-    }
-
     /// Replaces `path` with `value` as JSON: written and synced in `tmp/`, then renamed
     /// over it, so a reader sees the old file or the new one, never a mix.
     fn replace_json(&self, path: &Path, value: &impl Serialize) -> Result<(), StateError> {
@@ -318,17 +218,13 @@ impl StateStore {
             path: path.to_owned(),
             source,
         })?;
-        let tmp = self.root.join("tmp");
+        let tmp = self.layout.tmp_dir();
         let mut temp = tempfile::NamedTempFile::new_in(&tmp).map_err(io_error(&tmp))?;
         temp.write_all(&json).map_err(io_error(path))?;
         temp.as_file().sync_all().map_err(io_error(path))?;
         temp.persist(path)
             .map_err(|err| io_error(path)(err.error))?;
         Ok(())
-    }
-
-    fn lock_path(&self, container_id: &str) -> PathBuf {
-        self.root.join("locks").join(format!("{container_id}.lock"))
     }
 }
 

@@ -1,0 +1,141 @@
+//! Where everything under `stateDir` lives: the one place that names these paths.
+//!
+//! ```text
+//! attachments/<container-id>/<ifname>.json   one record per plexus attachment
+//! locks/<container-id>.lock                  serialises invocations for one container
+//! locks/ipam/<network>.lock                  serialises this node's IPAM calls per network
+//! tmp/                                       records and descriptions being written
+//! dhcp/<container-id>-<ifname>.json          a VM NIC's DHCP server state (+ .lock beside it)
+//! vm/<container-id>.json                     a VM pod's NICs, for the VM runtime
+//! cache/                                     policies compiled for this node
+//! ipam/                                      plexus-ipam's file store
+//! ```
+
+use std::path::{Path, PathBuf};
+
+/// The paths under one state directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateLayout {
+    root: PathBuf,
+}
+
+impl StateLayout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StateLayout { root: root.into() }
+    }
+
+    /// The state directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directories every invocation may write into, created when the store opens.
+    pub fn working_dirs(&self) -> [PathBuf; 5] {
+        [
+            self.root.clone(),
+            self.attachments_dir(),
+            self.locks_dir(),
+            self.tmp_dir(),
+            self.dhcp_dir(),
+        ]
+    }
+
+    /// One directory per container with records.
+    pub fn attachments_dir(&self) -> PathBuf {
+        self.root.join("attachments")
+    }
+
+    pub fn container_dir(&self, container_id: &str) -> PathBuf {
+        self.attachments_dir().join(container_id)
+    }
+
+    pub fn record(&self, container_id: &str, ifname: &str) -> PathBuf {
+        self.container_dir(container_id)
+            .join(format!("{ifname}.json"))
+    }
+
+    pub fn locks_dir(&self) -> PathBuf {
+        self.root.join("locks")
+    }
+
+    pub fn container_lock(&self, container_id: &str) -> PathBuf {
+        self.locks_dir().join(format!("{container_id}.lock"))
+    }
+
+    /// `plexus-ipam`'s per-network locks, so that one node's calls for a network do not
+    /// race each other to the store.
+    pub fn ipam_locks_dir(&self) -> PathBuf {
+        self.locks_dir().join("ipam")
+    }
+
+    pub fn ipam_network_lock(&self, network: &str) -> PathBuf {
+        self.ipam_locks_dir().join(format!("{network}.lock"))
+    }
+
+    /// Where files are written before they are renamed into place: on the same file
+    /// system, and never inside a container's directory (a leftover would keep it).
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// The DHCP servers' state files of VM NICs.
+    pub fn dhcp_dir(&self) -> PathBuf {
+        self.root.join("dhcp")
+    }
+
+    /// The state file of the DHCP server of a VM NIC, named by the pod interface it
+    /// took the place of.
+    pub fn dhcp_state(&self, container_id: &str, ifname: &str) -> PathBuf {
+        self.dhcp_dir()
+            .join(format!("{container_id}-{ifname}.json"))
+    }
+
+    pub fn vm_dir(&self) -> PathBuf {
+        self.root.join("vm")
+    }
+
+    /// What the VM runtime reads to plug a VM pod's NICs in.
+    pub fn vm_description(&self, container_id: &str) -> PathBuf {
+        self.vm_dir().join(format!("{container_id}.json"))
+    }
+
+    /// Policies compiled for this node.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+
+    /// `plexus-ipam`'s file store: each network's allocations.
+    pub fn ipam_dir(&self) -> PathBuf {
+        self.root.join("ipam")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_is_under_the_state_directory() {
+        let layout = StateLayout::new("/var/lib/plexus");
+        let paths = [
+            layout.record("c1", "eth0"),
+            layout.container_lock("c1"),
+            layout.ipam_network_lock("pods"),
+            layout.dhcp_state("c1", "eth0"),
+            layout.vm_description("c1"),
+            layout.cache_dir(),
+            layout.ipam_dir(),
+        ];
+        for path in paths {
+            assert!(path.starts_with(layout.root()), "{}", path.display());
+        }
+        assert_eq!(
+            layout.record("c1", "eth0"),
+            Path::new("/var/lib/plexus/attachments/c1/eth0.json")
+        );
+        assert_eq!(
+            layout.ipam_network_lock("pods"),
+            Path::new("/var/lib/plexus/locks/ipam/pods.lock")
+        );
+    }
+}

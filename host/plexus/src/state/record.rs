@@ -1,0 +1,86 @@
+//! The records ADD writes: one per plexus attachment, all that DEL, CHECK, GC and
+//! `plexus status` need, whatever happened to the configuration since.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use plexus_cni::{CniResult, CniVersion, NetworkConfigList, RuntimeConf};
+use plexus_plumbing::VmNic;
+use plexus_policy::types::Attachment;
+use serde::{Deserialize, Serialize};
+
+use crate::network_status::NetworkStatus;
+
+/// One plexus attachment: everything needed to undo or check it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    /// When ADD began: GC leaves alone what was made after it started.
+    #[serde(default = "unknown_time")]
+    pub created: SystemTime,
+    pub container_id: String,
+    pub ifname: String,
+    pub netns: Option<String>,
+    /// The caller's version, for printing results of later commands.
+    pub cni_version: CniVersion,
+    pub attachments: Vec<AttachmentRecord>,
+    /// Written once every delegate succeeded; empty while ADD is under way.
+    #[serde(default)]
+    pub network_status: Vec<NetworkStatus>,
+}
+
+/// Records written before `created` existed count as old.
+fn unknown_time() -> SystemTime {
+    SystemTime::UNIX_EPOCH
+}
+
+/// One delegate attachment as ADD ran it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentRecord {
+    /// The network's `name`.
+    pub network: String,
+    /// The name the pod asked for the network by, when it did (`calico`,
+    /// `namespace/name`): what network-status and errors show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_as: Option<String>,
+    /// What the selection policy asked for: network file, interface name, addresses...
+    pub selected: Attachment,
+    /// The delegate configuration exactly as ADD used it.
+    pub config: NetworkConfigList,
+    pub runtime: RuntimeConf,
+    /// The delegate's result; `None` while its ADD has not returned.
+    pub result: Option<CniResult>,
+    /// For a VM pod, what was done to hand this attachment to the VM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<VmAttachment>,
+}
+
+impl AttachmentRecord {
+    pub fn ifname(&self) -> &str {
+        &self.selected.ifname
+    }
+
+    pub fn file(&self) -> &str {
+        &self.selected.network_file
+    }
+
+    /// How errors name the network: as the pod asked for it, with the configuration's
+    /// own `name` beside it when that differs (`calico (k8s-pod-network)`).
+    pub fn shown_name(&self) -> String {
+        match &self.requested_as {
+            Some(asked) if *asked != self.network => format!("{asked} ({})", self.network),
+            _ => self.network.clone(),
+        }
+    }
+}
+
+/// What VM plumbing did for one attachment: all DEL needs to undo it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VmAttachment {
+    pub nic: VmNic,
+    /// The DHCP server's state file (whoever serves it holds the lock beside it).
+    #[serde(default)]
+    pub dhcp_state: Option<PathBuf>,
+}
