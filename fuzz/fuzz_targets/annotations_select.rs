@@ -1,8 +1,8 @@
 //! `builtin:annotations`, the default selection policy, run natively on a pod's
 //! annotations: the Genie and Multus forms as a policy turns them into attachments.
 //!
-//! The policy is a `cdylib` of the guest workspace, so its source is compiled in here as
-//! a module (it only uses the SDK and serde). The input is, separated by NUL bytes: the
+//! The policy's crate is a library of the guest workspace besides a component, so it
+//! runs here natively. The input is, separated by NUL bytes: the
 //! `cni` annotation, the Multus annotation, `CNI_IFNAME`, `defaultNetworks` (comma
 //! separated), and extra networks, one `name type file` a line, beside four fixed ones.
 //!
@@ -13,10 +13,6 @@
 //! `cni-args` a JSON object, as the host requires. The host's checks of a selector's
 //! answer never have to refuse what this policy returns.
 #![no_main]
-
-#[allow(dead_code)]
-#[path = "../../guest-plugins/annotations/src/lib.rs"]
-mod annotations_policy;
 
 use std::collections::HashSet;
 
@@ -78,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
         ..SelectRequest::default()
     };
 
-    let Ok(chosen) = annotations_policy::select(&request) else {
+    let Ok(chosen) = builtin_annotations::select(&request) else {
         return;
     };
     assert!(!chosen.is_empty());

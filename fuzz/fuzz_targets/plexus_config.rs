@@ -2,8 +2,6 @@
 //! `PluginConfig::from_slice`) and the pod's annotations and identity it then reads from
 //! `runtimeConfig` or `CNI_ARGS` (`K8S_ANNOT`).
 //!
-//! `plexus` is a binary with no library target; its `config` and `pod` modules only use
-//! `plexus-cni`, serde and each other, so they are compiled in here from their files.
 //! The input is the configuration, then after a NUL byte the value of `CNI_ARGS`.
 //!
 //! Properties: a configuration that parses has a supported `cniVersion`; absolute
@@ -12,15 +10,10 @@
 //! Genie's `default_plugin` list has no empty or untrimmed name. Annotations, when they
 //! read, are the runtime's capability argument if given (as strings), else `K8S_ANNOT`.
 #![no_main]
-#![allow(dead_code)]
 
-#[path = "../../host/plexus/src/config.rs"]
-mod config;
-#[path = "../../host/plexus/src/pod.rs"]
-mod pod;
-
-use config::PluginConfig;
 use libfuzzer_sys::fuzz_target;
+use plexus::config::PluginConfig;
+use plexus::pod;
 use plexus_cni::{CniVersion, parse_cni_args};
 use serde_json::Value;
 

@@ -1,5 +1,4 @@
-//! The case files of `plexus policy test` (`cli/cases.rs` of the binary, compiled in here
-//! from its file: it only uses serde and serde_json).
+//! The case files of `plexus policy test` (`plexus::cli::cases`).
 //!
 //! Properties: a file either fails to parse or yields cases, each with exactly one of
 //! `output` and `error`; a case whose `output` is given is met by exactly that output,
@@ -8,10 +7,8 @@
 //! containing it and never by an output; the subset relation is reflexive.
 #![no_main]
 
-#[path = "../../host/plexus/src/cli/cases.rs"]
-mod cases;
-
 use libfuzzer_sys::fuzz_target;
+use plexus::cli::cases;
 use serde_json::{Value, json};
 
 fuzz_target!(|data: &[u8]| {
