@@ -6,8 +6,8 @@
 //!    and the same delegates called directly side by side, the floor for any parallel run.
 //! 2. In process: loading a cached policy and calling it, and the first use of a policy
 //!    never seen before (compile included).
-//! 3. VM pods: ADD of the same two networks in VM mode vs container mode, and the time
-//!    from ADD start until a real VM booted on the taps has both NICs configured.
+//! 3. VM pods: ADD and DEL of the same two networks in VM mode vs container mode, and
+//!    the time from ADD start until a real VM booted on the taps has both NICs configured.
 //! 4. IPAM: allocation latency (an IPAM ADD) of `plexus-ipam` with the file store and
 //!    with a real etcd, against Debian's `host-local` on the same ranges.
 //!
@@ -225,23 +225,31 @@ fn vm_costs() {
         (started.elapsed(), result)
     };
     let del = |config: &Value| {
-        bench.invoke("DEL", "bench", "eth0", args, config).ok();
+        time(|| {
+            bench.invoke("DEL", "bench", "eth0", args, config).ok();
+        })
     };
     let (mut container_adds, mut vm_adds) = (Vec::new(), Vec::new());
+    let (mut container_dels, mut vm_dels) = (Vec::new(), Vec::new());
     for _ in 0..VM_ROUNDS {
         container_adds.push(add(&container).0);
-        del(&container);
+        container_dels.push(del(&container));
         vm_adds.push(add(&vm).0);
-        del(&vm);
+        vm_dels.push(del(&vm));
     }
-    let (container_add, vm_add) = (median(&mut container_adds), median(&mut vm_adds));
-    println!("VM pods, ADD of the same two networks, median of {VM_ROUNDS} interleaved rounds");
-    println!("  container mode (baseline) {}", ms(container_add));
-    println!(
-        "  VM mode                   {}   ratio {:.2}",
-        ms(vm_add),
-        ratio(vm_add, container_add)
-    );
+    println!("VM pods, the same two networks, median of {VM_ROUNDS} interleaved rounds");
+    for (command, container, vm) in [
+        ("ADD", &mut container_adds, &mut vm_adds),
+        ("DEL", &mut container_dels, &mut vm_dels),
+    ] {
+        let (container, vm) = (median(container), median(vm));
+        println!("  {command} container mode (baseline) {}", ms(container));
+        println!(
+            "  {command} VM mode                   {}   ratio {:.2}",
+            ms(vm),
+            ratio(vm, container)
+        );
+    }
 
     let (took, result) = add(&vm);
     let taps: Vec<(String, String)> = result["interfaces"]

@@ -13,17 +13,18 @@ use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{Id, WaitPidFlag, waitid};
 use nix::unistd::Pid;
 use plexus_dhcp::{
     Claim, DhcpError, Presence, ServerConfig, ServerLock, Stop, remove_lock_file, server_pid,
 };
 use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use tracing::{info, warn};
 
 use crate::state::StateLayout;
@@ -87,8 +88,6 @@ impl std::fmt::Display for Role {
     }
 }
 
-/// How often the supervisor looks at its worker and at the stop signal.
-const WATCH_INTERVAL: Duration = Duration::from_millis(50);
 /// The pause before starting a worker again, so a worker that cannot start at all does
 /// not spin.
 const RESTART_DELAY: Duration = Duration::from_millis(200);
@@ -98,6 +97,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(5);
 const LOCK_POLL: Duration = Duration::from_millis(2);
 /// How long a server gets to stop on SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How long a worker gets to stop on SIGTERM before its supervisor kills it.
+const WORKER_STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// Serves the lease in `state`: the worker itself with `worker`, else its supervisor.
 pub fn serve(state: &Path, worker: bool) -> Result<(), DhcpProcessError> {
@@ -106,6 +107,16 @@ pub fn serve(state: &Path, worker: bool) -> Result<(), DhcpProcessError> {
     } else {
         supervise(state)
     }
+}
+
+/// What a supervisor waits for: it sleeps until one of these happens, so that it answers
+/// SIGTERM (a DEL waiting on it) at once.
+enum Event {
+    /// SIGTERM or SIGINT: stop the worker, then end.
+    Terminate,
+    /// The worker ended, or can no longer be watched; it is not reaped yet, so its
+    /// process id stays its own until the supervisor waits for it.
+    WorkerExited,
 }
 
 /// Runs workers one after another until SIGTERM (passed on to the worker), or until the
@@ -123,27 +134,20 @@ fn supervise(state: &Path) -> Result<(), DhcpProcessError> {
         forget_if_deleted(state);
         return Err(error.into());
     }
-    let terminate = Arc::new(AtomicBool::new(false));
-    for signal in [SIGTERM, SIGINT] {
-        signal_hook::flag::register(signal, Arc::clone(&terminate))
-            .map_err(|source| DhcpProcessError::Signal { signal, source })?;
-    }
+    let (events, next_event) = mpsc::channel();
+    forward_termination(events.clone())?;
     loop {
-        let mut child = start_worker(state)?;
-        let status = loop {
-            if terminate.load(Ordering::Relaxed) {
-                stop_worker(&mut child);
+        let mut worker = start_worker(state)?;
+        watch_worker(&worker, events.clone())?;
+        let status = match next_event.recv() {
+            Ok(Event::WorkerExited) => worker.wait().map_err(|source| DhcpProcessError::Watch {
+                role: Role::Worker,
+                source,
+            })?,
+            // The channel cannot close: this function holds a sender.
+            Ok(Event::Terminate) | Err(_) => {
+                stop_worker(&mut worker, &next_event);
                 return Ok(());
-            }
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) => thread::sleep(WATCH_INTERVAL),
-                Err(source) => {
-                    return Err(DhcpProcessError::Watch {
-                        role: Role::Worker,
-                        source,
-                    });
-                }
             }
         };
         if status.success() {
@@ -166,11 +170,53 @@ fn supervise(state: &Path) -> Result<(), DhcpProcessError> {
                 return Ok(());
             }
         }
-        let resume = Instant::now() + RESTART_DELAY;
-        while Instant::now() < resume && !terminate.load(Ordering::Relaxed) {
-            thread::sleep(WATCH_INTERVAL);
+        match next_event.recv_timeout(RESTART_DELAY) {
+            Ok(Event::Terminate) => return Ok(()),
+            Ok(Event::WorkerExited) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
         }
     }
+}
+
+/// Sends [`Event::Terminate`] for every SIGTERM and SIGINT, from a thread of its own.
+fn forward_termination(events: Sender<Event>) -> Result<(), DhcpProcessError> {
+    let mut signals =
+        Signals::new([SIGTERM, SIGINT]).map_err(|source| DhcpProcessError::Signal {
+            signal: SIGTERM,
+            source,
+        })?;
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                if events.send(Event::Terminate).is_err() {
+                    return;
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|source| DhcpProcessError::Watch {
+            role: Role::Server,
+            source,
+        })
+}
+
+/// Sends [`Event::WorkerExited`] once `worker` ended, from a thread of its own that
+/// waits for it without reaping it (the supervisor does, with [`Child::wait`]).
+fn watch_worker(worker: &Child, events: Sender<Event>) -> Result<(), DhcpProcessError> {
+    // The pid_t the kernel gave, which std keeps as a u32.
+    let pid = Pid::from_raw(worker.id() as i32);
+    thread::Builder::new()
+        .name("worker".into())
+        .spawn(move || {
+            let _ = waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT);
+            let _ = events.send(Event::WorkerExited);
+        })
+        .map(drop)
+        .map_err(|source| DhcpProcessError::Watch {
+            role: Role::Worker,
+            source,
+        })
 }
 
 /// Removes the lock file of a state file that was deleted (DEL), while still holding the
@@ -210,20 +256,25 @@ fn start_worker(state: &Path) -> Result<Child, DhcpProcessError> {
     })
 }
 
-/// SIGTERM, then SIGKILL if the worker has not gone within a second.
-fn stop_worker(child: &mut Child) {
-    if let Ok(pid) = i32::try_from(child.id()) {
+/// SIGTERM, then SIGKILL if the worker has not ended within [`WORKER_STOP_GRACE`].
+fn stop_worker(worker: &mut Child, events: &Receiver<Event>) {
+    // Not reaped until the `wait` below, so the id is still the worker's.
+    if let Ok(pid) = i32::try_from(worker.id()) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
     }
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while Instant::now() < deadline {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return;
+    let deadline = Instant::now() + WORKER_STOP_GRACE;
+    loop {
+        match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(Event::WorkerExited) => break,
+            // A second SIGTERM changes nothing.
+            Ok(Event::Terminate) => {}
+            Err(_) => {
+                let _ = worker.kill();
+                break;
+            }
         }
-        thread::sleep(Duration::from_millis(10));
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = worker.wait();
 }
 
 fn serve_worker(state: &Path) -> Result<(), DhcpProcessError> {
