@@ -4,6 +4,8 @@
 //! 1. ADD+DEL of the same two delegates (bridge and ptp, host-local IPAM), called
 //!    directly one after the other vs through `plexus`, sequential and `parallel: true`;
 //!    and the same delegates called directly side by side, the floor for any parallel run.
+//!    Then plexus's own time per ADD and per DEL (wall time minus its delegates), with
+//!    the median of each of its phases, from its own spans (`plexus::phase`).
 //! 2. In process: loading a cached policy and calling it, and the first use of a policy
 //!    never seen before (compile included).
 //! 3. VM pods: ADD and DEL of the same two networks in VM mode vs container mode, and
@@ -140,6 +142,89 @@ fn delegate_costs() {
         "  plexus parallel / direct side by side: {:.2}",
         ratio(parallel_median, side_by_side_median)
     );
+    phase_costs(&bench, &args);
+}
+
+const PHASE_ROUNDS: usize = 25;
+
+/// Where plexus's own time goes: sequential ADDs and DELs with its phases logged
+/// (`plexus::phase=debug`), each invocation's wall time minus the time inside its
+/// delegates, and the median of each phase.
+fn phase_costs(bench: &Bench, args: &str) {
+    let config = bench.config("1.1.0", json!({"logLevel": "warn,plexus::phase=debug"}));
+    let (mut own_add, mut own_del) = (Vec::new(), Vec::new());
+    let mut phases: Vec<(String, String, Duration)> = Vec::new();
+    for _ in 0..PHASE_ROUNDS {
+        for (command, own) in [("ADD", &mut own_add), ("DEL", &mut own_del)] {
+            std::fs::write(bench.log_file(), "").expect("empty the log");
+            let wall = time(|| {
+                bench.invoke(command, "bench", "eth0", args, &config).ok();
+            });
+            let log = std::fs::read_to_string(bench.log_file()).expect("read the log");
+            let logged = logged_phases(&log);
+            let delegates: Duration = logged
+                .iter()
+                .filter(|(name, _)| name == "delegate")
+                .map(|(_, took)| *took)
+                .sum();
+            own.push(wall.saturating_sub(delegates));
+            phases.extend(
+                logged
+                    .into_iter()
+                    .map(|(name, took)| (command.to_owned(), name, took)),
+            );
+        }
+    }
+    println!("plexus's own time (wall minus its delegates), median of {PHASE_ROUNDS} rounds");
+    for (command, own) in [("ADD", &mut own_add), ("DEL", &mut own_del)] {
+        println!("  {command} {}", ms(median(own)));
+        let mut names: Vec<&str> = phases
+            .iter()
+            .filter(|(of, ..)| of == command)
+            .map(|(_, name, _)| name.as_str())
+            .collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            let mut took: Vec<Duration> = phases
+                .iter()
+                .filter(|(of, phase, _)| of == command && phase == name)
+                .map(|(.., took)| *took)
+                .collect();
+            println!("    {name:<10} {} (per call)", ms(median(&mut took)));
+        }
+    }
+}
+
+/// The phases in a plexus log: `phase{name="select"}: plexus::phase: close
+/// time.busy=1.2ms time.idle=3µs`, as (name, busy + idle).
+fn logged_phases(log: &str) -> Vec<(String, Duration)> {
+    log.lines()
+        .filter(|line| line.contains("plexus::phase: close"))
+        .filter_map(|line| {
+            let name = line.split("phase{name=\"").nth(1)?.split('"').next()?;
+            let field = |key: &str| {
+                let value = line.split(key).nth(1)?.split_whitespace().next()?;
+                parse_duration(value)
+            };
+            Some((name.to_owned(), field("time.busy=")? + field("time.idle=")?))
+        })
+        .collect()
+}
+
+/// A duration as tracing prints it: `12ns`, `3.4µs`, `5.6ms`, `1.2s`.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| c.is_alphabetic() || c == 'µ')?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "ns" => number / 1e9,
+        "µs" => number / 1e6,
+        "ms" => number / 1e3,
+        "s" => number,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(seconds))
 }
 
 const IPAM_ROUNDS: usize = 40;

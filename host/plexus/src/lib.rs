@@ -18,6 +18,7 @@ pub mod ipam;
 mod logging;
 mod network_status;
 mod networks;
+mod phase;
 pub mod plugin;
 pub mod pod;
 mod policy_io;

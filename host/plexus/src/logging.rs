@@ -6,12 +6,16 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::FmtSpan;
 
 /// Installs the process's logger. A log file that cannot be opened falls back to stderr,
 /// since failing the pod because of its log would be worse than logging elsewhere.
 pub fn init(log_file: Option<&Path>, level: &str) {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A span's end is logged with its duration: the phases of an invocation (`phase`).
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_span_events(FmtSpan::CLOSE);
     let file = log_file.and_then(|path| {
         OpenOptions::new()
             .create(true)

@@ -18,6 +18,7 @@ use crate::crash_point;
 use crate::error::{PlexusError, TeardownFailure};
 use crate::network_status;
 use crate::networks;
+use crate::phase;
 use crate::pod;
 use crate::policy_io;
 use crate::recording::{self, Recorder, Recording};
@@ -42,12 +43,15 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
     {
         warn!(container = container_id, "no pod annotations: {reason}");
     }
-    let runtime = context.policy_runtime()?;
-    let selector = context.selector(&runtime)?;
-    // The merge policy is loaded before any delegate runs: a broken one must fail the
-    // pod before anything is made, not after.
-    let merger: Merger = load_policy(&runtime, "merge", &context.config.merge)?;
-    let (request, planned) = choose(context, &runtime, &selector)?;
+    let (runtime, selector, merger) = phase::run("policies", || {
+        let runtime = context.policy_runtime()?;
+        let selector = context.selector(&runtime)?;
+        // The merge policy is loaded before any delegate runs: a broken one must fail
+        // the pod before anything is made, not after.
+        let merger: Merger = load_policy(&runtime, "merge", &context.config.merge)?;
+        Ok::<_, PlexusError>((runtime, selector, merger))
+    })?;
+    let (request, planned) = phase::run("select", || choose(context, &runtime, &selector))?;
 
     let mut record = Record {
         created: SystemTime::now(),
@@ -59,7 +63,7 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
         network_status: Vec::new(),
     };
     // Recorded before the first delegate runs, so that a DEL after a crash finds it.
-    context.store.save(&record)?;
+    phase::run("record", || context.store.save(&record))?;
     crash_point::reached("add:recorded");
 
     let outcomes = delegates::add_all(
@@ -88,15 +92,21 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
 
     // The delegates' attachments exist from here on: any failure undoes them.
     let finished = (if request.vm {
-        vm::attach_all(&context.store, &context.config, &mut record).map_err(PlexusError::from)
+        phase::run("vm", || {
+            vm::attach_all(&context.store, &context.config, &mut record).map_err(PlexusError::from)
+        })
     } else {
         Ok(())
     })
-    .and_then(|()| merge(context, &runtime, &merger, &record, &request.pod))
+    .and_then(|()| {
+        phase::run("merge", || {
+            merge(context, &runtime, &merger, &record, &request.pod)
+        })
+    })
     .and_then(|mut merged| {
         list_taps(&mut merged, &record);
         record.network_status = status_of(&record);
-        context.store.save(&record)?;
+        phase::run("save", || context.store.save(&record))?;
         crash_point::reached("add:saved");
         Ok(merged)
     });

@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use crate::crash_point;
 use crate::error::TeardownFailure;
+use crate::phase;
 use crate::state::AttachmentRecord;
 use crate::vm;
 
@@ -43,7 +44,9 @@ fn add_one(
     delegates: Runner<'_>,
 ) -> Result<CniResult, DelegateError> {
     info!(network = %attachment.network, ifname = attachment.ifname(), "delegate ADD");
-    plexus_cni::add_list(&attachment.config, &attachment.runtime, delegates)
+    phase::run("delegate", || {
+        plexus_cni::add_list(&attachment.config, &attachment.runtime, delegates)
+    })
 }
 
 /// Runs DEL for every attachment, going on past failures, and returns every failure.
@@ -93,7 +96,7 @@ fn del_one(
         let pod = netns
             .or(attachment.runtime.netns.as_deref())
             .unwrap_or_default();
-        if let Err(error) = vm::detach(vm, Path::new(pod)) {
+        if let Err(error) = phase::run("vm", || vm::detach(vm, Path::new(pod))) {
             failures.push(failure(Box::new(error)));
         }
         crash_point::reached("del:vm-detached");
@@ -101,12 +104,15 @@ fn del_one(
     info!(network = %attachment.network, ifname = attachment.ifname(), "delegate DEL");
     let mut runtime = attachment.runtime.clone();
     runtime.netns = netns.map(str::to_owned);
-    if let Err(error) = plexus_cni::del_list(
-        &attachment.config,
-        &runtime,
-        delegates,
-        attachment.result.as_ref(),
-    ) {
+    let deleted = phase::run("delegate", || {
+        plexus_cni::del_list(
+            &attachment.config,
+            &runtime,
+            delegates,
+            attachment.result.as_ref(),
+        )
+    });
+    if let Err(error) = deleted {
         failures.push(failure(Box::new(error)));
     }
     failures

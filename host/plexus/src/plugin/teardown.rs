@@ -5,6 +5,7 @@ use tracing::{info, warn};
 use super::Context;
 use super::{add, delegates};
 use crate::error::PlexusError;
+use crate::phase;
 use crate::state::AttachmentRecord;
 
 /// Undoes the recorded attachment. Works from the record alone, so a changed or vanished
@@ -24,8 +25,10 @@ pub fn del(context: &Context) -> Result<(), PlexusError> {
     match context.store.load(container_id, ifname)? {
         Some(record) => {
             undo(context, &record.attachments)?;
-            context.store.remove(container_id, ifname)?;
-            context.store.remove_vm_description(container_id)?;
+            phase::run("forget", || {
+                context.store.remove(container_id, ifname)?;
+                context.store.remove_vm_description(container_id)
+            })?;
             info!(container = container_id, ifname, "pod detached");
         }
         None => {
