@@ -81,12 +81,22 @@ pub fn attach_all(
     let netns_path = record.netns.clone().unwrap_or_default();
     let netns = Netns::open(&netns_path)?;
     let layout = store.layout();
+    // The tap's flags must be the VM runtime's: QEMU opens a tap with `queues=N` (N > 1)
+    // as multiqueue and a multiqueue tap refuses a single-queue open. vnet_hdr is left to
+    // the runtime: every open sets it anew.
+    let tap_options = TapOptions {
+        vnet_hdr: false,
+        multi_queue: config.vm_queues > 1,
+        owner: config.vm_tap_owner,
+        group: config.vm_tap_group,
+    };
     for attachment in &mut record.attachments {
-        let nic = plan_vm_nic(&netns, attachment.ifname(), TapOptions::default())?;
+        let nic = plan_vm_nic(&netns, attachment.ifname(), tap_options.clone())?;
         let state = layout.dhcp_state(&record.container_id, &nic.veth);
         attachment.vm = Some(VmAttachment {
             nic,
             dhcp_state: Some(state),
+            queues: config.vm_queues,
         });
     }
     store.save(record)?;
@@ -98,6 +108,7 @@ pub fn attach_all(
         let Some(VmAttachment {
             nic,
             dhcp_state: Some(state),
+            ..
         }) = &attachment.vm
         else {
             continue;
@@ -278,7 +289,8 @@ const MAIN_TABLE: u32 = 254;
 const KERNEL_PROTOCOL: u8 = 2;
 
 /// Writes `<stateDir>/vm/<container>.json`, what the VM runtime needs to plug the VM in:
-/// per NIC, in attachment order, the tap, the MAC, address, gateway, routes, DNS and MTU.
+/// per NIC, in attachment order, the tap and its queues, the MAC, address, gateway,
+/// routes, DNS and MTU.
 fn describe(store: &StateStore, record: &Record) -> Result<(), VmError> {
     let nics: Vec<_> = record
         .attachments
@@ -291,6 +303,7 @@ fn describe(store: &StateStore, record: &Record) -> Result<(), VmError> {
                 "network": attachment.network,
                 "ifname": attachment.ifname(),
                 "tap": vm.nic.tap,
+                "queues": vm.queues,
                 "mac": vm.nic.mac.to_string(),
                 "address": format!("{}/{}", lease.address, lease.prefix_len),
                 "gateway": lease.router,
