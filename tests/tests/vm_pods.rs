@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use plexus_plumbing::testing::{poll_until, wait_for};
-use plexus_tests::vm::{Console, Mark, TapPeer};
+use plexus_tests::vm::{Console, Launch, Mark, TapPeer};
 use plexus_tests::{Bench, Netns, plexus_binary, pod_args, result_addresses, vm};
 use serde_json::{Value, json};
 
@@ -181,6 +181,117 @@ fn a_vm_boots_with_eth0_and_eth1_from_two_networks() {
     assert_eq!(bench.pod.links(), ["lo"]);
     assert!(bench.leases().is_empty());
     assert_eq!(dhcp_servers_for("vm2"), 0);
+}
+
+/// A VM pod on one network (`calico`, a bridge) in a bench of its own, ADDed with these
+/// `vm` settings: the bench, the CNI arguments and the result.
+fn one_nic_vm_pod(container: &str, vm: Value) -> (Bench, String, Value, Value) {
+    let bench = Bench::new();
+    bench.write_network(
+        "10-calico.conf",
+        &bench.bridge("calico", "br-calico", "10.11.0.0/24", "1.0.0"),
+    );
+    let config = bench.config("1.1.0", json!({ "vm": vm }));
+    let args = pod_args("vms", container, &json!({"cni": "calico"}));
+    let result = bench.invoke("ADD", container, "eth0", &args, &config).ok();
+    (bench, args, config, result)
+}
+
+/// What the kernel shows of a tap in the pod's own sysfs (`ip netns exec` mounts it).
+fn tap_sysfs(pod: &Netns, tap: &str, attribute: &str) -> String {
+    let output = Command::new("ip")
+        .args(["netns", "exec", &pod.name, "sh", "-c"])
+        .arg(format!(
+            "cd /sys/class/net/{tap} && echo $(ls -d {attribute})"
+        ))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// `vm.queues: 2`: the tap is multiqueue, so QEMU's `queues=2` (which a single-queue tap
+/// refuses: "could not configure /dev/net/tun: Invalid argument") attaches two queues,
+/// the guest drives its NIC with two queue pairs and gets its address by DHCP.
+#[test]
+fn a_vm_uses_two_queues_on_its_tap_with_vm_queues_2() {
+    let (bench, args, config, result) =
+        one_nic_vm_pod("vm7", json!({"mode": "always", "queues": 2}));
+    let description: Value =
+        serde_json::from_slice(&fs::read(bench.state_dir().join("vm/vm7.json")).unwrap()).unwrap();
+    assert_eq!(description["nics"][0]["queues"], 2, "{description}");
+    let taps = taps_of(&result);
+    let taps: Vec<(&str, &str)> = taps.iter().map(|(t, m)| (t.as_str(), m.as_str())).collect();
+
+    let launch = Launch {
+        stay: true,
+        queues: 2,
+        ..Launch::default()
+    };
+    let console = vm::boot_with(bench.pod.path(), &taps, &launch, Duration::from_secs(120));
+    let nic = console.nic("eth0");
+    assert_eq!(nic.address, result_addresses(&result)[0], "{console}");
+    assert_eq!(
+        nic.queues,
+        Some(2),
+        "two queue pairs in the guest\n{console}"
+    );
+    // The tap's side: two queues attached, one per QEMU file descriptor.
+    assert_eq!(
+        tap_sysfs(&bench.pod, "tap-eth0", "queues/tx-*"),
+        "queues/tx-0 queues/tx-1"
+    );
+    drop(console);
+
+    bench.invoke("DEL", "vm7", "eth0", &args, &config).ok();
+    bench.assert_clean();
+}
+
+/// `vm.tapOwner`/`vm.tapGroup`: a QEMU that runs as that user and group (no capability,
+/// as a runtime that drops its privileges runs it) opens the tap and the VM gets its
+/// address; a QEMU of another user is refused the tap.
+#[test]
+fn an_unprivileged_qemu_opens_a_tap_given_to_its_user_and_group() {
+    const NOBODY: u32 = 65534;
+    let (bench, args, config, result) = one_nic_vm_pod(
+        "vm8",
+        json!({"mode": "always", "tapOwner": NOBODY, "tapGroup": NOBODY}),
+    );
+    let taps = taps_of(&result);
+    let taps: Vec<(&str, &str)> = taps.iter().map(|(t, m)| (t.as_str(), m.as_str())).collect();
+
+    let stranger = Launch {
+        user: Some(NOBODY - 1),
+        ..Launch::default()
+    };
+    let refusal = vm::refused(bench.pod.path(), &taps, &stranger, TIMEOUT);
+    assert!(
+        refusal.contains("could not configure /dev/net/tun (tap-eth0): Operation not permitted"),
+        "{refusal}"
+    );
+
+    let nobody = Launch {
+        stay: true,
+        user: Some(NOBODY),
+        ..Launch::default()
+    };
+    let console = vm::boot_with(bench.pod.path(), &taps, &nobody, Duration::from_secs(90));
+    let nic = console.nic("eth0");
+    assert_eq!(nic.address, result_addresses(&result)[0], "{console}");
+    let status = fs::read_to_string(format!("/proc/{}/status", console.qemu_pid())).unwrap();
+    let ids = |key: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .map(|ids| ids.split_whitespace().collect::<Vec<_>>().join(" "))
+    };
+    assert_eq!(ids("Uid:").as_deref(), Some("65534 65534 65534 65534"));
+    assert_eq!(ids("Gid:").as_deref(), Some("65534 65534 65534 65534"));
+    assert_eq!(ids("CapEff:").as_deref(), Some("0000000000000000"));
+    drop(console);
+
+    bench.invoke("DEL", "vm8", "eth0", &args, &config).ok();
+    bench.assert_clean();
 }
 
 #[test]
