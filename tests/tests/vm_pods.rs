@@ -3,6 +3,7 @@
 //! the result, and all of it undone by DEL; DHCP that survives its processes being
 //! killed, on a node (`plexus dhcp restore`, CHECK) and under a running VM.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -94,17 +95,42 @@ fn a_vm_pod_gets_taps_bridges_dhcp_and_loses_them_on_del() {
 
     let description: Value =
         serde_json::from_slice(&fs::read(bench.state_dir().join("vm/vm1.json")).unwrap()).unwrap();
+    assert_follows_the_schema(&description);
+    assert_eq!(description["version"], 1);
+    assert_eq!(description["netns"], pod_path.as_str());
+    let state_dir = bench.state_dir();
+    let described = plexus_tests::plexus_cli_ok([
+        OsStr::new("vm"),
+        OsStr::new("describe"),
+        OsStr::new("vm1"),
+        OsStr::new("--state-dir"),
+        state_dir.as_os_str(),
+    ]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&described).unwrap(),
+        description,
+        "plexus vm describe prints the file"
+    );
     let nics = description["nics"].as_array().unwrap();
     assert_eq!(nics[0]["tap"], "tap-eth0");
     assert_eq!(
         nics[0]["address"],
         plexus_tests::result_addresses(&result)[0].as_str()
     );
-    assert_eq!(
-        nics[0]["gateway"], "10.11.0.1",
-        "the router on the primary NIC"
-    );
-    assert_eq!(nics[1]["gateway"], Value::Null, "no router on the others");
+    assert_eq!(nics[0]["gateway"], "10.11.0.1");
+    assert_eq!(nics[0]["primary"], true, "the router on the primary NIC");
+    // flannel's stand-in (ptp) has a gateway too, which the VM is not given as a router.
+    let eth1_gateway = result["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|ip| {
+            ip["address"].as_str() == Some(plexus_tests::result_addresses(&result)[1].as_str())
+        })
+        .and_then(|ip| ip["gateway"].as_str())
+        .expect("the ptp delegate's gateway");
+    assert_eq!(nics[1]["gateway"], eth1_gateway);
+    assert_eq!(nics[1]["primary"], false, "no router on the others");
     wait_for("one DHCP server per NIC", TIMEOUT, || {
         dhcp_servers_for("vm1") == 2
     });
@@ -121,6 +147,19 @@ fn a_vm_pod_gets_taps_bridges_dhcp_and_loses_them_on_del() {
             .is_none()
     );
     bench.invoke("DEL", "vm1", "eth0", &args, &config).ok();
+}
+
+/// Checks a VM description against `docs/vm-description.schema.json`, the schema a VM
+/// runtime is told to expect.
+fn assert_follows_the_schema(description: &Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/vm-description.schema.json");
+    let schema: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(description)
+        .map(|error| format!("{}: {error}", error.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{description:#}");
 }
 
 #[test]
@@ -219,6 +258,7 @@ fn a_vm_uses_two_queues_on_its_tap_with_vm_queues_2() {
         one_nic_vm_pod("vm7", json!({"mode": "always", "queues": 2}));
     let description: Value =
         serde_json::from_slice(&fs::read(bench.state_dir().join("vm/vm7.json")).unwrap()).unwrap();
+    assert_follows_the_schema(&description);
     assert_eq!(description["nics"][0]["queues"], 2, "{description}");
     let taps = taps_of(&result);
     let taps: Vec<(&str, &str)> = taps.iter().map(|(t, m)| (t.as_str(), m.as_str())).collect();
