@@ -70,16 +70,39 @@ fn a_vm_pod_gets_taps_bridges_dhcp_and_loses_them_on_del() {
     let pod_path = bench.pod.path().to_string_lossy().into_owned();
     assert_eq!(taps[0]["sandbox"], pod_path.as_str());
 
-    // The VM NIC wears the MAC the delegate gave the pod's interface; the veth a new one.
+    // The VM NIC wears the MAC the delegate gave the pod's interface (network-status
+    // keeps the delegate's word); the veth a new one, which the result says.
     let delegate_eth0 = interfaces
         .iter()
-        .find(|iface| iface["name"] == "eth0" && iface.get("sandbox").is_some())
+        .position(|iface| iface["name"] == "eth0" && iface.get("sandbox").is_some())
         .unwrap();
-    assert_eq!(taps[0]["mac"], delegate_eth0["mac"]);
-    assert_ne!(
-        bench.pod.mac("eth0"),
-        delegate_eth0["mac"].as_str().unwrap()
+    let tap_eth0 = interfaces
+        .iter()
+        .position(|iface| iface["name"] == "tap-eth0")
+        .unwrap();
+    let status: Value = serde_json::from_slice(&plexus_tests::plexus_cli_ok([
+        OsStr::new("status"),
+        OsStr::new("vm1"),
+        OsStr::new("--state-dir"),
+        bench.state_dir().as_os_str(),
+    ]))
+    .unwrap();
+    assert_eq!(taps[0]["mac"], status[0]["mac"]);
+    assert_eq!(
+        interfaces[delegate_eth0]["mac"].as_str(),
+        Some(bench.pod.mac("eth0").as_str())
     );
+    assert_ne!(interfaces[delegate_eth0]["mac"], taps[0]["mac"]);
+    // Each address is the VM's, on its tap: none points at a veth.
+    let on = |index: usize| {
+        result["ips"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|ip| ip["interface"] == index)
+            .count()
+    };
+    assert_eq!((on(delegate_eth0), on(tap_eth0)), (0, 1), "{result:#}");
     assert!(
         bench.pod.addresses("eth0").is_empty(),
         "the VM owns the address now"
