@@ -163,6 +163,19 @@ fn a_vm_pod_gets_taps_bridges_dhcp_and_loses_them_on_del() {
     assert!(bench.leases().is_empty());
     assert_eq!(dhcp_servers_for("vm1"), 0, "DEL stops the DHCP servers");
     assert!(!bench.state_dir().join("vm/vm1.json").exists());
+    let gone = plexus_tests::plexus_cli([
+        OsStr::new("vm"),
+        OsStr::new("describe"),
+        OsStr::new("vm1"),
+        OsStr::new("--state-dir"),
+        state_dir.as_os_str(),
+    ]);
+    assert!(
+        !gone.status.success()
+            && String::from_utf8_lossy(&gone.stderr)
+                .contains("no VM description for container vm1"),
+        "{gone:?}"
+    );
     assert!(
         fs::read_dir(bench.state_dir().join("dhcp"))
             .unwrap()
