@@ -3,7 +3,7 @@
 //! the result, and all of it undone by DEL; DHCP that survives its processes being
 //! killed, on a node (`plexus dhcp restore`, CHECK) and under a running VM.
 
-use std::ffi::OsStr;
+use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -80,12 +80,10 @@ fn a_vm_pod_gets_taps_bridges_dhcp_and_loses_them_on_del() {
         .iter()
         .position(|iface| iface["name"] == "tap-eth0")
         .unwrap();
-    let status: Value = serde_json::from_slice(&plexus_tests::plexus_cli_ok([
-        OsStr::new("status"),
-        OsStr::new("vm1"),
-        OsStr::new("--state-dir"),
-        bench.state_dir().as_os_str(),
-    ]))
+    let status: Value = serde_json::from_slice(&plexus_tests::plexus_cli_ok(with_state_dir(
+        &bench,
+        &["status", "vm1"],
+    )))
     .unwrap();
     assert_eq!(taps[0]["mac"], status[0]["mac"]);
     assert_eq!(
@@ -121,14 +119,8 @@ fn a_vm_pod_gets_taps_bridges_dhcp_and_loses_them_on_del() {
     assert_follows_the_schema(&description);
     assert_eq!(description["version"], 1);
     assert_eq!(description["netns"], pod_path.as_str());
-    let state_dir = bench.state_dir();
-    let described = plexus_tests::plexus_cli_ok([
-        OsStr::new("vm"),
-        OsStr::new("describe"),
-        OsStr::new("vm1"),
-        OsStr::new("--state-dir"),
-        state_dir.as_os_str(),
-    ]);
+    let describe = with_state_dir(&bench, &["vm", "describe", "vm1"]);
+    let described = plexus_tests::plexus_cli_ok(&describe);
     assert_eq!(
         serde_json::from_slice::<Value>(&described).unwrap(),
         description,
@@ -163,13 +155,7 @@ fn a_vm_pod_gets_taps_bridges_dhcp_and_loses_them_on_del() {
     assert!(bench.leases().is_empty());
     assert_eq!(dhcp_servers_for("vm1"), 0, "DEL stops the DHCP servers");
     assert!(!bench.state_dir().join("vm/vm1.json").exists());
-    let gone = plexus_tests::plexus_cli([
-        OsStr::new("vm"),
-        OsStr::new("describe"),
-        OsStr::new("vm1"),
-        OsStr::new("--state-dir"),
-        state_dir.as_os_str(),
-    ]);
+    let gone = plexus_tests::plexus_cli(&describe);
     assert!(
         !gone.status.success()
             && String::from_utf8_lossy(&gone.stderr)
@@ -183,6 +169,14 @@ fn a_vm_pod_gets_taps_bridges_dhcp_and_loses_them_on_del() {
             .is_none()
     );
     bench.invoke("DEL", "vm1", "eth0", &args, &config).ok();
+}
+
+/// `ARGS --state-dir <the bench's state directory>`: a plexus command line.
+fn with_state_dir(bench: &Bench, args: &[&str]) -> Vec<OsString> {
+    let mut line: Vec<OsString> = args.iter().map(OsString::from).collect();
+    line.push("--state-dir".into());
+    line.push(bench.state_dir().into());
+    line
 }
 
 /// Checks a VM description against `docs/vm-description.schema.json`, the schema a VM
