@@ -7,7 +7,7 @@
 //!
 //! What the guest prints, one line each (see the script):
 //! `PLEXUS-NIC eth0 event=bound mac=… ip=10.1.0.5/24 router=10.1.0.1 mtu=1500 lease=3600
-//! routes=DEST/LEN,GW;…` (again with `event=renew` for each renewal), `PLEXUS-DHCP
+//! queues=1 routes=DEST/LEN,GW;…` (again with `event=renew` for each renewal), `PLEXUS-DHCP
 //! deconfig|leasefail|nak eth0`, `PLEXUS-NIC-FAIL eth1`, `PLEXUS-PING ok|fail GATEWAY`
 //! (or `none`), `PLEXUS-READY`.
 //!
@@ -90,79 +90,45 @@ fn target_dir() -> PathBuf {
 /// QEMU exits first or `timeout` passes. QEMU is killed when the returned console is
 /// dropped.
 pub fn boot(netns: impl AsRef<Path>, taps: &[(&str, &str)], timeout: Duration) -> Console {
-    start(netns.as_ref(), taps, false, timeout)
+    boot_with(netns, taps, &Launch::default(), timeout)
 }
 
 /// Like [`boot`], but the guest stays up after it is ready, its DHCP clients running and
 /// reporting every renewal, until the console is dropped.
 pub fn boot_and_stay(netns: impl AsRef<Path>, taps: &[(&str, &str)], timeout: Duration) -> Console {
-    start(netns.as_ref(), taps, true, timeout)
+    let launch = Launch {
+        stay: true,
+        ..Launch::default()
+    };
+    boot_with(netns, taps, &launch, timeout)
 }
 
-fn start(netns: &Path, taps: &[(&str, &str)], stay: bool, timeout: Duration) -> Console {
-    let image = image();
-    let netns_path = netns.display();
-    let netns = format!("--net={netns_path}");
-    for (tap, _) in taps {
-        // QEMU would create a missing tap itself, and the VM would boot on a NIC that
-        // leads nowhere: a wrong name or namespace must fail here instead.
-        let found = Command::new("nsenter")
-            .args([
-                netns.as_str(),
-                "--",
-                "ip",
-                "-d",
-                "-o",
-                "link",
-                "show",
-                "dev",
-                tap,
-            ])
-            .output()
-            .unwrap_or_else(|err| panic!("cannot run nsenter: {err}"));
-        let details = String::from_utf8_lossy(&found.stdout);
-        assert!(
-            found.status.success() && details.contains("tun type tap"),
-            "no tap {tap} in the namespace {netns_path}: {details}{}",
-            String::from_utf8_lossy(&found.stderr)
-        );
-    }
-    let mut command = Command::new("nsenter");
-    command
-        .arg(&netns)
-        .args([
-            "--",
-            QEMU,
-            "-accel",
-            "tcg",
-            "-m",
-            "256",
-            "-nographic",
-            "-no-reboot",
-        ])
-        .arg("-kernel")
-        .arg(&image.kernel)
-        .arg("-initrd")
-        .arg(&image.initrd)
-        .arg("-append")
-        .arg(if stay {
-            "console=ttyS0 quiet panic=-1 plexus.stay"
-        } else {
-            "console=ttyS0 quiet panic=-1"
-        });
-    if taps.is_empty() {
-        // Otherwise QEMU adds a NIC of its own (user networking).
-        command.args(["-nic", "none"]);
-    }
-    for (index, (tap, mac)) in taps.iter().enumerate() {
-        command
-            .arg("-netdev")
-            .arg(format!(
-                "tap,id=n{index},ifname={tap},script=no,downscript=no"
-            ))
-            .arg("-device")
-            .arg(format!("virtio-net-pci,netdev=n{index},mac={mac}"));
-    }
+/// How QEMU is run, beyond its NICs; the default is [`boot`]'s.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// Stay up after `PLEXUS-READY` (see [`boot_and_stay`]).
+    pub stay: bool,
+    /// Queues per NIC. Above 1: `queues=N` on each tap, `mq=on` with 2N+2 MSI-X vectors
+    /// (one per queue, one for configuration changes, one for the control queue) on each
+    /// virtio NIC, and N vCPUs, since the guest's virtio_net uses no more queue pairs
+    /// than it has CPUs.
+    pub queues: u16,
+    /// Run QEMU as this user id and group id, with no supplementary groups, as a VM
+    /// runtime that drops its privileges does. `/dev/net/tun` may be root's alone here
+    /// (udev makes it 0666, a bare devtmpfs 0600): QEMU then gets a 0666 node of its own
+    /// in a private mount namespace, so that the tap's owner and group are all that
+    /// decide (opening `/dev/net/tun` grants nothing by itself).
+    pub user: Option<u32>,
+}
+
+/// Boots the guest as [`boot`] does, QEMU run as `launch` says.
+pub fn boot_with(
+    netns: impl AsRef<Path>,
+    taps: &[(&str, &str)],
+    launch: &Launch,
+    timeout: Duration,
+) -> Console {
+    let mut command = qemu_command(netns.as_ref(), taps, launch);
     // With -nographic the serial console is QEMU's stdio; stdin stays closed so that
     // nothing typed reaches the guest or the QEMU monitor.
     command
@@ -208,6 +174,136 @@ fn start(netns: &Path, taps: &[(&str, &str)], stay: bool, timeout: Duration) -> 
             }
         }
     }
+}
+
+/// QEMU's error when it exits without booting (a tap it may not open, say): runs QEMU as
+/// `launch` says and returns what it printed on stderr. Panics if it is still running
+/// after `timeout`.
+pub fn refused(
+    netns: impl AsRef<Path>,
+    taps: &[(&str, &str)],
+    launch: &Launch,
+    timeout: Duration,
+) -> String {
+    let mut qemu = qemu_command(netns.as_ref(), taps, launch)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot run {QEMU}: {err}"));
+    let stderr = qemu.stderr.take().expect("QEMU's stderr is piped");
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let reader = collect(stderr, &errors, None);
+    let mut qemu = Qemu(qemu);
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match qemu.0.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            outcome => panic!("QEMU was expected to exit: {outcome:?}"),
+        }
+    };
+    let _ = reader.join();
+    let errors = String::from_utf8_lossy(&lock(&errors)).into_owned();
+    assert!(!status.success(), "QEMU was expected to fail: {errors}");
+    errors
+}
+
+/// The QEMU command line: inside the namespace at `netns`, one virtio NIC per
+/// `(tap, mac)`, run as `launch` says.
+fn qemu_command(netns: &Path, taps: &[(&str, &str)], launch: &Launch) -> Command {
+    let image = image();
+    let netns_path = netns.display();
+    let netns = format!("--net={netns_path}");
+    for (tap, _) in taps {
+        // QEMU would create a missing tap itself, and the VM would boot on a NIC that
+        // leads nowhere: a wrong name or namespace must fail here instead.
+        let found = Command::new("nsenter")
+            .args([
+                netns.as_str(),
+                "--",
+                "ip",
+                "-d",
+                "-o",
+                "link",
+                "show",
+                "dev",
+                tap,
+            ])
+            .output()
+            .unwrap_or_else(|err| panic!("cannot run nsenter: {err}"));
+        let details = String::from_utf8_lossy(&found.stdout);
+        assert!(
+            found.status.success() && details.contains("tun type tap"),
+            "no tap {tap} in the namespace {netns_path}: {details}{}",
+            String::from_utf8_lossy(&found.stderr)
+        );
+    }
+    let mut command = Command::new("nsenter");
+    command.arg(&netns).arg("--");
+    if let Some(id) = launch.user {
+        let id = id.to_string();
+        command.args([
+            "unshare",
+            "--mount",
+            "--",
+            "sh",
+            "-c",
+            "mount -t tmpfs -o mode=755,size=4k plexus-test-tun /dev/net && \
+             mknod -m 666 /dev/net/tun c 10 200 && exec \"$@\"",
+            "sh",
+            "setpriv",
+            &format!("--reuid={id}"),
+            &format!("--regid={id}"),
+            "--clear-groups",
+        ]);
+    }
+    command
+        .args([
+            QEMU,
+            "-accel",
+            "tcg",
+            "-m",
+            "256",
+            "-nographic",
+            "-no-reboot",
+        ])
+        .arg("-kernel")
+        .arg(&image.kernel)
+        .arg("-initrd")
+        .arg(&image.initrd)
+        .arg("-append")
+        .arg(if launch.stay {
+            "console=ttyS0 quiet panic=-1 plexus.stay"
+        } else {
+            "console=ttyS0 quiet panic=-1"
+        });
+    if launch.queues > 1 {
+        command.args(["-smp", &launch.queues.to_string()]);
+    }
+    if taps.is_empty() {
+        // Otherwise QEMU adds a NIC of its own (user networking).
+        command.args(["-nic", "none"]);
+    }
+    for (index, (tap, mac)) in taps.iter().enumerate() {
+        let (queues, multiqueue) = match launch.queues {
+            0 | 1 => (String::new(), String::new()),
+            n => (
+                format!(",queues={n}"),
+                format!(",mq=on,vectors={}", 2 * u32::from(n) + 2),
+            ),
+        };
+        command
+            .arg("-netdev")
+            .arg(format!(
+                "tap,id=n{index},ifname={tap},script=no,downscript=no{queues}"
+            ))
+            .arg("-device")
+            .arg(format!(
+                "virtio-net-pci,netdev=n{index},mac={mac}{multiqueue}"
+            ));
+    }
+    command
 }
 
 /// What the guest said, and the QEMU it runs in (killed on drop).
@@ -289,6 +385,11 @@ impl Console {
         }
     }
 
+    /// The QEMU process (it runs as the user [`Launch::user`] says).
+    pub fn qemu_pid(&self) -> u32 {
+        self.qemu.0.id()
+    }
+
     /// The guest NIC `ifname` as it first got its lease; panics, printing the console, if
     /// it got none.
     pub fn nic(&self, ifname: &str) -> GuestNic {
@@ -345,6 +446,8 @@ pub struct GuestNic {
     pub lease: Option<u32>,
     /// Option 121's routes, `(DEST/LEN, GATEWAY)`, `0.0.0.0` meaning on-link.
     pub routes: Vec<(String, String)>,
+    /// The receive queues the guest's driver set up on the NIC.
+    pub queues: Option<u32>,
 }
 
 impl GuestNic {
@@ -373,6 +476,7 @@ impl GuestNic {
                 .filter_map(|route| route.split_once(','))
                 .map(|(dest, gw)| (dest.to_owned(), gw.to_owned()))
                 .collect(),
+            queues: field("queues").and_then(|queues| queues.parse().ok()),
         })
     }
 }

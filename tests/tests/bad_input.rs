@@ -188,6 +188,27 @@ fn every_bad_input_gets_a_clear_error_and_nothing_is_written_elsewhere() {
             "vm.mode",
         ),
         case(
+            "vm queues beyond a tap's",
+            add_env("c1", "eth0"),
+            config(json!({"vm": {"mode": "always", "queues": 257}})),
+            7,
+            "`vm.queues`",
+        ),
+        case(
+            "vm tap owner by name",
+            add_env("c1", "eth0"),
+            config(json!({"vm": {"mode": "always", "tapOwner": "qemu"}})),
+            7,
+            "`vm.tapOwner`",
+        ),
+        case(
+            "negative vm tap group",
+            add_env("c1", "eth0"),
+            config(json!({"vm": {"mode": "always", "tapGroup": -1}})),
+            7,
+            "`vm.tapGroup`",
+        ),
+        case(
             "relative stateDir",
             add_env("c1", "eth0"),
             config(json!({"stateDir": "state"})),

@@ -3,6 +3,7 @@
 //! the result, and all of it undone by DEL; DHCP that survives its processes being
 //! killed, on a node (`plexus dhcp restore`, CHECK) and under a running VM.
 
+use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use plexus_plumbing::testing::{poll_until, wait_for};
-use plexus_tests::vm::{Console, Mark, TapPeer};
+use plexus_tests::vm::{Console, Launch, Mark, TapPeer};
 use plexus_tests::{Bench, Netns, plexus_binary, pod_args, result_addresses, vm};
 use serde_json::{Value, json};
 
@@ -69,16 +70,37 @@ fn a_vm_pod_gets_taps_bridges_dhcp_and_loses_them_on_del() {
     let pod_path = bench.pod.path().to_string_lossy().into_owned();
     assert_eq!(taps[0]["sandbox"], pod_path.as_str());
 
-    // The VM NIC wears the MAC the delegate gave the pod's interface; the veth a new one.
+    // The VM NIC wears the MAC the delegate gave the pod's interface (network-status
+    // keeps the delegate's word); the veth a new one, which the result says.
     let delegate_eth0 = interfaces
         .iter()
-        .find(|iface| iface["name"] == "eth0" && iface.get("sandbox").is_some())
+        .position(|iface| iface["name"] == "eth0" && iface.get("sandbox").is_some())
         .unwrap();
-    assert_eq!(taps[0]["mac"], delegate_eth0["mac"]);
-    assert_ne!(
-        bench.pod.mac("eth0"),
-        delegate_eth0["mac"].as_str().unwrap()
+    let tap_eth0 = interfaces
+        .iter()
+        .position(|iface| iface["name"] == "tap-eth0")
+        .unwrap();
+    let status: Value = serde_json::from_slice(&plexus_tests::plexus_cli_ok(with_state_dir(
+        &bench,
+        &["status", "vm1"],
+    )))
+    .unwrap();
+    assert_eq!(taps[0]["mac"], status[0]["mac"]);
+    assert_eq!(
+        interfaces[delegate_eth0]["mac"].as_str(),
+        Some(bench.pod.mac("eth0").as_str())
     );
+    assert_ne!(interfaces[delegate_eth0]["mac"], taps[0]["mac"]);
+    // Each address is the VM's, on its tap: none points at a veth.
+    let on = |index: usize| {
+        result["ips"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|ip| ip["interface"] == index)
+            .count()
+    };
+    assert_eq!((on(delegate_eth0), on(tap_eth0)), (0, 1), "{result:#}");
     assert!(
         bench.pod.addresses("eth0").is_empty(),
         "the VM owns the address now"
@@ -94,17 +116,36 @@ fn a_vm_pod_gets_taps_bridges_dhcp_and_loses_them_on_del() {
 
     let description: Value =
         serde_json::from_slice(&fs::read(bench.state_dir().join("vm/vm1.json")).unwrap()).unwrap();
+    assert_follows_the_schema(&description);
+    assert_eq!(description["version"], 1);
+    assert_eq!(description["netns"], pod_path.as_str());
+    let describe = with_state_dir(&bench, &["vm", "describe", "vm1"]);
+    let described = plexus_tests::plexus_cli_ok(&describe);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&described).unwrap(),
+        description,
+        "plexus vm describe prints the file"
+    );
     let nics = description["nics"].as_array().unwrap();
     assert_eq!(nics[0]["tap"], "tap-eth0");
     assert_eq!(
         nics[0]["address"],
         plexus_tests::result_addresses(&result)[0].as_str()
     );
-    assert_eq!(
-        nics[0]["gateway"], "10.11.0.1",
-        "the router on the primary NIC"
-    );
-    assert_eq!(nics[1]["gateway"], Value::Null, "no router on the others");
+    assert_eq!(nics[0]["gateway"], "10.11.0.1");
+    assert_eq!(nics[0]["primary"], true, "the router on the primary NIC");
+    // flannel's stand-in (ptp) has a gateway too, which the VM is not given as a router.
+    let eth1_gateway = result["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|ip| {
+            ip["address"].as_str() == Some(plexus_tests::result_addresses(&result)[1].as_str())
+        })
+        .and_then(|ip| ip["gateway"].as_str())
+        .expect("the ptp delegate's gateway");
+    assert_eq!(nics[1]["gateway"], eth1_gateway);
+    assert_eq!(nics[1]["primary"], false, "no router on the others");
     wait_for("one DHCP server per NIC", TIMEOUT, || {
         dhcp_servers_for("vm1") == 2
     });
@@ -114,6 +155,13 @@ fn a_vm_pod_gets_taps_bridges_dhcp_and_loses_them_on_del() {
     assert!(bench.leases().is_empty());
     assert_eq!(dhcp_servers_for("vm1"), 0, "DEL stops the DHCP servers");
     assert!(!bench.state_dir().join("vm/vm1.json").exists());
+    let gone = plexus_tests::plexus_cli(&describe);
+    assert!(
+        !gone.status.success()
+            && String::from_utf8_lossy(&gone.stderr)
+                .contains("no VM description for container vm1"),
+        "{gone:?}"
+    );
     assert!(
         fs::read_dir(bench.state_dir().join("dhcp"))
             .unwrap()
@@ -121,6 +169,27 @@ fn a_vm_pod_gets_taps_bridges_dhcp_and_loses_them_on_del() {
             .is_none()
     );
     bench.invoke("DEL", "vm1", "eth0", &args, &config).ok();
+}
+
+/// `ARGS --state-dir <the bench's state directory>`: a plexus command line.
+fn with_state_dir(bench: &Bench, args: &[&str]) -> Vec<OsString> {
+    let mut line: Vec<OsString> = args.iter().map(OsString::from).collect();
+    line.push("--state-dir".into());
+    line.push(bench.state_dir().into());
+    line
+}
+
+/// Checks a VM description against `docs/vm-description.schema.json`, the schema a VM
+/// runtime is told to expect.
+fn assert_follows_the_schema(description: &Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/vm-description.schema.json");
+    let schema: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(description)
+        .map(|error| format!("{}: {error}", error.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{description:#}");
 }
 
 #[test]
@@ -181,6 +250,118 @@ fn a_vm_boots_with_eth0_and_eth1_from_two_networks() {
     assert_eq!(bench.pod.links(), ["lo"]);
     assert!(bench.leases().is_empty());
     assert_eq!(dhcp_servers_for("vm2"), 0);
+}
+
+/// A VM pod on one network (`calico`, a bridge) in a bench of its own, ADDed with these
+/// `vm` settings: the bench, the CNI arguments and the result.
+fn one_nic_vm_pod(container: &str, vm: Value) -> (Bench, String, Value, Value) {
+    let bench = Bench::new();
+    bench.write_network(
+        "10-calico.conf",
+        &bench.bridge("calico", "br-calico", "10.11.0.0/24", "1.0.0"),
+    );
+    let config = bench.config("1.1.0", json!({ "vm": vm }));
+    let args = pod_args("vms", container, &json!({"cni": "calico"}));
+    let result = bench.invoke("ADD", container, "eth0", &args, &config).ok();
+    (bench, args, config, result)
+}
+
+/// What the kernel shows of a tap in the pod's own sysfs (`ip netns exec` mounts it).
+fn tap_sysfs(pod: &Netns, tap: &str, attribute: &str) -> String {
+    let output = Command::new("ip")
+        .args(["netns", "exec", &pod.name, "sh", "-c"])
+        .arg(format!(
+            "cd /sys/class/net/{tap} && echo $(ls -d {attribute})"
+        ))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// `vm.queues: 2`: the tap is multiqueue, so QEMU's `queues=2` (which a single-queue tap
+/// refuses: "could not configure /dev/net/tun: Invalid argument") attaches two queues,
+/// the guest drives its NIC with two queue pairs and gets its address by DHCP.
+#[test]
+fn a_vm_uses_two_queues_on_its_tap_with_vm_queues_2() {
+    let (bench, args, config, result) =
+        one_nic_vm_pod("vm7", json!({"mode": "always", "queues": 2}));
+    let description: Value =
+        serde_json::from_slice(&fs::read(bench.state_dir().join("vm/vm7.json")).unwrap()).unwrap();
+    assert_follows_the_schema(&description);
+    assert_eq!(description["nics"][0]["queues"], 2, "{description}");
+    let taps = taps_of(&result);
+    let taps: Vec<(&str, &str)> = taps.iter().map(|(t, m)| (t.as_str(), m.as_str())).collect();
+
+    let launch = Launch {
+        stay: true,
+        queues: 2,
+        ..Launch::default()
+    };
+    let console = vm::boot_with(bench.pod.path(), &taps, &launch, Duration::from_secs(120));
+    let nic = console.nic("eth0");
+    assert_eq!(nic.address, result_addresses(&result)[0], "{console}");
+    assert_eq!(
+        nic.queues,
+        Some(2),
+        "two queue pairs in the guest\n{console}"
+    );
+    // The tap's side: two queues attached, one per QEMU file descriptor.
+    assert_eq!(
+        tap_sysfs(&bench.pod, "tap-eth0", "queues/tx-*"),
+        "queues/tx-0 queues/tx-1"
+    );
+    drop(console);
+
+    bench.invoke("DEL", "vm7", "eth0", &args, &config).ok();
+    bench.assert_clean();
+}
+
+/// `vm.tapOwner`/`vm.tapGroup`: a QEMU that runs as that user and group (no capability,
+/// as a runtime that drops its privileges runs it) opens the tap and the VM gets its
+/// address; a QEMU of another user is refused the tap.
+#[test]
+fn an_unprivileged_qemu_opens_a_tap_given_to_its_user_and_group() {
+    const NOBODY: u32 = 65534;
+    let (bench, args, config, result) = one_nic_vm_pod(
+        "vm8",
+        json!({"mode": "always", "tapOwner": NOBODY, "tapGroup": NOBODY}),
+    );
+    let taps = taps_of(&result);
+    let taps: Vec<(&str, &str)> = taps.iter().map(|(t, m)| (t.as_str(), m.as_str())).collect();
+
+    let stranger = Launch {
+        user: Some(NOBODY - 1),
+        ..Launch::default()
+    };
+    let refusal = vm::refused(bench.pod.path(), &taps, &stranger, TIMEOUT);
+    assert!(
+        refusal.contains("could not configure /dev/net/tun (tap-eth0): Operation not permitted"),
+        "{refusal}"
+    );
+
+    let nobody = Launch {
+        stay: true,
+        user: Some(NOBODY),
+        ..Launch::default()
+    };
+    let console = vm::boot_with(bench.pod.path(), &taps, &nobody, Duration::from_secs(90));
+    let nic = console.nic("eth0");
+    assert_eq!(nic.address, result_addresses(&result)[0], "{console}");
+    let status = fs::read_to_string(format!("/proc/{}/status", console.qemu_pid())).unwrap();
+    let ids = |key: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .map(|ids| ids.split_whitespace().collect::<Vec<_>>().join(" "))
+    };
+    assert_eq!(ids("Uid:").as_deref(), Some("65534 65534 65534 65534"));
+    assert_eq!(ids("Gid:").as_deref(), Some("65534 65534 65534 65534"));
+    assert_eq!(ids("CapEff:").as_deref(), Some("0000000000000000"));
+    drop(console);
+
+    bench.invoke("DEL", "vm8", "eth0", &args, &config).ok();
+    bench.assert_clean();
 }
 
 #[test]

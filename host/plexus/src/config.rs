@@ -55,6 +55,13 @@ pub struct PluginConfig {
     pub vm_mode: VmMode,
     /// `vm.leaseSeconds`: the lease time DHCP gives a VM pod's NICs.
     pub vm_lease_secs: u32,
+    /// `vm.queues`: the queues per VM NIC the VM runtime opens; above 1 the taps are
+    /// made multiqueue.
+    pub vm_queues: u16,
+    /// `vm.tapOwner`: the user who may open a VM pod's taps without `CAP_NET_ADMIN`.
+    pub vm_tap_owner: Option<u32>,
+    /// `vm.tapGroup`: the group whose members may, likewise.
+    pub vm_tap_group: Option<u32>,
     /// `delegateTimeoutSeconds`: the bound of one delegate call.
     pub delegate_timeout: Duration,
     /// `runtimeConfig` as the runtime filled it in (capability arguments).
@@ -189,15 +196,22 @@ impl VmMode {
 /// VM renews rarely but notices within the hour that its server is gone.
 const DEFAULT_VM_LEASE_SECS: u32 = 3600;
 
+/// The most queues one tap can have (the kernel's `MAX_TAP_QUEUES`).
+pub const MAX_VM_QUEUES: u16 = 256;
+
 /// What `vm` configures.
 struct VmSettings {
     mode: VmMode,
     lease_secs: u32,
+    queues: u16,
+    tap_owner: Option<u32>,
+    tap_group: Option<u32>,
 }
 
-/// `vm` is `{"mode": "never" | "annotation" | "always", "leaseSeconds": N}`; absent (or
-/// without a key) it is `never` and an hour. Other keys in it are ignored, like unknown
-/// keys anywhere.
+/// `vm` is `{"mode": "never" | "annotation" | "always", "leaseSeconds": N, "queues": N,
+/// "tapOwner": UID, "tapGroup": GID}`; absent (or without a key) it is `never`, an hour,
+/// one queue and taps only root opens. Other keys in it are ignored, like unknown keys
+/// anywhere.
 fn vm_settings(vm: Option<&Value>) -> Result<VmSettings, ConfigError> {
     let vm = match vm {
         None | Some(Value::Null) => None,
@@ -240,7 +254,52 @@ fn vm_settings(vm: Option<&Value>) -> Result<VmSettings, ConfigError> {
                 ),
             })?,
     };
-    Ok(VmSettings { mode, lease_secs })
+    let queues = match vm.and_then(|vm| vm.get("queues")) {
+        None => 1,
+        Some(queues) => queues
+            .as_u64()
+            .and_then(|queues| u16::try_from(queues).ok())
+            .filter(|queues| (1..=MAX_VM_QUEUES).contains(queues))
+            .ok_or_else(|| ConfigError::Key {
+                key: "vm.queues",
+                reason: format!(
+                    "must be a whole number of queues per NIC from 1 to {MAX_VM_QUEUES}, not {queues}"
+                ),
+            })?,
+    };
+    Ok(VmSettings {
+        mode,
+        lease_secs,
+        queues,
+        tap_owner: numeric_id(vm, "vm.tapOwner", "tapOwner", "user")?,
+        tap_group: numeric_id(vm, "vm.tapGroup", "tapGroup", "group")?,
+    })
+}
+
+/// A numeric user or group id under `vm`. Names are not taken: the plugin may run where
+/// `/etc/passwd` is not the VM runtime's (a runtime in a container of its own), and the
+/// kernel keeps numbers. `u32::MAX` is the kernel's "no id".
+fn numeric_id(
+    vm: Option<&Map<String, Value>>,
+    key: &'static str,
+    name: &str,
+    kind: &str,
+) -> Result<Option<u32>, ConfigError> {
+    let Some(value) = vm.and_then(|vm| vm.get(name)) else {
+        return Ok(None);
+    };
+    value
+        .as_u64()
+        .and_then(|id| u32::try_from(id).ok())
+        .filter(|id| *id != u32::MAX)
+        .map(Some)
+        .ok_or_else(|| ConfigError::Key {
+            key,
+            reason: format!(
+                "must be a numeric {kind} id from 0 to {} (names are not accepted), not {value}",
+                u32::MAX - 1
+            ),
+        })
 }
 
 /// A list of network names: a JSON list, or Genie's comma-separated string.
@@ -347,6 +406,9 @@ impl PluginConfig {
                 .saturating_mul(1 << 20),
             vm_mode: vm.mode,
             vm_lease_secs: vm.lease_secs,
+            vm_queues: vm.queues,
+            vm_tap_owner: vm.tap_owner,
+            vm_tap_group: vm.tap_group,
             delegate_timeout: Duration::from_secs(delegate_timeout_secs),
             runtime_config: raw.runtime_config,
             document,
@@ -549,6 +611,54 @@ mod tests {
                     && err.to_string().contains(&format!("not {bad}")),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn vm_taps_default_to_one_queue_and_root_only() {
+        let config = parse(r#"{"cniVersion":"1.1.0","vm":{"mode":"always"}}"#).unwrap();
+        assert_eq!(
+            (config.vm_queues, config.vm_tap_owner, config.vm_tap_group),
+            (1, None, None)
+        );
+        let config = parse(
+            r#"{"cniVersion":"1.1.0","vm":{"queues":256,"tapOwner":0,"tapGroup":4294967294}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (config.vm_queues, config.vm_tap_owner, config.vm_tap_group),
+            (256, Some(0), Some(u32::MAX - 1))
+        );
+    }
+
+    #[test]
+    fn bad_vm_tap_settings_name_their_key() {
+        let cases = [
+            ("queues", "0"),
+            ("queues", "257"),
+            ("queues", "2.5"),
+            ("queues", r#""2""#),
+            ("queues", "-1"),
+            ("queues", "null"),
+            ("tapOwner", r#""qemu""#),
+            ("tapOwner", "-1"),
+            ("tapOwner", "4294967295"),
+            ("tapOwner", "1.5"),
+            ("tapGroup", r#""kvm""#),
+            ("tapGroup", "4294967296"),
+            ("tapGroup", "null"),
+        ];
+        for (key, bad) in cases {
+            let err = parse(&format!(
+                r#"{{"cniVersion":"1.1.0","vm":{{"{key}":{bad}}}}}"#
+            ))
+            .unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!("`vm.{key}`")) && message.contains(&format!("not {bad}")),
+                "{message}"
+            );
+            assert!(matches!(err, ConfigError::Key { .. }), "code 7: {err:?}");
         }
     }
 

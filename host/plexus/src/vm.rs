@@ -81,12 +81,22 @@ pub fn attach_all(
     let netns_path = record.netns.clone().unwrap_or_default();
     let netns = Netns::open(&netns_path)?;
     let layout = store.layout();
+    // The tap's flags must be the VM runtime's: QEMU opens a tap with `queues=N` (N > 1)
+    // as multiqueue and a multiqueue tap refuses a single-queue open. vnet_hdr is left to
+    // the runtime: every open sets it anew.
+    let tap_options = TapOptions {
+        vnet_hdr: false,
+        multi_queue: config.vm_queues > 1,
+        owner: config.vm_tap_owner,
+        group: config.vm_tap_group,
+    };
     for attachment in &mut record.attachments {
-        let nic = plan_vm_nic(&netns, attachment.ifname(), TapOptions::default())?;
+        let nic = plan_vm_nic(&netns, attachment.ifname(), tap_options.clone())?;
         let state = layout.dhcp_state(&record.container_id, &nic.veth);
         attachment.vm = Some(VmAttachment {
             nic,
             dhcp_state: Some(state),
+            queues: config.vm_queues,
         });
     }
     store.save(record)?;
@@ -98,6 +108,7 @@ pub fn attach_all(
         let Some(VmAttachment {
             nic,
             dhcp_state: Some(state),
+            ..
         }) = &attachment.vm
         else {
             continue;
@@ -221,20 +232,6 @@ fn lease(
         .ok_or_else(|| VmError::NoIpv4Address {
             veth: nic.veth.clone(),
         })?;
-    let v4 = |ip: IpAddr| match ip {
-        IpAddr::V4(v4) => Some(v4),
-        IpAddr::V6(_) => None,
-    };
-    let gateway = result
-        .ips
-        .iter()
-        .filter_map(|ip| ip.gateway.as_deref()?.parse::<Ipv4Addr>().ok())
-        .next();
-    let default_gateway = nic
-        .routes
-        .iter()
-        .find(|route| route.prefix_len == 0 && route.table == MAIN_TABLE)
-        .and_then(|route| route.gateway.and_then(v4));
     let routes = nic
         .routes
         .iter()
@@ -242,9 +239,12 @@ fn lease(
         .filter(|route| primary || route.prefix_len != 0)
         .filter_map(|route| {
             Some(ClasslessRoute {
-                destination: v4(route.destination)?,
+                destination: ipv4(route.destination)?,
                 prefix_len: route.prefix_len,
-                gateway: route.gateway.and_then(v4).unwrap_or(Ipv4Addr::UNSPECIFIED),
+                gateway: route
+                    .gateway
+                    .and_then(ipv4)
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED),
             })
         })
         .collect();
@@ -257,11 +257,7 @@ fn lease(
     Ok(Lease {
         address: address.0,
         prefix_len: address.1,
-        router: if primary {
-            default_gateway.or(gateway)
-        } else {
-            None
-        },
+        router: if primary { gateway(nic, result) } else { None },
         dns_servers,
         domain: result.dns.domain.clone(),
         search: result.dns.search.clone(),
@@ -272,18 +268,50 @@ fn lease(
     })
 }
 
+/// The NIC's IPv4 gateway: the one of its veth's default route, else the delegate's
+/// `ips[].gateway`.
+fn gateway(nic: &VmNic, result: &CniResult) -> Option<Ipv4Addr> {
+    let from_route = nic
+        .routes
+        .iter()
+        .find(|route| route.prefix_len == 0 && route.table == MAIN_TABLE)
+        .and_then(|route| route.gateway.and_then(ipv4));
+    from_route.or_else(|| {
+        result
+            .ips
+            .iter()
+            .find_map(|ip| ip.gateway.as_deref()?.parse::<Ipv4Addr>().ok())
+    })
+}
+
+fn ipv4(ip: IpAddr) -> Option<Ipv4Addr> {
+    match ip {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(_) => None,
+    }
+}
+
 /// `RT_TABLE_MAIN`: routes in other tables are policy routing the VM cannot be told.
 const MAIN_TABLE: u32 = 254;
 /// `RTPROT_KERNEL`: the subnet route the kernel made for the address; the VM makes its own.
 const KERNEL_PROTOCOL: u8 = 2;
 
+/// The version of `<stateDir>/vm/<container>.json` this plexus writes, whose schema is
+/// `docs/vm-description.schema.json`. A change that a reader of this version could
+/// misread (a key removed, renamed or given another meaning) takes a new version; a key
+/// added does not, and readers ignore keys they do not know.
+pub const VM_DESCRIPTION_VERSION: u64 = 1;
+
 /// Writes `<stateDir>/vm/<container>.json`, what the VM runtime needs to plug the VM in:
-/// per NIC, in attachment order, the tap, the MAC, address, gateway, routes, DNS and MTU.
+/// the pod's namespace (where the taps are), and per NIC, in attachment order, the tap
+/// and its queues, the MAC, address, gateway (whether or not the VM is given it as its
+/// router: only the primary NIC's is), routes, DNS and MTU.
 fn describe(store: &StateStore, record: &Record) -> Result<(), VmError> {
     let nics: Vec<_> = record
         .attachments
         .iter()
-        .filter_map(|attachment| {
+        .enumerate()
+        .filter_map(|(index, attachment)| {
             let vm = attachment.vm.as_ref()?;
             let state = vm.dhcp_state.as_ref()?;
             let lease = ServerConfig::load(state).ok()?.lease;
@@ -291,18 +319,31 @@ fn describe(store: &StateStore, record: &Record) -> Result<(), VmError> {
                 "network": attachment.network,
                 "ifname": attachment.ifname(),
                 "tap": vm.nic.tap,
+                "queues": vm.queues,
                 "mac": vm.nic.mac.to_string(),
                 "address": format!("{}/{}", lease.address, lease.prefix_len),
-                "gateway": lease.router,
-                "routes": lease.routes.iter().map(|route| json!({
-                    "dst": format!("{}/{}", route.destination, route.prefix_len),
-                    "gw": route.gateway,
-                })).collect::<Vec<_>>(),
+                "gateway": gateway(&vm.nic, &attachment.result.clone().unwrap_or_default()),
+                "primary": index == 0,
+                "routes": lease.routes.iter().map(|route| {
+                    let destination = format!("{}/{}", route.destination, route.prefix_len);
+                    // An on-link route has no next hop (DHCP writes it 0.0.0.0).
+                    if route.gateway.is_unspecified() {
+                        json!({ "dst": destination })
+                    } else {
+                        json!({ "dst": destination, "gw": route.gateway })
+                    }
+                }).collect::<Vec<_>>(),
                 "dns": { "nameservers": lease.dns_servers, "domain": lease.domain, "search": lease.search },
                 "mtu": vm.nic.mtu,
             }))
         })
         .collect();
-    store.write_vm_description(&record.container_id, &json!({ "nics": nics }))?;
+    let description = json!({
+        "version": VM_DESCRIPTION_VERSION,
+        "containerId": record.container_id,
+        "netns": record.netns,
+        "nics": nics,
+    });
+    store.write_vm_description(&record.container_id, &description)?;
     Ok(())
 }

@@ -10,7 +10,8 @@ use crate::{
 };
 
 /// How a tap is created. The VM runtime that opens it later must ask for the same
-/// `multi_queue` setting (the kernel refuses a mismatch); `vnet_hdr` it may change.
+/// `multi_queue` setting (the kernel refuses a mismatch with EINVAL); `vnet_hdr` it may
+/// change, since each open sets it anew.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TapOptions {
     /// Create it with `IFF_VNET_HDR` (virtio-net offload headers).
@@ -23,6 +24,10 @@ pub struct TapOptions {
     /// unprivileged QEMU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<u32>,
+    /// Let members of this group open it without `CAP_NET_ADMIN` (`TUNSETGROUP`). With
+    /// both set, the kernel asks for both: the owner, as a member of the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<u32>,
 }
 
 /// Creates the persistent tap `name` in `netns`. The tap takes the namespace of the
@@ -50,7 +55,7 @@ pub fn create_tap(netns: &Netns, name: &str, options: &TapOptions) -> Result<()>
     if options.multi_queue {
         flags |= libc::IFF_MULTI_QUEUE;
     }
-    let owner = options.owner;
+    let (owner, group) = (options.owner, options.group);
     netns
         .run("create tap", move || -> io::Result<()> {
             let tun = OpenOptions::new()
@@ -70,8 +75,13 @@ pub fn create_tap(netns: &Netns, name: &str, options: &TapOptions) -> Result<()>
             // SAFETY: `request` is a valid ifreq that outlives the call.
             check(unsafe { libc::ioctl(fd, libc::TUNSETIFF, &request) })?;
             if let Some(uid) = owner {
-                // SAFETY: TUNSETOWNER and TUNSETPERSIST take their argument by value.
+                // SAFETY: TUNSETOWNER, TUNSETGROUP and TUNSETPERSIST take their argument
+                // by value.
                 check(unsafe { libc::ioctl(fd, libc::TUNSETOWNER, uid as libc::c_ulong) })?;
+            }
+            if let Some(gid) = group {
+                // SAFETY: as above.
+                check(unsafe { libc::ioctl(fd, libc::TUNSETGROUP, gid as libc::c_ulong) })?;
             }
             // SAFETY: as above.
             check(unsafe { libc::ioctl(fd, libc::TUNSETPERSIST, 1 as libc::c_ulong) })?;

@@ -4,7 +4,7 @@
 use std::{net::IpAddr, time::Duration};
 
 use plexus_plumbing::{
-    Netlink, Netns, TapOptions, VmNic, attach_vm_nic, detach_vm_nic, plan_vm_nic,
+    Netlink, Netns, TapOptions, VmNic, attach_vm_nic, create_tap, detach_vm_nic, plan_vm_nic,
     testing::{TestNetns, ip, poll_until, require_root, run, wait_for},
 };
 
@@ -155,6 +155,7 @@ fn attach_and_detach(mtu: u32) {
         vnet_hdr: true,
         multi_queue: false,
         owner: Some(4242),
+        group: None,
     };
     let nic = plan_vm_nic(&netns, "eth0", options).unwrap();
     assert_eq!(snapshot(&pod, "eth0"), before, "planning changes nothing");
@@ -359,4 +360,52 @@ fn vm_nic_failed_attach_rolls_back() {
         netlink.link("tap-eth0").unwrap().kind.as_deref(),
         Some("bridge")
     );
+}
+
+/// A tap for an unprivileged, multiqueue VM runtime: what the kernel reports of it in the
+/// pod's own sysfs (`ip netns exec` mounts it) is the owner, the group and the flags it
+/// was created with; without options it has none of them.
+#[test]
+fn a_tap_carries_its_owner_group_and_multi_queue_flag() {
+    require_root();
+    let pod = TestNetns::new("pod");
+    let netns = Netns::open(pod.path()).unwrap();
+    let sysfs = |tap: &str, attribute: &str| {
+        let path = format!("/sys/class/net/{tap}/{attribute}");
+        let output = run("ip", &["netns", "exec", &pod.name, "cat", &path]);
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let options = TapOptions {
+        vnet_hdr: false,
+        multi_queue: true,
+        owner: Some(65534),
+        group: Some(4243),
+    };
+    create_tap(&netns, "tap-mq", &options).unwrap();
+    create_tap(&netns, "tap-plain", &TapOptions::default()).unwrap();
+
+    const IFF_TAP: u32 = 0x0002;
+    const IFF_MULTI_QUEUE: u32 = 0x0100;
+    const IFF_PERSIST: u32 = 0x0800;
+    const IFF_NO_PI: u32 = 0x1000;
+    let flags = |tap: &str| {
+        let text = sysfs(tap, "tun_flags");
+        u32::from_str_radix(text.trim_start_matches("0x"), 16)
+            .unwrap_or_else(|error| panic!("tun_flags {text:?}: {error}"))
+    };
+    assert_eq!(
+        flags("tap-mq"),
+        IFF_TAP | IFF_NO_PI | IFF_PERSIST | IFF_MULTI_QUEUE
+    );
+    assert_eq!(
+        (sysfs("tap-mq", "owner"), sysfs("tap-mq", "group")),
+        ("65534".into(), "4243".into())
+    );
+    assert_eq!(flags("tap-plain"), IFF_TAP | IFF_NO_PI | IFF_PERSIST);
+    assert_eq!(
+        (sysfs("tap-plain", "owner"), sysfs("tap-plain", "group")),
+        ("-1".into(), "-1".into())
+    );
+    let details = ip(&pod, &["-d", "link", "show", "dev", "tap-mq"]);
+    assert!(details.contains("multi_queue"), "{details}");
 }

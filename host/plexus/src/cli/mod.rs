@@ -6,6 +6,7 @@ mod dhcp;
 mod explain;
 mod policy;
 mod scaffold;
+mod vm;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -39,6 +40,9 @@ enum CliCommand {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
+    /// VM pods, for their VM runtime.
+    #[command(subcommand)]
+    Vm(VmCommand),
     /// The DHCP server of a VM NIC (started by the plugin for VM pods).
     #[command(subcommand)]
     Dhcp(DhcpCommand),
@@ -51,6 +55,17 @@ enum CliCommand {
         /// Passed on to `plexus-demo` (`--help` lists them).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
+    },
+}
+
+#[derive(Subcommand)]
+enum VmCommand {
+    /// Print a VM pod's NICs as its VM runtime reads them (`stateDir/vm/CONTAINER.json`).
+    Describe {
+        container_id: String,
+        /// The `stateDir` of the plexus configuration.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
     },
 }
 
@@ -91,6 +106,10 @@ pub fn main() -> ExitCode {
             container_id,
             state_dir,
         } => status(&container_id, &state_dir),
+        CliCommand::Vm(VmCommand::Describe {
+            container_id,
+            state_dir,
+        }) => vm::describe(&container_id, &state_dir),
         CliCommand::Dhcp(DhcpCommand::Serve { state, worker }) => dhcp::serve(&state, worker),
         CliCommand::Dhcp(DhcpCommand::Restore {
             state_dir,

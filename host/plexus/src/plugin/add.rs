@@ -265,19 +265,38 @@ fn merge(
     Ok(merged)
 }
 
-/// A VM pod's result also lists its taps, in attachment order, in the pod's sandbox:
-/// what the VM runtime opens.
+/// A VM pod's result also lists its taps, in attachment order, in the pod's sandbox: what
+/// the VM runtime opens, wearing the MAC the VM must use. The result then says what is
+/// true after the handover: the pod's own interfaces wear the MACs they were given, and
+/// each address is the VM's, on its tap.
 fn list_taps(merged: &mut plexus_cni::CniResult, record: &Record) {
     for attachment in &record.attachments {
-        if let Some(vm) = &attachment.vm {
-            merged.interfaces.push(plexus_cni::Interface {
-                name: vm.nic.tap.clone(),
-                mac: Some(vm.nic.mac.to_string()),
-                mtu: Some(vm.nic.mtu),
-                sandbox: record.netns.clone(),
-                ..Default::default()
-            });
+        let Some(vm) = &attachment.vm else {
+            continue;
+        };
+        let tap_index = merged.interfaces.len();
+        let veth_index = merged.interfaces.iter().position(|interface| {
+            interface.name == vm.nic.veth && interface.sandbox == record.netns
+        });
+        if let Some(veth_index) = veth_index {
+            merged.interfaces[veth_index].mac = Some(vm.nic.veth_attached_mac.to_string());
+            if let (Ok(veth_index), Ok(tap_index)) =
+                (u32::try_from(veth_index), u32::try_from(tap_index))
+            {
+                for ip in &mut merged.ips {
+                    if ip.interface == Some(veth_index) {
+                        ip.interface = Some(tap_index);
+                    }
+                }
+            }
         }
+        merged.interfaces.push(plexus_cni::Interface {
+            name: vm.nic.tap.clone(),
+            mac: Some(vm.nic.mac.to_string()),
+            mtu: Some(vm.nic.mtu),
+            sandbox: record.netns.clone(),
+            ..Default::default()
+        });
     }
 }
 

@@ -95,6 +95,22 @@ impl StateStore {
         self.replace_json(&self.layout.vm_description(container_id), description)
     }
 
+    /// A VM pod's NIC description as written; `None` when there is none.
+    pub fn read_vm_description(
+        &self,
+        container_id: &str,
+    ) -> Result<Option<serde_json::Value>, StateError> {
+        let path = self.layout.vm_description(container_id);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(io_error(&path)(err)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| StateError::Corrupt { path, source })
+    }
+
     /// Forgets a VM pod's NIC description; one already gone is fine.
     pub fn remove_vm_description(&self, container_id: &str) -> Result<(), StateError> {
         let path = self.layout.vm_description(container_id);

@@ -83,4 +83,12 @@ pub struct VmAttachment {
     /// The DHCP server's state file (whoever serves it holds the lock beside it).
     #[serde(default)]
     pub dhcp_state: Option<PathBuf>,
+    /// The queues the VM runtime is told to open on the tap (`vm.queues`); records made
+    /// before the key existed had single-queue taps.
+    #[serde(default = "one_queue")]
+    pub queues: u16,
+}
+
+fn one_queue() -> u16 {
+    1
 }
