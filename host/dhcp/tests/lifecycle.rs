@@ -44,16 +44,22 @@ fn start(
     server
 }
 
-#[test]
-fn serve_ends_on_stop_interface_gone_and_netns_gone() {
+/// A pod namespace with `tap0` (a veth standing in for a VM NIC's tap, peer `peer0`).
+fn pod_with_tap() -> TestNetns {
     require_root();
-    let mut pod = TestNetns::new("pod");
+    let pod = TestNetns::new("pod");
     ip(
         &pod,
         &[
             "link", "add", "tap0", "type", "veth", "peer", "name", "peer0",
         ],
     );
+    pod
+}
+
+#[test]
+fn serve_ends_on_stop_interface_gone_and_netns_gone() {
+    let mut pod = pod_with_tap();
 
     let stop = Stop::new().unwrap();
     let server = start(&pod, config(&pod, "tap0"), stop.clone());
@@ -102,14 +108,7 @@ fn serve_fails_with_the_namespace_and_interface_named() {
 
 #[test]
 fn presence_tells_whether_the_nic_is_still_there() {
-    require_root();
-    let mut pod = TestNetns::new("pod");
-    ip(
-        &pod,
-        &[
-            "link", "add", "tap0", "type", "veth", "peer", "name", "peer0",
-        ],
-    );
+    let mut pod = pod_with_tap();
     let served = config(&pod, "tap0");
     assert_eq!(served.presence(), Presence::Present);
     assert_eq!(

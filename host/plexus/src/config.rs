@@ -51,17 +51,8 @@ pub struct PluginConfig {
     pub record_dir: Option<PathBuf>,
     /// The bound of one recording file before it is rotated.
     pub record_max_bytes: u64,
-    /// `vm.mode`: which pods are virtual-machine pods.
-    pub vm_mode: VmMode,
-    /// `vm.leaseSeconds`: the lease time DHCP gives a VM pod's NICs.
-    pub vm_lease_secs: u32,
-    /// `vm.queues`: the queues per VM NIC the VM runtime opens; above 1 the taps are
-    /// made multiqueue.
-    pub vm_queues: u16,
-    /// `vm.tapOwner`: the user who may open a VM pod's taps without `CAP_NET_ADMIN`.
-    pub vm_tap_owner: Option<u32>,
-    /// `vm.tapGroup`: the group whose members may, likewise.
-    pub vm_tap_group: Option<u32>,
+    /// `vm`: which pods are VM pods, and what their NICs get.
+    pub vm: VmSettings,
     /// `delegateTimeoutSeconds`: the bound of one delegate call.
     pub delegate_timeout: Duration,
     /// `runtimeConfig` as the runtime filled it in (capability arguments).
@@ -200,12 +191,19 @@ const DEFAULT_VM_LEASE_SECS: u32 = 3600;
 pub const MAX_VM_QUEUES: u16 = 256;
 
 /// What `vm` configures.
-struct VmSettings {
-    mode: VmMode,
-    lease_secs: u32,
-    queues: u16,
-    tap_owner: Option<u32>,
-    tap_group: Option<u32>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmSettings {
+    /// `vm.mode`: which pods are virtual-machine pods.
+    pub mode: VmMode,
+    /// `vm.leaseSeconds`: the lease time DHCP gives a VM pod's NICs.
+    pub lease_secs: u32,
+    /// `vm.queues`: the queues per VM NIC the VM runtime opens; above 1 the taps are
+    /// made multiqueue.
+    pub queues: u16,
+    /// `vm.tapOwner`: the user who may open a VM pod's taps without `CAP_NET_ADMIN`.
+    pub tap_owner: Option<u32>,
+    /// `vm.tapGroup`: the group whose members may, likewise.
+    pub tap_group: Option<u32>,
 }
 
 /// `vm` is `{"mode": "never" | "annotation" | "always", "leaseSeconds": N, "queues": N,
@@ -404,11 +402,7 @@ impl PluginConfig {
                 .record_max_mib
                 .unwrap_or(DEFAULT_RECORD_MAX_MIB)
                 .saturating_mul(1 << 20),
-            vm_mode: vm.mode,
-            vm_lease_secs: vm.lease_secs,
-            vm_queues: vm.queues,
-            vm_tap_owner: vm.tap_owner,
-            vm_tap_group: vm.tap_group,
+            vm,
             delegate_timeout: Duration::from_secs(delegate_timeout_secs),
             runtime_config: raw.runtime_config,
             document,
@@ -565,7 +559,8 @@ mod tests {
         let mode = |vm: &str| {
             parse(&format!(r#"{{"cniVersion":"1.1.0"{vm}}}"#))
                 .unwrap()
-                .vm_mode
+                .vm
+                .mode
         };
         assert_eq!(mode(""), VmMode::Never);
         assert_eq!(mode(r#","vm":{}"#), VmMode::Never);
@@ -595,10 +590,10 @@ mod tests {
     fn the_vm_lease_defaults_to_an_hour_and_is_checked() {
         let lease = |vm: &str| {
             parse(&format!(r#"{{"cniVersion":"1.1.0","vm":{vm}}}"#))
-                .map(|config| config.vm_lease_secs)
+                .map(|config| config.vm.lease_secs)
         };
         assert_eq!(
-            parse(r#"{"cniVersion":"1.1.0"}"#).unwrap().vm_lease_secs,
+            parse(r#"{"cniVersion":"1.1.0"}"#).unwrap().vm.lease_secs,
             3600
         );
         assert_eq!(lease(r#"{"mode":"always"}"#).unwrap(), 3600);
@@ -618,7 +613,7 @@ mod tests {
     fn vm_taps_default_to_one_queue_and_root_only() {
         let config = parse(r#"{"cniVersion":"1.1.0","vm":{"mode":"always"}}"#).unwrap();
         assert_eq!(
-            (config.vm_queues, config.vm_tap_owner, config.vm_tap_group),
+            (config.vm.queues, config.vm.tap_owner, config.vm.tap_group),
             (1, None, None)
         );
         let config = parse(
@@ -626,7 +621,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (config.vm_queues, config.vm_tap_owner, config.vm_tap_group),
+            (config.vm.queues, config.vm.tap_owner, config.vm.tap_group),
             (256, Some(0), Some(u32::MAX - 1))
         );
     }

@@ -17,7 +17,7 @@ pub(crate) fn select_request(
     networks: &Networks,
 ) -> Result<wit::SelectRequest, PlexusError> {
     let annotations = pod::annotations(config, &invocation.args)?;
-    let vm = config.vm_mode.is_vm_pod(&annotations);
+    let vm = config.vm.mode.is_vm_pod(&annotations);
     Ok(wit::SelectRequest {
         pod: pod_of(invocation),
         annotations,

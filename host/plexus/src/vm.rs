@@ -86,9 +86,9 @@ pub fn attach_all(
     // the runtime: every open sets it anew.
     let tap_options = TapOptions {
         vnet_hdr: false,
-        multi_queue: config.vm_queues > 1,
-        owner: config.vm_tap_owner,
-        group: config.vm_tap_group,
+        multi_queue: config.vm.queues > 1,
+        owner: config.vm.tap_owner,
+        group: config.vm.tap_group,
     };
     for attachment in &mut record.attachments {
         let nic = plan_vm_nic(&netns, attachment.ifname(), tap_options.clone())?;
@@ -96,7 +96,7 @@ pub fn attach_all(
         attachment.vm = Some(VmAttachment {
             nic,
             dhcp_state: Some(state),
-            queues: config.vm_queues,
+            queues: config.vm.queues,
         });
     }
     store.save(record)?;
@@ -118,7 +118,7 @@ pub fn attach_all(
             netns: PathBuf::from(&netns_path),
             interface: nic.tap.clone(),
             client_mac: nic.mac,
-            lease: lease(nic, &result, primary, config.vm_lease_secs)?,
+            lease: lease(nic, &result, primary, config.vm.lease_secs)?,
             server_id: None,
         };
         // A server left from an earlier pod of this name would go on answering with the

@@ -131,28 +131,26 @@ pub fn is_same(expected: &Value, actual: &Value) -> bool {
         (Value::Object(wanted), Value::Object(found)) => {
             covers(wanted, found, is_same) && covers(found, wanted, is_same)
         }
-        (Value::Array(wanted), Value::Array(found)) => {
-            wanted.len() == found.len()
-                && wanted
-                    .iter()
-                    .zip(found)
-                    .all(|(value, other)| is_same(value, other))
-        }
+        (Value::Array(wanted), Value::Array(found)) => pairwise(wanted, found, is_same),
         _ => expected == actual,
     }
+}
+
+/// Whether two arrays have the same length and each element of `found` `matches` the
+/// element of `wanted` at its place.
+fn pairwise(wanted: &[Value], found: &[Value], matches: fn(&Value, &Value) -> bool) -> bool {
+    wanted.len() == found.len()
+        && wanted
+            .iter()
+            .zip(found)
+            .all(|(value, other)| matches(value, other))
 }
 
 /// Whether `actual` has everything `expected` names (see [`Matching::Subset`]).
 pub fn is_subset(expected: &Value, actual: &Value) -> bool {
     match (expected, actual) {
         (Value::Object(wanted), Value::Object(found)) => covers(wanted, found, is_subset),
-        (Value::Array(wanted), Value::Array(found)) => {
-            wanted.len() == found.len()
-                && wanted
-                    .iter()
-                    .zip(found)
-                    .all(|(value, other)| is_subset(value, other))
-        }
+        (Value::Array(wanted), Value::Array(found)) => pairwise(wanted, found, is_subset),
         _ => expected == actual,
     }
 }
