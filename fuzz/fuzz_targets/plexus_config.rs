@@ -6,7 +6,7 @@
 //!
 //! Properties: a configuration that parses has a supported `cniVersion`; absolute
 //! `networksDir`, `stateDir`, `logFile`, `recordDir`; a policy time limit, memory limit,
-//! attachment bound and VM lease time of at least 1; a `policyConfig` that is JSON text;
+//! attachment bound, VM lease time and VM queue count of at least 1; a `policyConfig` that is JSON text;
 //! Genie's `default_plugin` list has no empty or untrimmed name. Annotations, when they
 //! read, are the runtime's capability argument if given (as strings), else `K8S_ANNOT`.
 #![no_main]
@@ -44,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(config.common.policy_limits.timeout.as_millis() >= 1);
     assert!(config.common.policy_limits.memory_bytes >= 1 << 20);
     assert!(config.max_attachments >= 1);
-    assert!(config.vm_lease_secs >= 1);
+    assert!(config.vm.lease_secs >= 1 && config.vm.queues >= 1);
     serde_json::from_str::<Value>(&config.policy_config).expect("policyConfig is JSON text");
     let document: Value = serde_json::from_slice(stdin).unwrap();
     if document.get("defaultNetworks").is_none_or(Value::is_null)
@@ -77,5 +77,5 @@ fuzz_target!(|data: &[u8]| {
     } else {
         assert!(annotations.is_empty());
     }
-    let _ = config.vm_mode.is_vm_pod(&annotations);
+    let _ = config.vm.mode.is_vm_pod(&annotations);
 });
