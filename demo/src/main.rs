@@ -129,18 +129,10 @@ fn run(args: &DemoArgs) -> DemoResult<()> {
             &config,
         )
     };
-    let vm_config = json!({
-        "cniVersion": "1.1.0",
-        "name": "pods",
-        "type": "plexus",
-        "networksDir": networks_dir,
-        "stateDir": state_dir,
-        "logFile": work.path().join("plexus.log"),
-        "vm": { "mode": "annotation" },
-        "runtimeConfig": {
-            "io.kubernetes.cri.pod-annotations": { "cni": "calico,flannel", "plexus.io/vm": "true" }
-        }
-    });
+    // The same plugin entry with VM pods on, for a pod annotated as one.
+    let mut vm_config = config.clone();
+    vm_config["vm"] = json!({ "mode": "annotation" });
+    vm_config["runtimeConfig"]["io.kubernetes.cri.pod-annotations"]["plexus.io/vm"] = json!("true");
     let vm_container_id = format!("demo-vm-{tag}");
     let invoke_vm = |command: &str| {
         plugin(
