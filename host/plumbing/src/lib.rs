@@ -11,6 +11,7 @@ mod error;
 mod mac;
 mod netlink;
 mod netns;
+mod router;
 mod tap;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -20,5 +21,6 @@ pub use error::{PlumbingError, Result};
 pub use mac::{MacAddr, ParseMacError};
 pub use netlink::{AddressRecord, Link, Netlink, RouteRecord};
 pub use netns::Netns;
+pub use router::router_link_local;
 pub use tap::{TapOptions, create_tap};
 pub use vm_nic::{VmNic, attach_vm_nic, bridge_name, detach_vm_nic, plan_vm_nic, tap_name};

@@ -388,17 +388,19 @@ impl Netlink {
         )
     }
 
-    /// Diverts the DHCP requests arriving on `link` (IPv4 UDP to port 67, as a VM behind
-    /// a tap sends them) into `sink`'s receive path instead of letting them go on (to the
-    /// bridge and out through the delegate's veth). `sink` has no DHCP server of its own
-    /// (the pod's bridge: no address), so the kernel drops them there; a packet socket
+    /// Diverts what a VM behind the tap `link` sends to the DHCP server of its NIC —
+    /// DHCP requests (IPv4 UDP to port 67), DHCPv6 messages (IPv6 UDP to port 547) and
+    /// router solicitations (ICMPv6 type 133) — into `sink`'s receive path instead of
+    /// letting them go on (to the bridge and out through the delegate's veth, where a
+    /// real DHCP server or router could answer). `sink` serves none of them (the pod's
+    /// bridge: no address, no server), so the kernel drops them there; a packet socket
     /// bound to `link` still sees them first, since taps on a device run before its
     /// ingress filters.
     ///
-    /// This is a u32 classifier with a mirred action in an ingress qdisc rather than a
+    /// These are u32 classifiers with a mirred action in an ingress qdisc rather than a
     /// "drop" action, because mirred is built into every kernel with traffic control
-    /// while gact often is a module, or missing. It assumes a 20-byte IPv4 header, as
-    /// `tc`'s own `match ip dport` does.
+    /// while gact often is a module, or missing. They assume a 20-byte IPv4 header, as
+    /// `tc`'s own `match ip dport` does, and an IPv6 header without extension headers.
     pub fn divert_dhcp_requests(&self, link: &Link, sink: &Link) -> Result<()> {
         let mut qdisc = TcMessage::with_index(link.index as i32);
         qdisc.header.parent = TcHandle::INGRESS;
@@ -409,52 +411,98 @@ impl Netlink {
             "add ingress qdisc",
             RouteNetlinkMessage::NewQueueDiscipline(qdisc),
         )?;
-
-        // The IPv4 protocol byte (offset 9): UDP; the UDP destination port (offset 22
-        // with a 20-byte header): bootps.
-        let keys =
-            [(0x00ff_0000, 0x0011_0000, 8), (0x0000_ffff, 67, 20)].map(|(mask, val, off)| {
-                let mut key = TcU32Key::default();
-                key.mask = mask;
-                key.val = val;
-                key.off = off;
-                key
-            });
-        let mut selector = TcU32Selector::default();
-        selector.flags = TcU32SelectorFlags::Terminal;
-        selector.nkeys = keys.len() as u8;
-        selector.keys = keys.to_vec();
-        let mut mirror = TcMirror::default();
-        mirror.generic.action = TcActionType::Stolen;
-        mirror.eaction = TcMirrorActionType::IngressRedir;
-        mirror.ifindex = sink.index;
-        let mut action = TcAction::default();
-        action.attributes = vec![
-            TcActionAttribute::Kind(TcActionMirror::KIND.into()),
-            TcActionAttribute::Options(vec![TcActionOption::Mirror(TcActionMirrorOption::Parms(
-                mirror,
-            ))]),
+        // (mask, value, offset from the network header) of 32-bit words. IPv4: the
+        // protocol byte (offset 9) is UDP, and the UDP destination port (offset 22) is
+        // bootps. IPv6: the next header (offset 6) is UDP and the UDP destination port
+        // (offset 42) is the DHCPv6 server's; or the next header is ICMPv6 and its type
+        // (offset 40) a router solicitation.
+        let diversions: [(&str, u16, &[U32Key]); 3] = [
+            (
+                "DHCP",
+                libc::ETH_P_IP as u16,
+                &[(0x00ff_0000, 0x0011_0000, 8), (0x0000_ffff, 67, 20)],
+            ),
+            (
+                "DHCPv6",
+                libc::ETH_P_IPV6 as u16,
+                &[(0x0000_ff00, 0x0000_1100, 4), (0x0000_ffff, 547, 40)],
+            ),
+            (
+                "router solicitation",
+                libc::ETH_P_IPV6 as u16,
+                &[
+                    (0x0000_ff00, 0x0000_3a00, 4),
+                    (0xff00_0000, 0x8500_0000, 40),
+                ],
+            ),
         ];
-        let mut filter = TcMessage::with_index(link.index as i32);
-        filter.header.parent = TcHandle {
-            major: 0xffff,
-            minor: TcHandle::MIN_INGRESS,
-        };
-        // tcm_info: the priority in the upper half, the protocol in network order below.
-        filter.header.info = (1 << 16) | u32::from((libc::ETH_P_IP as u16).to_be());
-        filter
-            .attributes
-            .push(TcAttribute::Kind(TcFilterU32::KIND.into()));
-        filter.attributes.push(TcAttribute::Options(vec![
-            TcOption::U32(TcFilterU32Option::Selector(selector)),
-            TcOption::U32(TcFilterU32Option::Action(vec![action])),
-        ]));
-        self.create(
-            &link.name,
-            format!("add DHCP filter into {}", sink.name),
-            RouteNetlinkMessage::NewTrafficFilter(filter),
-        )
+        for (priority, (what, protocol, keys)) in (1..).zip(diversions) {
+            self.create(
+                &link.name,
+                format!("add {what} filter into {}", sink.name),
+                RouteNetlinkMessage::NewTrafficFilter(redirect_filter(
+                    link, sink, priority, protocol, keys,
+                )),
+            )?;
+        }
+        Ok(())
     }
+}
+
+/// One key of a u32 classifier: (mask, value, offset from the network header) of a
+/// 32-bit word, in the order the bytes are on the wire.
+type U32Key = (u32, u32, i32);
+
+/// A u32 filter on `link`'s ingress, at `priority` (one protocol per priority), that
+/// moves the `protocol` packets matching every `(mask, value, offset)` key to `sink`'s
+/// ingress.
+fn redirect_filter(
+    link: &Link,
+    sink: &Link,
+    priority: u32,
+    protocol: u16,
+    keys: &[U32Key],
+) -> TcMessage {
+    let keys: Vec<TcU32Key> = keys
+        .iter()
+        .map(|&(mask, val, off)| {
+            let mut key = TcU32Key::default();
+            key.mask = mask;
+            key.val = val;
+            key.off = off;
+            key
+        })
+        .collect();
+    let mut selector = TcU32Selector::default();
+    selector.flags = TcU32SelectorFlags::Terminal;
+    selector.nkeys = keys.len() as u8;
+    selector.keys = keys;
+    let mut mirror = TcMirror::default();
+    mirror.generic.action = TcActionType::Stolen;
+    mirror.eaction = TcMirrorActionType::IngressRedir;
+    mirror.ifindex = sink.index;
+    let mut action = TcAction::default();
+    action.attributes = vec![
+        TcActionAttribute::Kind(TcActionMirror::KIND.into()),
+        TcActionAttribute::Options(vec![TcActionOption::Mirror(TcActionMirrorOption::Parms(
+            mirror,
+        ))]),
+    ];
+    let mut filter = TcMessage::with_index(link.index as i32);
+    filter.header.parent = TcHandle {
+        major: 0xffff,
+        minor: TcHandle::MIN_INGRESS,
+    };
+    // tcm_info: the priority in the upper half, the protocol in network order below.
+    filter.header.info = (priority << 16) | u32::from(protocol.to_be());
+    filter
+        .attributes
+        .push(TcAttribute::Kind(TcFilterU32::KIND.into()));
+    filter.attributes.push(TcAttribute::Options(vec![
+        TcOption::U32(TcFilterU32Option::Selector(selector)),
+        TcOption::U32(TcFilterU32Option::Action(vec![action])),
+    ]));
+    filter
 }
 
 fn link_from_message(message: LinkMessage) -> Link {

@@ -7,7 +7,7 @@
 //! [`attach_vm_nic`] changes things (and undoes its own partial work if it fails), and
 //! [`detach_vm_nic`] puts everything back from the record, however far attach got.
 
-use std::{io, path::Path};
+use std::{io, net::IpAddr, net::Ipv6Addr, path::Path, time::Duration};
 
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
@@ -17,8 +17,12 @@ use crate::{
     mac::MacAddr,
     netlink::{AddressRecord, Link, Netlink, RouteRecord},
     netns::Netns,
+    router::router_link_local,
     tap::{TapOptions, create_tap},
 };
+
+/// How long planning waits for the IPv6 gateway to answer (see [`router_link_local`]).
+const ROUTER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One VM NIC: the veth it replaces, exactly as the delegate left it, and the devices
 /// that stand in for it. Stored by the caller (it is all detach needs) and handed to the
@@ -43,6 +47,11 @@ pub struct VmNic {
     pub tap: String,
     /// How the tap is created.
     pub tap_options: TapOptions,
+    /// The link-local address of the router the veth's IPv6 default route goes through,
+    /// which the VM is told in router advertisements; `None` without an IPv6 default
+    /// route, or when the router did not answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_router: Option<Ipv6Addr>,
 }
 
 /// The longest name Linux accepts for an interface (IFNAMSIZ less the NUL).
@@ -78,7 +87,8 @@ fn short_name(ifname: &str, room: usize) -> String {
 }
 
 /// Reads the veth `veth` in `netns` and returns the record of what attaching it will
-/// change, without changing anything.
+/// change, without changing anything (it asks the IPv6 gateway for its link-local
+/// address, if there is one).
 pub fn plan_vm_nic(netns: &Netns, veth: &str, tap_options: TapOptions) -> Result<VmNic> {
     let netlink = Netlink::connect(netns)?;
     let link = netlink.link(veth)?;
@@ -97,18 +107,40 @@ pub fn plan_vm_nic(netns: &Netns, veth: &str, tap_options: TapOptions) -> Result
         op: "choose a new MAC".into(),
         source,
     })?;
+    let routes = netlink.routes(&link)?;
+    let ipv6_gateway = routes.iter().find_map(|route| match route.gateway {
+        Some(IpAddr::V6(gateway)) if route.prefix_len == 0 && route.table == MAIN_TABLE => {
+            Some(gateway)
+        }
+        _ => None,
+    });
+    let ipv6_router = match ipv6_gateway {
+        Some(gateway) => {
+            let router = router_link_local(netns, veth, gateway, ROUTER_TIMEOUT)?;
+            if router.is_none() {
+                warn!(netns = %netns.name(), veth, %gateway,
+                    "the IPv6 gateway did not answer on ff02::2; the VM gets no IPv6 default route");
+            }
+            router
+        }
+        None => None,
+    };
     Ok(VmNic {
         veth: veth.to_owned(),
         mac,
         mtu: link.mtu,
         addresses: netlink.addresses(&link)?,
-        routes: netlink.routes(&link)?,
+        routes,
         veth_attached_mac,
         bridge: bridge_name(veth),
         tap: tap_name(veth),
         tap_options,
+        ipv6_router,
     })
 }
+
+/// `RT_TABLE_MAIN`.
+const MAIN_TABLE: u32 = 254;
 
 /// Attaches the VM NIC planned by [`plan_vm_nic`]: gives the veth its new MAC, removes
 /// its addresses and routes, creates the bridge and the persistent tap with the veth's

@@ -1,10 +1,14 @@
 //! The VM-NIC transform on a real veth pair between two namespaces (the "node" end
 //! standing in for the delegate's host side), as root.
 
-use std::{net::IpAddr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv6Addr},
+    time::{Duration, Instant},
+};
 
 use plexus_plumbing::{
     Netlink, Netns, TapOptions, VmNic, attach_vm_nic, create_tap, detach_vm_nic, plan_vm_nic,
+    router_link_local,
     testing::{TestNetns, ip, poll_until, require_root, run, wait_for},
 };
 
@@ -251,8 +255,19 @@ fn attach_and_detach(mtu: u32) {
             && filters.contains("match 00000043/0000ffff at 20"),
         "{filters}"
     );
+    // ... and so are its DHCPv6 messages (UDP to 547) and router solicitations.
     assert!(
-        filters.contains("mirred (Ingress Redirect to device br-eth0)"),
+        filters.contains("match 00001100/0000ff00 at 4")
+            && filters.contains("match 00000223/0000ffff at 40")
+            && filters.contains("match 00003a00/0000ff00 at 4")
+            && filters.contains("match 85000000/ff000000 at 40"),
+        "{filters}"
+    );
+    assert_eq!(
+        filters
+            .matches("mirred (Ingress Redirect to device br-eth0)")
+            .count(),
+        3,
         "{filters}"
     );
 
@@ -408,4 +423,113 @@ fn a_tap_carries_its_owner_group_and_multi_queue_flag() {
     );
     let details = ip(&pod, &["-d", "link", "show", "dev", "tap-mq"]);
     assert!(details.contains("multi_queue"), "{details}");
+}
+
+/// A veth pair whose node end is an IPv6 router (`fd00:77::1/64`, forwarding on in the
+/// node namespace, as the bridge plugin's gateway is) and whose pod end `eth0` has
+/// `fd00:77::5/64` and a default route via the router's global address. Returns the
+/// router's link-local address.
+fn ipv6_delegate(pod: &TestNetns, node: &TestNetns, forwarding: bool) -> Ipv6Addr {
+    ip(
+        node,
+        &[
+            "link",
+            "add",
+            "veth-node",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &pod.name,
+        ],
+    );
+    let value = if forwarding { "1" } else { "0" };
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &node.name,
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.all.forwarding={value}"),
+        ],
+    );
+    ip(
+        node,
+        &["addr", "add", "fd00:77::1/64", "dev", "veth-node", "nodad"],
+    );
+    ip(node, &["link", "set", "veth-node", "up"]);
+    ip(
+        pod,
+        &["addr", "add", "fd00:77::5/64", "dev", "eth0", "nodad"],
+    );
+    ip(pod, &["link", "set", "eth0", "up"]);
+    ip(
+        pod,
+        &[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "fd00:77::1",
+            "dev",
+            "eth0",
+        ],
+    );
+    let link_local = || {
+        let text = ip(
+            node,
+            &["-6", "addr", "show", "dev", "veth-node", "scope", "link"],
+        );
+        text.split_whitespace()
+            .skip_while(|word| *word != "inet6")
+            .nth(1)
+            .and_then(|cidr| cidr.split('/').next()?.parse().ok())
+            .filter(|_| !text.contains("tentative"))
+    };
+    wait_for(
+        "the router's link-local address",
+        Duration::from_secs(10),
+        || link_local().is_some(),
+    );
+    link_local().unwrap()
+}
+
+/// Planning a VM NIC whose veth has an IPv6 default route via a global address records
+/// the router's link-local address, which is what router advertisements must name.
+#[test]
+fn planning_finds_the_ipv6_routers_link_local_address() {
+    require_root();
+    let pod = TestNetns::new("pod");
+    let node = TestNetns::new("node");
+    let router = ipv6_delegate(&pod, &node, true);
+    let netns = Netns::open(pod.path()).unwrap();
+    let nic = plan_vm_nic(&netns, "eth0", TapOptions::default()).unwrap();
+    assert_eq!(nic.ipv6_router, Some(router));
+    // A gateway that is link-local already (Calico's fe80::ecee:eeff:feee:eeee) is the
+    // answer itself.
+    let calico: Ipv6Addr = "fe80::ecee:eeff:feee:eeee".parse().unwrap();
+    let found = router_link_local(&netns, "eth0", calico, Duration::ZERO).unwrap();
+    assert_eq!(found, Some(calico));
+}
+
+/// A host that does not route (forwarding off) does not answer on ff02::2: planning
+/// records no router, after the timeout, rather than failing the pod.
+#[test]
+fn no_ipv6_router_is_recorded_when_none_answers() {
+    require_root();
+    let pod = TestNetns::new("pod");
+    let node = TestNetns::new("node");
+    ipv6_delegate(&pod, &node, false);
+    let netns = Netns::open(pod.path()).unwrap();
+    let gateway: Ipv6Addr = "fd00:77::1".parse().unwrap();
+    let started = Instant::now();
+    let timeout = Duration::from_millis(500);
+    let found = router_link_local(&netns, "eth0", gateway, timeout).unwrap();
+    assert_eq!(found, None);
+    assert!(started.elapsed() >= timeout);
 }
