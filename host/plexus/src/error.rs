@@ -210,7 +210,7 @@ impl PlexusError {
                 VmError::Plumbing(_)
                 | VmError::Dhcp(_)
                 | VmError::DhcpProcess(_)
-                | VmError::NoIpv4Address { .. }
+                | VmError::NoAddress { .. }
                 | VmError::Broken { .. },
             ) => plexus_code::VM_PLUMBING,
         };

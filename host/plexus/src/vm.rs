@@ -1,18 +1,18 @@
 //! VM pods: once the delegates made the pod's interfaces, each veth is handed over to the
 //! VM — a bridge and a tap take its place, the VM gets its MAC, and a DHCP server per NIC
-//! answers the VM with the delegate's address — and on DEL all of it is undone before
-//! the delegates' own DEL.
+//! answers the VM with the delegate's addresses (DHCP for IPv4; router advertisements
+//! and DHCPv6 for IPv6) — and on DEL all of it is undone before the delegates' own DEL.
 //!
 //! DHCP runs as one detached `plexus dhcp serve --state FILE` process per NIC rather than
 //! a node daemon: nothing has to be installed or kept running besides the plugin, a NIC's
 //! server lives and dies with its pod, and its state file (the whole lease) is all a
 //! restart needs (`plexus dhcp restore`, or CHECK for one pod).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use plexus_cni::CniResult;
-use plexus_dhcp::{ClasslessRoute, Lease, ServerConfig, server_pid};
+use plexus_dhcp::{ClasslessRoute, Lease, Lease6, ServerConfig, server_pid};
 use plexus_plumbing::{
     MacAddr, Netlink, Netns, TapOptions, VmNic, attach_vm_nic, detach_vm_nic, plan_vm_nic,
 };
@@ -33,8 +33,8 @@ pub enum VmError {
     Dhcp(#[from] plexus_dhcp::DhcpError),
     #[error("VM NIC: {0}")]
     DhcpProcess(#[from] DhcpProcessError),
-    #[error("VM NIC: {veth}: the delegate gave it no IPv4 address for the VM")]
-    NoIpv4Address { veth: String },
+    #[error("VM NIC: {veth}: the delegate gave it no IPv4 or global IPv6 address for the VM")]
+    NoAddress { veth: String },
     /// What CHECK found wrong with a NIC, named by its tap and veth.
     #[error("VM NIC: {tap} ({veth}): {fault}")]
     Broken {
@@ -114,19 +114,27 @@ pub fn attach_all(
             continue;
         };
         attach_vm_nic(&netns, nic)?;
+        let lease_secs = config.vm.lease_secs;
         let server = ServerConfig {
             netns: PathBuf::from(&netns_path),
             interface: nic.tap.clone(),
             client_mac: nic.mac,
-            lease: lease(nic, &result, primary, config.vm.lease_secs)?,
+            lease: lease(nic, &result, primary, lease_secs),
+            lease6: lease6(nic, &result, primary, lease_secs),
             server_id: None,
         };
+        if server.lease.is_none() && server.lease6.is_none() {
+            return Err(VmError::NoAddress {
+                veth: nic.veth.clone(),
+            });
+        }
         // A server left from an earlier pod of this name would go on answering with the
         // lease it read when it started.
         dhcp_process::stop(state)?;
         server.save(state)?;
         start_dhcp(config, state)?;
-        info!(tap = %nic.tap, mac = %nic.mac, address = %server.lease.address, "VM NIC ready");
+        info!(tap = %nic.tap, mac = %nic.mac, ipv4 = ?server.lease.as_ref().map(|lease| lease.address),
+            ipv6 = ?server.lease6.as_ref().map(|lease| lease.address), "VM NIC ready");
         crash_point::reached_at("add:vm-nic", index);
     }
     describe(store, record)
@@ -213,25 +221,17 @@ pub fn check(config: &PluginConfig, vm: &VmAttachment, netns: &Path) -> Result<(
     Ok(())
 }
 
-/// The lease the VM gets for one NIC: the address the delegate gave the veth, the router
-/// on the primary NIC only, the veth's routes (option 121, gateways outside the subnet
-/// included), DNS from the delegate's result, the veth's MTU.
-fn lease(
-    nic: &VmNic,
-    result: &CniResult,
-    primary: bool,
-    lease_secs: u32,
-) -> Result<Lease, VmError> {
-    let address = nic
-        .addresses
-        .iter()
-        .find_map(|record| match record.address {
-            IpAddr::V4(address) if record.scope == 0 => Some((address, record.prefix_len)),
-            _ => None,
-        })
-        .ok_or_else(|| VmError::NoIpv4Address {
-            veth: nic.veth.clone(),
-        })?;
+/// The IPv4 lease the VM gets for one NIC, if the delegate gave the veth an IPv4
+/// address: that address, the router on the primary NIC only, the veth's routes (option
+/// 121, gateways outside the subnet included), DNS from the delegate's result, the
+/// veth's MTU.
+fn lease(nic: &VmNic, result: &CniResult, primary: bool, lease_secs: u32) -> Option<Lease> {
+    let (address, prefix_len) = nic.addresses.iter().find_map(|record| match record.address {
+        IpAddr::V4(address) if record.scope == UNIVERSE_SCOPE => {
+            Some((address, record.prefix_len))
+        }
+        _ => None,
+    })?;
     let routes = nic
         .routes
         .iter()
@@ -239,58 +239,98 @@ fn lease(
         .filter(|route| primary || route.prefix_len != 0)
         .filter_map(|route| {
             Some(ClasslessRoute {
-                destination: ipv4(route.destination)?,
+                destination: Ipv4Addr::of(route.destination)?,
                 prefix_len: route.prefix_len,
                 gateway: route
                     .gateway
-                    .and_then(ipv4)
+                    .and_then(Ipv4Addr::of)
                     .unwrap_or(Ipv4Addr::UNSPECIFIED),
             })
         })
         .collect();
-    let dns_servers = result
+    let mut lease = Lease::new(address, prefix_len, lease_secs);
+    lease.router = if primary { gateway(nic, result) } else { None };
+    lease.dns_servers = nameservers(result);
+    lease.domain = result.dns.domain.clone();
+    lease.search = result.dns.search.clone();
+    lease.mtu = u16::try_from(nic.mtu).ok();
+    lease.routes = routes;
+    Some(lease)
+}
+
+/// The IPv6 lease the VM gets for one NIC, if the delegate gave the veth a global IPv6
+/// address: that address by DHCPv6, its prefix as on-link in router advertisements, the
+/// router (its link-local address, found when the NIC was planned) on the primary NIC
+/// only, DNS and search list from the delegate's result, the veth's MTU. Other IPv6
+/// routes cannot be told (router advertisements only name routes through the
+/// advertising router).
+fn lease6(nic: &VmNic, result: &CniResult, primary: bool, lease_secs: u32) -> Option<Lease6> {
+    let (address, prefix_len) = nic.addresses.iter().find_map(|record| match record.address {
+        IpAddr::V6(address) if record.scope == UNIVERSE_SCOPE => {
+            Some((address, record.prefix_len))
+        }
+        _ => None,
+    })?;
+    let mut lease = Lease6::new(address, prefix_len, lease_secs);
+    lease.router = nic.ipv6_router.filter(|_| primary);
+    lease.dns_servers = nameservers(result);
+    lease.search = result.dns.search.clone();
+    lease.mtu = Some(nic.mtu);
+    Some(lease)
+}
+
+/// The delegate's DNS servers of one address family.
+fn nameservers<A: std::str::FromStr>(result: &CniResult) -> Vec<A> {
+    result
         .dns
         .nameservers
         .iter()
         .filter_map(|server| server.parse().ok())
-        .collect();
-    Ok(Lease {
-        address: address.0,
-        prefix_len: address.1,
-        router: if primary { gateway(nic, result) } else { None },
-        dns_servers,
-        domain: result.dns.domain.clone(),
-        search: result.dns.search.clone(),
-        mtu: u16::try_from(nic.mtu).ok(),
-        routes,
-        hostname: None,
-        lease_secs,
-    })
+        .collect()
 }
 
-/// The NIC's IPv4 gateway: the one of its veth's default route, else the delegate's
-/// `ips[].gateway`.
-fn gateway(nic: &VmNic, result: &CniResult) -> Option<Ipv4Addr> {
+/// The NIC's gateway of one address family: the one of its veth's default route, else
+/// the delegate's `ips[].gateway`.
+fn gateway<A: Family>(nic: &VmNic, result: &CniResult) -> Option<A> {
     let from_route = nic
         .routes
         .iter()
-        .find(|route| route.prefix_len == 0 && route.table == MAIN_TABLE)
-        .and_then(|route| route.gateway.and_then(ipv4));
+        .filter(|route| route.prefix_len == 0 && route.table == MAIN_TABLE)
+        .find_map(|route| A::of(route.gateway?));
     from_route.or_else(|| {
         result
             .ips
             .iter()
-            .find_map(|ip| ip.gateway.as_deref()?.parse::<Ipv4Addr>().ok())
+            .find_map(|ip| A::of(ip.gateway.as_deref()?.parse().ok()?))
     })
 }
 
-fn ipv4(ip: IpAddr) -> Option<Ipv4Addr> {
-    match ip {
-        IpAddr::V4(v4) => Some(v4),
-        IpAddr::V6(_) => None,
+/// An address of one family.
+trait Family: Sized {
+    /// `ip` if it is of this family.
+    fn of(ip: IpAddr) -> Option<Self>;
+}
+
+impl Family for Ipv4Addr {
+    fn of(ip: IpAddr) -> Option<Self> {
+        match ip {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        }
     }
 }
 
+impl Family for Ipv6Addr {
+    fn of(ip: IpAddr) -> Option<Self> {
+        match ip {
+            IpAddr::V6(v6) => Some(v6),
+            IpAddr::V4(_) => None,
+        }
+    }
+}
+
+/// `RT_SCOPE_UNIVERSE`: a global address (not the IPv6 link-local one every link has).
+const UNIVERSE_SCOPE: u8 = 0;
 /// `RT_TABLE_MAIN`: routes in other tables are policy routing the VM cannot be told.
 const MAIN_TABLE: u32 = 254;
 /// `RTPROT_KERNEL`: the subnet route the kernel made for the address; the VM makes its own.
@@ -304,8 +344,9 @@ pub const VM_DESCRIPTION_VERSION: u64 = 1;
 
 /// Writes `<stateDir>/vm/<container>.json`, what the VM runtime needs to plug the VM in:
 /// the pod's namespace (where the taps are), and per NIC, in attachment order, the tap
-/// and its queues, the MAC, address, gateway (whether or not the VM is given it as its
-/// router: only the primary NIC's is), routes, DNS and MTU.
+/// and its queues, the MAC, the IPv4 address and gateway (whether or not the VM is given
+/// it as its router: only the primary NIC's is), routes, DNS, MTU, and the IPv6 address,
+/// gateway and router.
 fn describe(store: &StateStore, record: &Record) -> Result<(), VmError> {
     let nics: Vec<_> = record
         .attachments
@@ -313,18 +354,25 @@ fn describe(store: &StateStore, record: &Record) -> Result<(), VmError> {
         .enumerate()
         .filter_map(|(index, attachment)| {
             let vm = attachment.vm.as_ref()?;
-            let state = vm.dhcp_state.as_ref()?;
-            let lease = ServerConfig::load(state).ok()?.lease;
+            let server = ServerConfig::load(vm.dhcp_state.as_ref()?).ok()?;
+            let result = attachment.result.clone().unwrap_or_default();
+            let (lease, lease6) = (server.lease.as_ref(), server.lease6.as_ref());
+            let nameservers: Vec<String> = lease
+                .into_iter()
+                .flat_map(|lease| lease.dns_servers.iter().map(ToString::to_string))
+                .chain(lease6.into_iter().flat_map(|lease| lease.dns_servers.iter().map(ToString::to_string)))
+                .collect();
+            let search = lease.map(|lease| &lease.search).or(lease6.map(|lease| &lease.search));
             Some(json!({
                 "network": attachment.network,
                 "ifname": attachment.ifname(),
                 "tap": vm.nic.tap,
                 "queues": vm.queues,
                 "mac": vm.nic.mac.to_string(),
-                "address": format!("{}/{}", lease.address, lease.prefix_len),
-                "gateway": gateway(&vm.nic, &attachment.result.clone().unwrap_or_default()),
+                "address": lease.map(|lease| format!("{}/{}", lease.address, lease.prefix_len)),
+                "gateway": gateway::<Ipv4Addr>(&vm.nic, &result),
                 "primary": index == 0,
-                "routes": lease.routes.iter().map(|route| {
+                "routes": lease.map(|lease| &lease.routes[..]).unwrap_or_default().iter().map(|route| {
                     let destination = format!("{}/{}", route.destination, route.prefix_len);
                     // An on-link route has no next hop (DHCP writes it 0.0.0.0).
                     if route.gateway.is_unspecified() {
@@ -333,8 +381,17 @@ fn describe(store: &StateStore, record: &Record) -> Result<(), VmError> {
                         json!({ "dst": destination, "gw": route.gateway })
                     }
                 }).collect::<Vec<_>>(),
-                "dns": { "nameservers": lease.dns_servers, "domain": lease.domain, "search": lease.search },
+                "dns": {
+                    "nameservers": nameservers,
+                    "domain": lease.and_then(|lease| lease.domain.as_ref()),
+                    "search": search.cloned().unwrap_or_default(),
+                },
                 "mtu": vm.nic.mtu,
+                "ipv6": lease6.map(|lease| json!({
+                    "address": format!("{}/{}", lease.address, lease.prefix_len),
+                    "gateway": gateway::<Ipv6Addr>(&vm.nic, &result),
+                    "router": lease.router,
+                })),
             }))
         })
         .collect();
