@@ -40,12 +40,15 @@
 mod error;
 pub mod frame;
 mod lease;
+mod lease6;
 mod lock;
 pub mod packet;
+pub mod packet6;
 mod server;
 mod socket;
 
 pub use error::DhcpError;
 pub use lease::{ClasslessRoute, Lease, LeaseError};
+pub use lease6::Lease6;
 pub use lock::{Claim, ServerLock, lock_file, remove_lock_file, server_pid};
 pub use server::{Presence, ServerConfig, Stop, Stopped, serve};
