@@ -37,6 +37,7 @@
 //! Replies carry options 1, 3 (if a router is configured), 6, 12, 15, 26, 51, 54, 58,
 //! 59, 119 and 121; see [`Lease`] for when 121 is sent and what it holds.
 
+mod dhcp6;
 mod error;
 pub mod frame;
 mod lease;
@@ -44,6 +45,7 @@ mod lease6;
 mod lock;
 pub mod packet;
 pub mod packet6;
+mod ra;
 mod server;
 mod socket;
 
