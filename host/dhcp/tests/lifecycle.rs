@@ -12,10 +12,11 @@ fn config(pod: &TestNetns, interface: &str) -> ServerConfig {
         netns: pod.path(),
         interface: interface.into(),
         client_mac: "02:00:00:00:00:01".parse().unwrap(),
-        lease: Lease {
+        lease: Some(Lease {
             router: Some("10.0.0.1".parse().unwrap()),
             ..Lease::new("10.0.0.2".parse().unwrap(), 24, 600)
-        },
+        }),
+        lease6: None,
         server_id: None,
     }
 }
@@ -99,7 +100,7 @@ fn serve_fails_with_the_namespace_and_interface_named() {
     assert!(error.contains("plexus-no-such-netns"), "{error}");
 
     let mut bad = config(&pod, "tap0");
-    bad.lease.prefix_len = 40;
+    bad.lease.as_mut().unwrap().prefix_len = 40;
     assert!(matches!(
         serve(&bad, &Stop::new().unwrap()),
         Err(DhcpError::Lease(_))
