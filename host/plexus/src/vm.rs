@@ -118,7 +118,8 @@ pub fn attach_all(
             netns: PathBuf::from(&netns_path),
             interface: nic.tap.clone(),
             client_mac: nic.mac,
-            lease: lease(nic, &result, primary, config.vm.lease_secs)?,
+            lease: Some(lease(nic, &result, primary, config.vm.lease_secs)?),
+            lease6: None,
             server_id: None,
         };
         // A server left from an earlier pod of this name would go on answering with the
@@ -126,7 +127,7 @@ pub fn attach_all(
         dhcp_process::stop(state)?;
         server.save(state)?;
         start_dhcp(config, state)?;
-        info!(tap = %nic.tap, mac = %nic.mac, address = %server.lease.address, "VM NIC ready");
+        info!(tap = %nic.tap, mac = %nic.mac, address = ?server.lease.as_ref().map(|lease| lease.address), "VM NIC ready");
         crash_point::reached_at("add:vm-nic", index);
     }
     describe(store, record)
@@ -314,7 +315,7 @@ fn describe(store: &StateStore, record: &Record) -> Result<(), VmError> {
         .filter_map(|(index, attachment)| {
             let vm = attachment.vm.as_ref()?;
             let state = vm.dhcp_state.as_ref()?;
-            let lease = ServerConfig::load(state).ok()?.lease;
+            let lease = ServerConfig::load(state).ok()?.lease?;
             Some(json!({
                 "network": attachment.network,
                 "ifname": attachment.ifname(),
