@@ -41,7 +41,7 @@
 //! again to the configured MAC only:
 //!
 //! - **Router advertisements**: one when the server starts, one to all nodes every
-//!   minute, and one in answer to each router solicitation (to its source, or to all
+//!   minute (every third of the lease time if that is shorter), and one in answer to each router solicitation (to its source, or to all
 //!   nodes when it has none), with hop limit 255. They set M and O, so the VM runs
 //!   DHCPv6 for its address and DNS; carry the prefix as on-link only (L=1, A=0: no
 //!   SLAAC address), the MTU, DNS servers (RDNSS) and search list (DNSSL); and come from

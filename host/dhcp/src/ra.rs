@@ -17,19 +17,16 @@ use crate::{
     lease6::{Lease6, encode_domain_names},
 };
 
-/// How often an unsolicited advertisement goes out. A VM asks with a solicitation when
-/// its link comes up, so these only matter to a VM that missed the answer — chiefly one
-/// whose server was restarted — and to refresh the lifetimes; a minute lets such a VM
-/// hear within a minute while costing one frame a minute.
-pub(crate) const INTERVAL: Duration = Duration::from_secs(60);
+/// How often an unsolicited advertisement goes out, at most. A VM asks with a
+/// solicitation when its link comes up, so these only matter to a VM that missed the
+/// answer — chiefly one whose server was restarted — and to refresh the lifetimes; a
+/// minute lets such a VM hear within a minute while costing one frame a minute.
+const MAX_INTERVAL_SECS: u32 = 60;
+/// How often at least: RFC 4861's floor of MinRtrAdvInterval.
+const MIN_INTERVAL_SECS: u32 = 3;
 /// The router lifetime when the lease names a router: RFC 4861's default (3 × its
-/// default MaxRtrAdvInterval of 600 s), far longer than [`INTERVAL`].
+/// default MaxRtrAdvInterval of 600 s), far longer than the interval.
 const ROUTER_LIFETIME_SECS: u16 = 1800;
-/// The lifetime of the DNS servers and search list: 3 × [`INTERVAL`], RFC 8106 section
-/// 5.1's default lower bound, so that two lost advertisements lose no DNS, and a VM
-/// whose server is gone for good stops using them soon after (DHCPv6 hands out the same
-/// servers with the lease's lifetime).
-const DNS_LIFETIME_SECS: u32 = 3 * INTERVAL.as_secs() as u32;
 /// The hop limit the VM is told to use for its own packets.
 const CUR_HOP_LIMIT: u8 = 64;
 
@@ -48,9 +45,26 @@ const OPTION_DNSSL: u8 = 31;
 /// The all-nodes group, where unsolicited advertisements go.
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
+/// The interval between unsolicited advertisements for `lease`: a minute, or a third of
+/// the lease time if that is shorter, since the prefix's lifetimes are the lease's and
+/// must not run out between two advertisements.
+fn interval_secs(lease: &Lease6) -> u32 {
+    (lease.lease_secs / 3).clamp(MIN_INTERVAL_SECS, MAX_INTERVAL_SECS)
+}
+
+/// The lifetime of the DNS servers and search list: 3 × the interval, RFC 8106 section
+/// 5.1's default lower bound, so that two lost advertisements lose no DNS, and a VM
+/// whose server is gone for good stops using them soon after (DHCPv6 hands out the same
+/// servers with the lease's lifetime).
+fn dns_lifetime_secs(lease: &Lease6) -> u32 {
+    3 * interval_secs(lease)
+}
+
 /// Advertises the lease's link to one VM.
 pub(crate) struct Advertiser {
     client: MacAddr,
+    /// How often unsolicited advertisements go out.
+    pub interval: Duration,
     server_mac: MacAddr,
     /// The advertisements' source: the lease's router, else the server's link-local
     /// address.
@@ -65,6 +79,7 @@ impl Advertiser {
         lease.validate()?;
         Ok(Self {
             client,
+            interval: Duration::from_secs(u64::from(interval_secs(lease))),
             server_mac,
             source: lease
                 .router
@@ -148,11 +163,11 @@ fn advertisement(lease: &Lease6, server_mac: MacAddr) -> Result<Vec<u8>, LeaseEr
     }
     if !lease.dns_servers.is_empty() {
         let servers: Vec<u8> = lease.dns_servers.iter().flat_map(|a| a.octets()).collect();
-        push_option(&mut out, OPTION_RDNSS, DNS_LIFETIME_SECS, &servers)?;
+        push_option(&mut out, OPTION_RDNSS, dns_lifetime_secs(lease), &servers)?;
     }
     if !lease.search.is_empty() {
         let names = encode_domain_names(&lease.search)?;
-        push_option(&mut out, OPTION_DNSSL, DNS_LIFETIME_SECS, &names)?;
+        push_option(&mut out, OPTION_DNSSL, dns_lifetime_secs(lease), &names)?;
     }
     // With a router named, the VM must resolve the router's own MAC: the tap's would
     // send its traffic to the server.
@@ -224,6 +239,30 @@ mod tests {
         let message = advertisement(&routed, TAP).unwrap();
         assert_eq!(&message[6..8], &1800u16.to_be_bytes());
         assert_eq!(message.len(), 16 + 32);
+    }
+
+    #[test]
+    fn short_leases_are_advertised_more_often() {
+        let advertiser = Advertiser::new(VM, TAP, &lease()).unwrap();
+        assert_eq!(advertiser.interval, Duration::from_secs(60));
+        let short = Lease6 {
+            lease_secs: 30,
+            ..lease()
+        };
+        let advertiser = Advertiser::new(VM, TAP, &short).unwrap();
+        assert_eq!(advertiser.interval, Duration::from_secs(10));
+        // RDNSS starts after the 16-byte header, the 32-byte prefix and the 8-byte MTU.
+        assert_eq!(&advertiser.message[56 + 4..56 + 8], &30u32.to_be_bytes());
+        let tiny = Lease6 {
+            lease_secs: 2,
+            ..lease()
+        };
+        assert_eq!(interval_secs(&tiny), 3);
+        let infinite = Lease6 {
+            lease_secs: u32::MAX,
+            ..lease()
+        };
+        assert_eq!(interval_secs(&infinite), 60);
     }
 
     #[test]

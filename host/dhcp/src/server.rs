@@ -9,7 +9,7 @@ use std::{
     },
     path::{Path, PathBuf},
     sync::Arc,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use nix::{
@@ -33,7 +33,7 @@ use crate::{
     lease6::Lease6,
     packet::{BOOTREPLY, BOOTREQUEST, BROADCAST_FLAG, Message, MessageType, code},
     packet6::Message6,
-    ra::{self, Advertiser},
+    ra::Advertiser,
     socket::PacketSocket,
 };
 
@@ -250,23 +250,29 @@ pub fn serve(config: &ServerConfig, stop: &Stop) -> Result<Stopped, DhcpError> {
             }
         }
     };
-    // The first advertisement goes out at once, then one per interval, checked on each
-    // wake-up of the loop (at least every NETNS_CHECK_MS, a small delay next to it).
+    // The first advertisement goes out at once, then one per interval: the loop wakes up
+    // for it if nothing else wakes it first.
     let mut next_advertisement = Instant::now();
     let mut buffer = vec![0u8; 65536];
     loop {
-        if let Some(ipv6) = &ipv6
-            && Instant::now() >= next_advertisement
-        {
-            let (frame, to) = ipv6.advertiser.unsolicited();
-            send(&frame, to, "router advertisement");
-            next_advertisement = Instant::now() + ra::INTERVAL;
+        let mut timeout = Duration::from_millis(NETNS_CHECK_MS.into());
+        if let Some(ipv6) = &ipv6 {
+            let now = Instant::now();
+            if now >= next_advertisement {
+                let (frame, to) = ipv6.advertiser.unsolicited();
+                send(&frame, to, "router advertisement");
+                next_advertisement = now + ipv6.advertiser.interval;
+            }
+            timeout = timeout.min(next_advertisement - now);
         }
         let mut fds = [
             PollFd::new(socket.fd().as_fd(), PollFlags::POLLIN),
             PollFd::new(stop.wake_fd(), PollFlags::POLLIN),
         ];
-        match poll(&mut fds, PollTimeout::from(NETNS_CHECK_MS)) {
+        // Rounded up, so that the loop does not spin in the last millisecond; at most
+        // NETNS_CHECK_MS, which fits.
+        let millis = u16::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(NETNS_CHECK_MS);
+        match poll(&mut fds, PollTimeout::from(millis)) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(errno) => return Err(socket_error("poll")(errno.into())),
         }
