@@ -4,7 +4,7 @@
 
 use std::{process::Command, thread, time::Duration};
 
-use plexus_dhcp::{DhcpError, Lease, Presence, ServerConfig, Stop, Stopped, serve};
+use plexus_dhcp::{DhcpError, Lease, Lease6, Presence, ServerConfig, Stop, Stopped, serve};
 use plexus_plumbing::testing::{TestNetns, ip, require_root, wait_for};
 
 fn config(pod: &TestNetns, interface: &str) -> ServerConfig {
@@ -103,6 +103,17 @@ fn serve_fails_with_the_namespace_and_interface_named() {
     bad.lease.as_mut().unwrap().prefix_len = 40;
     assert!(matches!(
         serve(&bad, &Stop::new().unwrap()),
+        Err(DhcpError::Lease(_))
+    ));
+
+    // An IPv6 router must be link-local: refused before any socket is opened.
+    let mut bad6 = config(&pod, "tap0");
+    bad6.lease6 = Some(Lease6 {
+        router: Some("fd00::1".parse().unwrap()),
+        ..Lease6::new("fd00::5".parse().unwrap(), 64, 600)
+    });
+    assert!(matches!(
+        serve(&bad6, &Stop::new().unwrap()),
         Err(DhcpError::Lease(_))
     ));
 }
