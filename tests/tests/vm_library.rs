@@ -254,7 +254,8 @@ fn vm_gets_the_delegates_addresses_and_reaches_its_gateway() {
                 netns: pod.path(),
                 interface: nic.tap.clone(),
                 client_mac: nic.mac,
-                lease: lease(nic, index == 0),
+                lease: Some(lease(nic, index == 0)),
+                lease6: None,
                 server_id: None,
             })
         })

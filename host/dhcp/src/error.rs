@@ -36,6 +36,16 @@ pub enum DhcpError {
         #[source]
         source: io::Error,
     },
+    /// The configuration has neither an IPv4 nor an IPv6 lease.
+    #[error(
+        "DHCP server in netns {netns} on {interface}: no lease to serve, neither IPv4 nor IPv6"
+    )]
+    NoLease {
+        /// The namespace's path.
+        netns: String,
+        /// The interface to serve.
+        interface: String,
+    },
     /// The lease cannot be expressed in DHCP.
     #[error(transparent)]
     Lease(#[from] LeaseError),

@@ -61,7 +61,7 @@ fn default_lease_secs() -> u32 {
 /// A lease that cannot be put into DHCP options.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid lease: {0}")]
-pub struct LeaseError(String);
+pub struct LeaseError(pub(crate) String);
 
 impl Lease {
     /// A lease of `address/prefix_len` for `lease_secs` and nothing else: no router, no
@@ -195,7 +195,7 @@ fn mask(prefix_len: u8) -> Ipv4Addr {
 }
 
 /// `value * numerator / denominator`, keeping "infinite" infinite.
-fn fraction(value: u32, numerator: u64, denominator: u64) -> u32 {
+pub(crate) fn fraction(value: u32, numerator: u64, denominator: u64) -> u32 {
     if value == u32::MAX {
         return u32::MAX;
     }

@@ -36,16 +36,45 @@
 //! only; RELEASE and DECLINE are logged and otherwise ignored (the lease is fixed).
 //! Replies carry options 1, 3 (if a router is configured), 6, 12, 15, 26, 51, 54, 58,
 //! 59, 119 and 121; see [`Lease`] for when 121 is sent and what it holds.
+//!
+//! With a [`Lease6`] (a state file may hold either lease or both), over IPv6 as well,
+//! again to the configured MAC only:
+//!
+//! - **Router advertisements**: one when the server starts, one to all nodes every
+//!   minute (every third of the lease time if that is shorter), and one in answer to each router solicitation (to its source, or to all
+//!   nodes when it has none), with hop limit 255. They set M and O, so the VM runs
+//!   DHCPv6 for its address and DNS; carry the prefix as on-link only (L=1, A=0: no
+//!   SLAAC address), the MTU, DNS servers (RDNSS) and search list (DNSSL); and come from
+//!   the lease's router with a router lifetime (and no source link-layer address, so
+//!   the VM resolves the real router), or, without a router, from the server's own
+//!   link-local address with router lifetime 0.
+//! - **DHCPv6** (RFC 8415), as the server whose DUID is the DUID-LL of the tap's MAC:
+//!   SOLICIT with ADVERTISE (preference 255), or with REPLY under rapid commit; REQUEST,
+//!   RENEW and REBIND with REPLY holding the lease's address in the first IA_NA, whatever
+//!   address was asked for (a RENEW or REBIND also gets any other address it names with
+//!   lifetime 0); CONFIRM with Success or NotOnLink; RELEASE and DECLINE with Success,
+//!   logged and otherwise ignored; INFORMATION-REQUEST with the DNS options. Messages
+//!   naming another server, and REQUEST, RENEW, RELEASE and DECLINE naming none, are
+//!   ignored. Replies carry options 1, 2, 23 and 24, go from the server's link-local
+//!   address to the client's, and offer no prefix delegation.
+//!
+//! The IPv6 requests are diverted from the bridge like the IPv4 ones; the packet socket
+//! takes IPv6 only without extension headers, as clients send these messages.
 
+mod dhcp6;
 mod error;
 pub mod frame;
 mod lease;
+mod lease6;
 mod lock;
 pub mod packet;
+pub mod packet6;
+mod ra;
 mod server;
 mod socket;
 
 pub use error::DhcpError;
 pub use lease::{ClasslessRoute, Lease, LeaseError};
+pub use lease6::Lease6;
 pub use lock::{Claim, ServerLock, lock_file, remove_lock_file, server_pid};
 pub use server::{Presence, ServerConfig, Stop, Stopped, serve};

@@ -9,6 +9,7 @@ use std::{
     },
     path::{Path, PathBuf},
     sync::Arc,
+    time::{Duration, Instant},
 };
 
 use nix::{
@@ -22,10 +23,17 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::{
+    dhcp6::Dhcp6Responder,
     error::DhcpError,
-    frame::{Endpoints, dhcp_payload, reply_frame},
+    frame::{
+        Endpoints, Endpoints6, dhcp_payload, dhcp6_payload, dhcp6_reply_frame, ipv6_packet,
+        link_local_address, reply_frame,
+    },
     lease::Lease,
+    lease6::Lease6,
     packet::{BOOTREPLY, BOOTREQUEST, BROADCAST_FLAG, Message, MessageType, code},
+    packet6::Message6,
+    ra::Advertiser,
     socket::PacketSocket,
 };
 
@@ -47,9 +55,14 @@ pub struct ServerConfig {
     pub interface: String,
     /// The VM NIC's MAC; requests from any other MAC are ignored.
     pub client_mac: MacAddr,
-    /// The lease.
-    pub lease: Lease,
-    /// The server identifier (option 54) and source address of replies. Default: the
+    /// The IPv4 lease, served by DHCP; none for a NIC without IPv4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+    /// The IPv6 lease, served by router advertisements and DHCPv6; none for a NIC
+    /// without IPv6. A configuration has at least one of the two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease6: Option<Lease6>,
+    /// The (IPv4) server identifier (option 54) and source address of replies. Default: the
     /// lease's router, else its first route's gateway, else `169.254.0.1`. The VM
     /// unicasts renewals to it, and the server sees them whatever MAC they go to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,12 +129,13 @@ impl ServerConfig {
         }
     }
 
-    /// The server identifier in effect (see [`ServerConfig::server_id`]).
+    /// The IPv4 server identifier in effect (see [`ServerConfig::server_id`]).
     pub fn server_identifier(&self) -> Ipv4Addr {
+        let lease = self.lease.as_ref();
         self.server_id
-            .or(self.lease.router)
+            .or_else(|| lease?.router)
             .or_else(|| {
-                self.lease
+                lease?
                     .routes
                     .iter()
                     .map(|r| r.gateway)
@@ -186,14 +200,36 @@ pub enum Stopped {
 /// interface is deleted. Blocking; it uses one thread (the caller's) plus a throw-away
 /// thread to open its socket inside the namespace.
 pub fn serve(config: &ServerConfig, stop: &Stop) -> Result<Stopped, DhcpError> {
-    let responder = Responder::new(config)?;
+    if config.lease.is_none() && config.lease6.is_none() {
+        return Err(DhcpError::NoLease {
+            netns: config.netns.display().to_string(),
+            interface: config.interface.clone(),
+        });
+    }
+    let responder = config
+        .lease
+        .as_ref()
+        .map(|lease| Responder::new(config, lease))
+        .transpose()?;
+    // Checked before the socket is opened, like the IPv4 lease; the IPv6 side needs the
+    // interface's MAC, known once it is.
+    if let Some(lease6) = &config.lease6 {
+        lease6.validate()?;
+    }
     let netns = Netns::open(&config.netns)?;
     let identity = netns_identity(&config.netns);
     let socket = PacketSocket::open(&netns, &config.interface)?;
     // The socket keeps the namespace alive; the handle need not.
     drop(netns);
+    let ipv6 = config
+        .lease6
+        .as_ref()
+        .map(|lease6| Ipv6Server::new(config.client_mac, socket.mac, lease6))
+        .transpose()?;
     info!(netns = %config.netns.display(), interface = %config.interface, client = %config.client_mac,
-        address = %config.lease.address, server_id = %responder.server_id, "DHCP server started");
+        address = ?config.lease.as_ref().map(|lease| lease.address),
+        server_id = ?responder.as_ref().map(|responder| responder.server_id),
+        address6 = ?config.lease6.as_ref().map(|lease6| lease6.address), "DHCP server started");
     let socket_error = |op: &'static str| {
         move |source: io::Error| DhcpError::Socket {
             netns: config.netns.display().to_string(),
@@ -202,13 +238,41 @@ pub fn serve(config: &ServerConfig, stop: &Stop) -> Result<Stopped, DhcpError> {
             source,
         }
     };
+    let send = |frame: &[u8], to: MacAddr, what: &str| {
+        match socket.send(frame, to) {
+            Ok(()) => {}
+            // A tap whose VM is not (yet) running is down; the VM asks when it comes up.
+            Err(error) if error.raw_os_error() == Some(libc::ENETDOWN) => {
+                debug!(interface = %config.interface, what, "interface down: not sent");
+            }
+            Err(error) => {
+                warn!(%error, interface = %config.interface, what, "cannot send");
+            }
+        }
+    };
+    // The first advertisement goes out at once, then one per interval: the loop wakes up
+    // for it if nothing else wakes it first.
+    let mut next_advertisement = Instant::now();
     let mut buffer = vec![0u8; 65536];
     loop {
+        let mut timeout = Duration::from_millis(NETNS_CHECK_MS.into());
+        if let Some(ipv6) = &ipv6 {
+            let now = Instant::now();
+            if now >= next_advertisement {
+                let (frame, to) = ipv6.advertiser.unsolicited();
+                send(&frame, to, "router advertisement");
+                next_advertisement = now + ipv6.advertiser.interval;
+            }
+            timeout = timeout.min(next_advertisement - now);
+        }
         let mut fds = [
             PollFd::new(socket.fd().as_fd(), PollFlags::POLLIN),
             PollFd::new(stop.wake_fd(), PollFlags::POLLIN),
         ];
-        match poll(&mut fds, PollTimeout::from(NETNS_CHECK_MS)) {
+        // Rounded up, so that the loop does not spin in the last millisecond; at most
+        // NETNS_CHECK_MS, which fits.
+        let millis = u16::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(NETNS_CHECK_MS);
+        match poll(&mut fds, PollTimeout::from(millis)) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(errno) => return Err(socket_error("poll")(errno.into())),
         }
@@ -238,31 +302,61 @@ pub fn serve(config: &ServerConfig, stop: &Stop) -> Result<Stopped, DhcpError> {
                 }
                 Err(error) => return Err(socket_error("receive")(error)),
             };
-            let Some(payload) = dhcp_payload(frame) else {
-                continue;
-            };
-            let request = match Message::parse(payload) {
-                Ok(request) => request,
-                Err(error) => {
-                    debug!(%error, "ignoring a malformed DHCP message");
-                    continue;
+            if let Some(payload) = dhcp_payload(frame) {
+                if let Some(responder) = &responder
+                    && let Some((reply, to)) = responder.answer(payload, socket.mac)
+                {
+                    send(&reply, to, "DHCP reply");
                 }
-            };
-            let Some((reply, destination)) = responder.respond(&request) else {
-                continue;
-            };
-            let endpoints = Endpoints {
-                source_mac: socket.mac,
-                destination_mac: destination.mac,
-                source_ip: responder.server_id,
-                destination_ip: destination.ip,
-            };
-            if let Err(error) =
-                socket.send(&reply_frame(&endpoints, &reply.encode()), destination.mac)
+            } else if let Some(ipv6) = &ipv6
+                && let Some((reply, to)) = ipv6.answer(frame)
             {
-                warn!(%error, interface = %config.interface, "cannot send a DHCP reply");
+                send(&reply, to, "IPv6 reply");
             }
         }
+    }
+}
+
+/// The IPv6 side of a server: router advertisements and DHCPv6.
+struct Ipv6Server {
+    advertiser: Advertiser,
+    dhcp: Dhcp6Responder,
+    server_mac: MacAddr,
+}
+
+impl Ipv6Server {
+    fn new(client: MacAddr, server_mac: MacAddr, lease: &Lease6) -> Result<Self, DhcpError> {
+        Ok(Self {
+            advertiser: Advertiser::new(client, server_mac, lease)?,
+            dhcp: Dhcp6Responder::new(client, server_mac, lease)?,
+            server_mac,
+        })
+    }
+
+    /// The frame answering a frame from the VM, if any, and the MAC to send it to.
+    fn answer(&self, frame: &[u8]) -> Option<(Vec<u8>, MacAddr)> {
+        let packet = ipv6_packet(frame)?;
+        if let Some(answer) = self.advertiser.answer(&packet) {
+            return Some(answer);
+        }
+        let payload = dhcp6_payload(&packet)?;
+        let request = match Message6::parse(payload) {
+            Ok(request) => request,
+            Err(error) => {
+                debug!(%error, "ignoring a malformed DHCPv6 message");
+                return None;
+            }
+        };
+        let reply = self.dhcp.respond(packet.source_mac, &request)?;
+        // The client sends from its link-local address, which it has before any lease;
+        // the reply goes back there, from the server's own.
+        let to = Endpoints6 {
+            source_mac: self.server_mac,
+            destination_mac: packet.source_mac,
+            source_ip: link_local_address(self.server_mac),
+            destination_ip: packet.source,
+        };
+        Some((dhcp6_reply_frame(&to, &reply.encode()), packet.source_mac))
     }
 }
 
@@ -293,13 +387,33 @@ struct Responder {
 }
 
 impl Responder {
-    fn new(config: &ServerConfig) -> Result<Self, DhcpError> {
+    fn new(config: &ServerConfig, lease: &Lease) -> Result<Self, DhcpError> {
         Ok(Self {
             client: config.client_mac,
-            address: config.lease.address,
+            address: lease.address,
             server_id: config.server_identifier(),
-            options: config.lease.options()?,
+            options: lease.options()?,
         })
+    }
+
+    /// The frame answering the DHCP message `payload`, if any, sent from the interface
+    /// with `server_mac`, and the MAC to send it to.
+    fn answer(&self, payload: &[u8], server_mac: MacAddr) -> Option<(Vec<u8>, MacAddr)> {
+        let request = match Message::parse(payload) {
+            Ok(request) => request,
+            Err(error) => {
+                debug!(%error, "ignoring a malformed DHCP message");
+                return None;
+            }
+        };
+        let (reply, destination) = self.respond(&request)?;
+        let endpoints = Endpoints {
+            source_mac: server_mac,
+            destination_mac: destination.mac,
+            source_ip: self.server_id,
+            destination_ip: destination.ip,
+        };
+        Some((reply_frame(&endpoints, &reply.encode()), destination.mac))
     }
 
     fn respond(&self, request: &Message) -> Option<(Message, Destination)> {
@@ -422,7 +536,7 @@ mod tests {
             netns: "/var/run/netns/x".into(),
             interface: "tap-eth0".into(),
             client_mac: VM,
-            lease: Lease {
+            lease: Some(Lease {
                 address: "10.20.0.5".parse().unwrap(),
                 prefix_len: 24,
                 router: Some("10.20.0.1".parse().unwrap()),
@@ -437,9 +551,15 @@ mod tests {
                 }],
                 hostname: None,
                 lease_secs: 600,
-            },
+            }),
+            lease6: None,
             server_id: None,
         }
+    }
+
+    fn responder() -> Responder {
+        let config = config();
+        Responder::new(&config, config.lease.as_ref().unwrap()).unwrap()
     }
 
     fn request(kind: MessageType, mac: MacAddr, options: Vec<(u8, Vec<u8>)>) -> Message {
@@ -466,7 +586,7 @@ mod tests {
 
     #[test]
     fn discover_gets_an_offer_with_the_lease() {
-        let responder = Responder::new(&config()).unwrap();
+        let responder = responder();
         let (offer, to) = responder
             .respond(&request(MessageType::Discover, VM, vec![]))
             .unwrap();
@@ -492,7 +612,7 @@ mod tests {
 
     #[test]
     fn requests_are_acked_naked_or_ignored() {
-        let responder = Responder::new(&config()).unwrap();
+        let responder = responder();
         let ours = "10.20.0.5".parse::<Ipv4Addr>().unwrap().octets().to_vec();
         let selecting = request(
             MessageType::Request,
@@ -577,7 +697,7 @@ mod tests {
 
     #[test]
     fn broadcast_flag_gets_a_broadcast_offer() {
-        let responder = Responder::new(&config()).unwrap();
+        let responder = responder();
         let mut discover = request(MessageType::Discover, VM, vec![]);
         discover.flags = BROADCAST_FLAG;
         let (offer, to) = responder.respond(&discover).unwrap();
@@ -598,13 +718,16 @@ mod tests {
             config.server_identifier(),
             "10.20.0.1".parse::<Ipv4Addr>().unwrap()
         );
-        config.lease.router = None;
-        config.lease.routes[0].gateway = "10.20.0.254".parse().unwrap();
+        let lease = config.lease.as_mut().unwrap();
+        lease.router = None;
+        lease.routes[0].gateway = "10.20.0.254".parse().unwrap();
         assert_eq!(
             config.server_identifier(),
             "10.20.0.254".parse::<Ipv4Addr>().unwrap()
         );
-        config.lease.routes.clear();
+        config.lease.as_mut().unwrap().routes.clear();
+        assert_eq!(config.server_identifier(), FALLBACK_SERVER_ID);
+        config.lease = None;
         assert_eq!(config.server_identifier(), FALLBACK_SERVER_ID);
         config.server_id = Some("10.20.0.9".parse().unwrap());
         assert_eq!(
@@ -629,6 +752,49 @@ mod tests {
             ServerConfig::load(&directory.path().join("none")),
             Err(DhcpError::StateFile { .. })
         ));
+
+        // IPv6 only, and with both: the absent lease is left out and read back as none.
+        let mut both = config();
+        both.lease6 = Some(Lease6 {
+            router: Some("fe80::1".parse().unwrap()),
+            dns_servers: vec!["fd00::a".parse().unwrap()],
+            ..Lease6::new("fd00::5".parse().unwrap(), 64, 600)
+        });
+        both.save(&path).unwrap();
+        assert_eq!(ServerConfig::load(&path).unwrap(), both);
+        let only6 = ServerConfig {
+            lease: None,
+            ..both
+        };
+        only6.save(&path).unwrap();
+        assert!(!fs::read_to_string(&path).unwrap().contains("\"lease\""));
+        assert_eq!(ServerConfig::load(&path).unwrap(), only6);
+        // A state file from before IPv6: a bare lease object, no lease6.
+        fs::write(
+            &path,
+            br#"{"netns": "/n", "interface": "tap0", "client_mac": "02:00:00:00:00:01",
+                "lease": {"address": "10.0.0.2", "prefix_len": 24, "lease_secs": 60}}"#,
+        )
+        .unwrap();
+        let old = ServerConfig::load(&path).unwrap();
+        assert_eq!(
+            old.lease,
+            Some(Lease::new("10.0.0.2".parse().unwrap(), 24, 60))
+        );
+        assert_eq!(old.lease6, None);
+    }
+
+    #[test]
+    fn nothing_to_serve_is_an_error() {
+        let config = ServerConfig {
+            lease: None,
+            ..config()
+        };
+        let error = serve(&config, &Stop::new().unwrap()).unwrap_err();
+        assert!(
+            matches!(&error, DhcpError::NoLease { interface, .. } if interface == "tap-eth0"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -21,20 +21,30 @@ use plexus_plumbing::{MacAddr, Netns};
 
 use crate::error::DhcpError;
 
-/// Classic BPF: accept unfragmented IPv4 UDP to port 67, drop the rest, so the socket
-/// (which sees every frame of the interface) copies only DHCP requests.
-const DHCP_FILTER: [libc::sock_filter; 11] = [
-    bpf(0x28, 0, 0, 12),     // ldh [12]           ethertype
-    bpf(0x15, 0, 8, 0x0800), // jeq IPv4, else drop
-    bpf(0x30, 0, 0, 23),     // ldb [23]           IP protocol
-    bpf(0x15, 0, 6, 17),     // jeq UDP, else drop
-    bpf(0x28, 0, 0, 20),     // ldh [20]           flags + fragment offset
-    bpf(0x45, 4, 0, 0x1fff), // jset offset: drop
-    bpf(0xb1, 0, 0, 14),     // ldxb 4*([14]&0xf)  IP header length
-    bpf(0x48, 0, 0, 16),     // ldh [x+16]         UDP destination port
-    bpf(0x15, 0, 1, 67),     // jeq bootps, else drop
-    bpf(0x06, 0, 0, 0xffff), // ret: accept (up to 64 KiB)
-    bpf(0x06, 0, 0, 0),      // ret: drop
+/// Classic BPF: accept unfragmented IPv4 UDP to port 67 (DHCP), and IPv6 without
+/// extension headers carrying UDP to port 547 (DHCPv6) or an ICMPv6 router solicitation;
+/// drop the rest, so the socket (which sees every frame of the interface) copies only
+/// what the server answers. Jump offsets count instructions from the next one.
+const DHCP_FILTER: [libc::sock_filter; 19] = [
+    bpf(0x28, 0, 0, 12),      // 0: ldh [12]           ethertype
+    bpf(0x15, 0, 7, 0x0800),  // 1: jeq IPv4, else 9
+    bpf(0x30, 0, 0, 23),      // 2: ldb [23]           IP protocol
+    bpf(0x15, 0, 14, 17),     // 3: jeq UDP, else drop
+    bpf(0x28, 0, 0, 20),      // 4: ldh [20]           flags + fragment offset
+    bpf(0x45, 12, 0, 0x1fff), // 5: jset offset: drop
+    bpf(0xb1, 0, 0, 14),      // 6: ldxb 4*([14]&0xf)  IP header length
+    bpf(0x48, 0, 0, 16),      // 7: ldh [x+16]         UDP destination port
+    bpf(0x15, 8, 9, 67),      // 8: jeq bootps: accept, else drop
+    bpf(0x15, 0, 8, 0x86dd),  // 9: jeq IPv6, else drop
+    bpf(0x30, 0, 0, 20),      // 10: ldb [20]          next header
+    bpf(0x15, 0, 2, 17),      // 11: jeq UDP, else 14
+    bpf(0x28, 0, 0, 56),      // 12: ldh [56]          UDP destination port
+    bpf(0x15, 3, 4, 547),     // 13: jeq DHCPv6 server: accept, else drop
+    bpf(0x15, 0, 3, 58),      // 14: jeq ICMPv6, else drop
+    bpf(0x30, 0, 0, 54),      // 15: ldb [54]          ICMPv6 type
+    bpf(0x15, 0, 1, 133),     // 16: jeq router solicitation: accept, else drop
+    bpf(0x06, 0, 0, 0xffff),  // 17: ret: accept (up to 64 KiB)
+    bpf(0x06, 0, 0, 0),       // 18: ret: drop
 ];
 
 const fn bpf(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
@@ -194,5 +204,115 @@ fn check(result: libc::c_int) -> io::Result<()> {
         Err(io::Error::last_os_error())
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{Endpoints, Endpoints6, dhcp6_reply_frame, icmp6_frame, reply_frame};
+
+    /// Runs the classic BPF instructions the filter uses over `frame`: the length it
+    /// accepts, 0 for a drop (also when a load runs past the end, as in the kernel).
+    fn run(program: &[libc::sock_filter], frame: &[u8]) -> u32 {
+        let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
+        let byte = |at: usize| frame.get(at).map(|b| u32::from(*b));
+        let half = |at: usize| Some(byte(at)? << 8 | byte(at + 1)?);
+        loop {
+            let instruction = program[pc];
+            pc += 1;
+            let k = instruction.k as usize;
+            let jump = |taken: bool| {
+                usize::from(if taken {
+                    instruction.jt
+                } else {
+                    instruction.jf
+                })
+            };
+            match instruction.code {
+                0x28 => match half(k) {
+                    Some(value) => a = value,
+                    None => return 0,
+                },
+                0x48 => match half(x as usize + k) {
+                    Some(value) => a = value,
+                    None => return 0,
+                },
+                0x30 => match byte(k) {
+                    Some(value) => a = value,
+                    None => return 0,
+                },
+                0xb1 => match byte(k) {
+                    Some(value) => x = 4 * (value & 0x0f),
+                    None => return 0,
+                },
+                0x15 => pc += jump(a == instruction.k),
+                0x45 => pc += jump(a & instruction.k != 0),
+                0x06 => return instruction.k,
+                code => panic!("instruction {code:#x} not interpreted"),
+            }
+        }
+    }
+
+    fn accepted(frame: &[u8]) -> bool {
+        run(&DHCP_FILTER, frame) != 0
+    }
+
+    /// Swaps the UDP ports of a frame whose UDP header starts at `udp`: a reply frame
+    /// becomes a request.
+    fn swap_ports(mut frame: Vec<u8>, udp: usize) -> Vec<u8> {
+        let (source, destination) = (
+            [frame[udp], frame[udp + 1]],
+            [frame[udp + 2], frame[udp + 3]],
+        );
+        frame[udp..udp + 2].copy_from_slice(&destination);
+        frame[udp + 2..udp + 4].copy_from_slice(&source);
+        frame
+    }
+
+    #[test]
+    fn the_filter_takes_requests_only() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        let v4 = Endpoints {
+            source_mac: mac,
+            destination_mac: mac,
+            source_ip: "10.0.0.1".parse().unwrap(),
+            destination_ip: "10.0.0.2".parse().unwrap(),
+        };
+        let dhcp_reply = reply_frame(&v4, b"payload");
+        assert!(!accepted(&dhcp_reply));
+        let mut dhcp_request = swap_ports(dhcp_reply, 34);
+        assert!(accepted(&dhcp_request));
+        dhcp_request[21] = 1; // a fragment past the first
+        assert!(!accepted(&dhcp_request));
+
+        let v6 = Endpoints6 {
+            source_mac: mac,
+            destination_mac: mac,
+            source_ip: "fe80::1".parse().unwrap(),
+            destination_ip: "ff02::1:2".parse().unwrap(),
+        };
+        let dhcp6_reply = dhcp6_reply_frame(&v6, b"payload");
+        assert!(!accepted(&dhcp6_reply));
+        let dhcp6_request = swap_ports(dhcp6_reply, 54);
+        assert!(accepted(&dhcp6_request));
+        let mut behind_extension_header = dhcp6_request.clone();
+        behind_extension_header[20] = 0; // hop-by-hop options
+        assert!(!accepted(&behind_extension_header));
+
+        let solicitation = icmp6_frame(&v6, &[133, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(accepted(&solicitation));
+        for other in [134, 135, 136, 128] {
+            assert!(
+                !accepted(&icmp6_frame(&v6, &[other, 0, 0, 0, 0, 0, 0, 0])),
+                "{other}"
+            );
+        }
+        let mut arp = solicitation.clone();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert!(!accepted(&arp));
+        for len in 0..solicitation.len().min(55) {
+            assert!(!accepted(&solicitation[..len]), "{len}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::{process::Command, thread, time::Duration};
 
-use plexus_dhcp::{DhcpError, Lease, Presence, ServerConfig, Stop, Stopped, serve};
+use plexus_dhcp::{DhcpError, Lease, Lease6, Presence, ServerConfig, Stop, Stopped, serve};
 use plexus_plumbing::testing::{TestNetns, ip, require_root, wait_for};
 
 fn config(pod: &TestNetns, interface: &str) -> ServerConfig {
@@ -12,10 +12,11 @@ fn config(pod: &TestNetns, interface: &str) -> ServerConfig {
         netns: pod.path(),
         interface: interface.into(),
         client_mac: "02:00:00:00:00:01".parse().unwrap(),
-        lease: Lease {
+        lease: Some(Lease {
             router: Some("10.0.0.1".parse().unwrap()),
             ..Lease::new("10.0.0.2".parse().unwrap(), 24, 600)
-        },
+        }),
+        lease6: None,
         server_id: None,
     }
 }
@@ -99,9 +100,20 @@ fn serve_fails_with_the_namespace_and_interface_named() {
     assert!(error.contains("plexus-no-such-netns"), "{error}");
 
     let mut bad = config(&pod, "tap0");
-    bad.lease.prefix_len = 40;
+    bad.lease.as_mut().unwrap().prefix_len = 40;
     assert!(matches!(
         serve(&bad, &Stop::new().unwrap()),
+        Err(DhcpError::Lease(_))
+    ));
+
+    // An IPv6 router must be link-local: refused before any socket is opened.
+    let mut bad6 = config(&pod, "tap0");
+    bad6.lease6 = Some(Lease6 {
+        router: Some("fd00::1".parse().unwrap()),
+        ..Lease6::new("fd00::5".parse().unwrap(), 64, 600)
+    });
+    assert!(matches!(
+        serve(&bad6, &Stop::new().unwrap()),
         Err(DhcpError::Lease(_))
     ));
 }

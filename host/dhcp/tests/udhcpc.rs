@@ -159,7 +159,8 @@ impl Fixture {
             netns: self.pod.path(),
             interface: "tap0".into(),
             client_mac: VM_MAC.parse::<MacAddr>().unwrap(),
-            lease,
+            lease: Some(lease),
+            lease6: None,
             server_id: None,
         };
         let path = self.directory.path().join("tap0.json");
