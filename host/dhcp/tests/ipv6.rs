@@ -223,7 +223,6 @@ fn the_kernel_takes_the_advertisement_and_a_solicit_gets_the_address() {
 }
 
 #[test]
-#[ignore = "needs dhcpcd 9 (Debian package dhcpcd-base), which scripts/setup does not install yet"]
 fn dhcpcd_gets_the_address_routes_and_dns() {
     let fixture = Fixture::new(lease());
     fixture.vm_up();
