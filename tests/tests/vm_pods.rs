@@ -808,3 +808,128 @@ fn renewals_succeed_after_the_dhcp_responder_is_killed_while_the_vm_runs() {
     drop(bench);
     assert!(!pod.exists(), "no namespace left");
 }
+
+/// A DHCPv6 server's socket in the node namespace, on a delegate network's bridge: what
+/// a real DHCPv6 server there would receive.
+struct DelegateSideDhcpv6 {
+    socket: std::net::UdpSocket,
+}
+
+impl DelegateSideDhcpv6 {
+    /// Listens on port 547 for the all-DHCP-servers group on `bridge` in `node`.
+    fn listen(node: &Netns, bridge: &str) -> Self {
+        let name = std::ffi::CString::new(bridge).unwrap();
+        // Opened inside the namespace (the socket keeps it), where the bridge's name is
+        // looked up too.
+        let socket = plexus_plumbing::Netns::open(node.path())
+            .unwrap()
+            .run("listen for DHCPv6", || {
+                // SAFETY: a NUL-terminated name that outlives the call.
+                let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+                assert_ne!(index, 0, "{bridge} is not in the node namespace");
+                let socket = std::net::UdpSocket::bind("[::]:547")?;
+                socket.join_multicast_v6(&"ff02::1:2".parse().unwrap(), index)?;
+                socket.set_nonblocking(true)?;
+                std::io::Result::Ok(socket)
+            })
+            .unwrap()
+            .unwrap();
+        Self { socket }
+    }
+
+    /// How many DHCPv6 messages reached the delegate network.
+    fn received(&self) -> usize {
+        let mut buffer = [0u8; 1500];
+        std::iter::from_fn(|| self.socket.recv_from(&mut buffer).ok()).count()
+    }
+}
+
+/// IPv6 for VM NICs: on a dual-stack bridge network (host-local ranges for both
+/// families, default routes for both), a real VM gets both addresses — IPv4 by DHCP,
+/// IPv6 by router advertisements and DHCPv6 (dhcpcd 9 in the guest) — and both default
+/// routes, the IPv6 one through the gateway's link-local address, with the delegate's
+/// DNS servers and search list; it pings both gateways and, through the IPv6 default
+/// route, an address beyond the gateway. The VM's DHCPv6 never reaches the delegate
+/// network, and the description says all of it.
+#[test]
+fn a_vm_gets_ipv4_and_ipv6_from_a_dual_stack_network() {
+    let bench = Bench::new();
+    bench.write_network(
+        "10-dual.conf",
+        &json!({
+            "cniVersion": "1.0.0", "name": "dual", "type": "bridge", "bridge": "br-dual",
+            "isGateway": true, "isDefaultGateway": true,
+            "ipam": { "type": "host-local", "dataDir": bench.ipam_dir(),
+                      "ranges": [[{ "subnet": "10.12.0.0/24" }], [{ "subnet": "fd00:12::/64" }]] },
+            "dns": { "nameservers": ["10.12.0.53", "fd00:12::53"], "search": ["pods.example"] },
+        }),
+    );
+    // An address beyond the IPv6 gateway, on the node: only a default route reaches it.
+    let node = |args: &[&str]| {
+        let status = Command::new("ip")
+            .args(["-n", &bench.node.name])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "ip {args:?}");
+    };
+    node(&["link", "set", "lo", "up"]);
+    node(&["addr", "add", "fd00:99::1/128", "dev", "lo"]);
+    let config = bench.config("1.1.0", json!({"vm": {"mode": "always"}}));
+    let args = pod_args("vms", "vm-6", &json!({"cni": "dual"}));
+    let result = bench.invoke("ADD", "vm6", "eth0", &args, &config).ok();
+    let addresses = result_addresses(&result);
+    let ipv4 = addresses.iter().find(|a| !a.contains(':')).unwrap().clone();
+    let ipv6 = addresses.iter().find(|a| a.contains(':')).unwrap().clone();
+    assert!(ipv6.starts_with("fd00:12::") && ipv6.ends_with("/64"), "{result}");
+
+    let description: Value =
+        serde_json::from_slice(&fs::read(bench.state_dir().join("vm/vm6.json")).unwrap()).unwrap();
+    assert_follows_the_schema(&description);
+    let nic = &description["nics"][0];
+    assert_eq!(nic["address"], ipv4.as_str(), "{description:#}");
+    assert_eq!(nic["ipv6"]["address"], ipv6.as_str(), "{description:#}");
+    assert_eq!(nic["ipv6"]["gateway"], "fd00:12::1", "{description:#}");
+    let router = nic["ipv6"]["router"].as_str().unwrap_or_else(|| panic!("{description:#}"));
+    assert!(router.starts_with("fe80::"), "{description:#}");
+    assert_eq!(
+        nic["dns"]["nameservers"],
+        json!(["10.12.0.53", "fd00:12::53"]),
+        "{description:#}"
+    );
+
+    let delegate_side = DelegateSideDhcpv6::listen(&bench.node, "br-dual");
+    let taps = taps_of(&result);
+    let taps: Vec<(&str, &str)> = taps.iter().map(|(t, m)| (t.as_str(), m.as_str())).collect();
+    let launch = Launch {
+        ipv6: true,
+        ping: vec!["10.12.0.1".into(), "fd00:12::1".into(), "fd00:99::1".into()],
+        ..Launch::default()
+    };
+    let console = vm::boot_with(bench.pod.path(), &taps, &launch, Duration::from_secs(120));
+
+    let eth0 = console.nic("eth0");
+    assert_eq!(eth0.address, ipv4, "{console}");
+    assert_eq!(eth0.router.as_deref(), Some("10.12.0.1"), "{console}");
+    let eth0_v6 = console.nic6("eth0");
+    assert_eq!(eth0_v6.address, ip_of(&ipv6), "{console}");
+    assert_eq!(eth0_v6.router.as_deref(), Some(router), "{console}");
+    assert_eq!(eth0_v6.dns, ["fd00:12::53"], "{console}");
+    assert_eq!(eth0_v6.search, ["pods.example"], "{console}");
+    for address in ["10.12.0.1", "fd00:12::1", "fd00:99::1"] {
+        assert_eq!(
+            console.pinged(address),
+            Some(true),
+            "the VM reaches {address}\n{console}"
+        );
+    }
+    drop(console);
+    assert_eq!(
+        delegate_side.received(),
+        0,
+        "the VM's DHCPv6 reached the delegate network"
+    );
+
+    bench.invoke("DEL", "vm6", "eth0", &args, &config).ok();
+    bench.assert_clean();
+}
