@@ -449,15 +449,7 @@ impl Console {
     /// The guest's pings of [`Launch::ping`]'s addresses, in order: `(answered,
     /// address)`. (The first `PLEXUS-PING` line is the gateway's, [`Console::ping`].)
     pub fn pings(&self) -> Vec<(bool, String)> {
-        self.text()
-            .lines()
-            .filter_map(|line| line.strip_prefix("PLEXUS-PING "))
-            .skip(1)
-            .filter_map(|line| {
-                let (outcome, address) = line.split_once(' ')?;
-                Some((outcome == "ok", address.trim().to_owned()))
-            })
-            .collect()
+        ping_lines(self.text().lines())
     }
 
     /// Every DHCPv6 event (the first reply, then each renewal or rebinding) of every NIC,
@@ -609,6 +601,18 @@ impl GuestNic {
             queues: fields.number("queues"),
         })
     }
+}
+
+/// The outcomes of the `PLEXUS-PING` lines after the first (the gateway's).
+fn ping_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<(bool, String)> {
+    lines
+        .filter_map(|line| line.strip_prefix("PLEXUS-PING "))
+        .skip(1)
+        .filter_map(|line| {
+            let (outcome, address) = line.split_once(' ')?;
+            Some((outcome == "ok", address.trim().to_owned()))
+        })
+        .collect()
 }
 
 fn nic6_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<GuestNic6> {
@@ -945,5 +949,115 @@ fn cvt(result: libc::c_int) -> io::Result<()> {
         Err(io::Error::last_os_error())
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the guest printed with a router advertising and a DHCPv6 server answering on
+    /// its eth0 (dnsmasq), nothing on its eth1, and three addresses to ping.
+    const CONSOLE: &str = "\
+PLEXUS-NIC eth0 event=bound mac=52:54:00:12:34:56 ip=10.1.0.18/24 router=10.1.0.1 mtu=1500 lease=3600 queues=1 routes=
+PLEXUS-RA eth0 router=fe80::4c35:fdff:fe34:a6c flags=MO lifetime=30 mtu=1400 prefixes=fd00:1::/64,L rdnss=fd00::53,fd00::54 dnssl=a.example,b.example
+PLEXUS-NIC6 eth0 event=bound6 ip=fd00:1::1b/128 router=fe80::4c35:fdff:fe34:a6c dns=fd00::53,fd00::54 search=a.example,b.example mtu=1400 lease=3600
+PLEXUS-NIC-FAIL eth1
+PLEXUS-NIC6-FAIL eth1
+PLEXUS-PING ok 10.1.0.1
+PLEXUS-PING ok fd00:1::1
+PLEXUS-RA eth1 router=fe80::1 flags= lifetime=0 mtu= prefixes= rdnss= dnssl=
+PLEXUS-PING fail fd00:1::99
+PLEXUS-READY
+";
+
+    #[test]
+    fn nic6_lines_are_parsed() {
+        assert_eq!(
+            nic6_lines(CONSOLE.lines()),
+            [GuestNic6 {
+                ifname: "eth0".into(),
+                event: "bound6".into(),
+                address: "fd00:1::1b/128".into(),
+                router: Some("fe80::4c35:fdff:fe34:a6c".into()),
+                dns: vec!["fd00::53".into(), "fd00::54".into()],
+                search: vec!["a.example".into(), "b.example".into()],
+                mtu: Some(1400),
+                lease: Some(3600),
+            }]
+        );
+        // Nothing given: empty values.
+        let bare = GuestNic6::parse(
+            "eth1 event=renew6 ip=fd00::2/128 router= dns= search= mtu=1500 lease=",
+        );
+        let bare = bare.expect("a line with an address");
+        assert_eq!(
+            (bare.router, bare.dns, bare.search, bare.lease),
+            (None, vec![], vec![], None)
+        );
+    }
+
+    #[test]
+    fn advertisement_lines_are_parsed() {
+        let advertisements: Vec<GuestRa> = CONSOLE
+            .lines()
+            .filter_map(|line| line.strip_prefix("PLEXUS-RA "))
+            .filter_map(GuestRa::parse)
+            .collect();
+        assert_eq!(
+            advertisements,
+            [
+                GuestRa {
+                    ifname: "eth0".into(),
+                    router: "fe80::4c35:fdff:fe34:a6c".into(),
+                    flags: "MO".into(),
+                    lifetime: Some(30),
+                    mtu: Some(1400),
+                    prefixes: vec![("fd00:1::/64".into(), "L".into())],
+                    rdnss: vec!["fd00::53".into(), "fd00::54".into()],
+                    dnssl: vec!["a.example".into(), "b.example".into()],
+                },
+                GuestRa {
+                    ifname: "eth1".into(),
+                    router: "fe80::1".into(),
+                    flags: String::new(),
+                    lifetime: Some(0),
+                    mtu: None,
+                    prefixes: vec![],
+                    rdnss: vec![],
+                    dnssl: vec![],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_pings_after_the_gateways_are_the_listed_ones() {
+        assert_eq!(
+            ping_lines(CONSOLE.lines()),
+            [
+                (true, "fd00:1::1".to_owned()),
+                (false, "fd00:1::99".to_owned())
+            ]
+        );
+        assert_eq!(ping_lines("PLEXUS-PING none\nPLEXUS-READY".lines()), []);
+    }
+
+    #[test]
+    fn the_kernel_command_line_says_what_the_launch_asks() {
+        assert_eq!(
+            kernel_command_line(&Launch::default()),
+            "console=ttyS0 quiet panic=-1"
+        );
+        let launch = Launch {
+            stay: true,
+            ipv6: true,
+            ping: vec!["10.1.0.1".into(), "fd00:1::1".into()],
+            ..Launch::default()
+        };
+        assert_eq!(
+            kernel_command_line(&launch),
+            "console=ttyS0 quiet panic=-1 plexus.stay plexus.ipv6 plexus.ping=10.1.0.1,fd00:1::1"
+        );
     }
 }
