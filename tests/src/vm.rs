@@ -3,13 +3,20 @@
 //! VM NICs. The guest configures every NIC by DHCP, reports what it got on the serial
 //! console, pings its primary gateway and powers off ([`boot`]), or stays up with its
 //! DHCP clients running and reports each renewal ([`boot_and_stay`]); both return the
-//! console.
+//! console. With [`Launch::ipv6`] it also configures every NIC for IPv6 (dhcpcd: the
+//! router advertisement, then DHCPv6), and with [`Launch::ping`] it pings more addresses.
 //!
 //! What the guest prints, one line each (see the script):
 //! `PLEXUS-NIC eth0 event=bound mac=… ip=10.1.0.5/24 router=10.1.0.1 mtu=1500 lease=3600
 //! queues=1 routes=DEST/LEN,GW;…` (again with `event=renew` for each renewal), `PLEXUS-DHCP
-//! deconfig|leasefail|nak eth0`, `PLEXUS-NIC-FAIL eth1`, `PLEXUS-PING ok|fail GATEWAY`
-//! (or `none`), `PLEXUS-READY`.
+//! deconfig|leasefail|nak eth0`, `PLEXUS-NIC-FAIL eth1`; with IPv6, as they happen,
+//! `PLEXUS-RA eth0 router=fe80::1 flags=MO lifetime=1800 mtu=1500
+//! prefixes=fd00:1::/64,L;… rdnss=fd00::53,… dnssl=a.example,…` (each router
+//! advertisement, [`GuestRa`]), `PLEXUS-NIC6 eth0 event=bound6 ip=fd00:1::5/128
+//! router=fe80::1 dns=fd00::53,… search=a.example,… mtu=1500 lease=3600` (again with
+//! `event=renew6`, `rebind6` or `reboot6`; [`GuestNic6`]), `PLEXUS-DHCP6 expire6|stop6
+//! eth0`, and `PLEXUS-NIC6-FAIL eth1`; then `PLEXUS-PING ok|fail GATEWAY` (or `none`),
+//! `PLEXUS-PING ok|fail ADDR` for each address to ping, and `PLEXUS-READY`.
 //!
 //! [`TapPeer`] stands in for a VM's NIC where a DHCP client in a namespace is enough.
 
@@ -103,11 +110,20 @@ pub fn boot_and_stay(netns: impl AsRef<Path>, taps: &[(&str, &str)], timeout: Du
     boot_with(netns, taps, &launch, timeout)
 }
 
-/// How QEMU is run, beyond its NICs; the default is [`boot`]'s.
+/// How QEMU is run, beyond its NICs, and what the guest is told to do on its kernel
+/// command line; the default is [`boot`]'s.
 #[derive(Debug, Clone, Default)]
 pub struct Launch {
     /// Stay up after `PLEXUS-READY` (see [`boot_and_stay`]).
     pub stay: bool,
+    /// IPv6 too (`plexus.ipv6`): a dhcpcd per NIC, IPv6 only, takes the router
+    /// advertisement and then an address by DHCPv6 (IA_NA), and keeps running; the
+    /// guest's report waits up to 30 s more for every NIC's address and IPv6 default
+    /// route (see [`Console::nics6`], [`Console::advertisements`]).
+    pub ipv6: bool,
+    /// Addresses, IPv4 or IPv6, the guest pings once configured, after its gateway, in
+    /// this order (`plexus.ping=A,B,…`; see [`Console::pings`]).
+    pub ping: Vec<String>,
     /// Queues per NIC. Above 1: `queues=N` on each tap, `mq=on` with 2N+2 MSI-X vectors
     /// (one per queue, one for configuration changes, one for the control queue) on each
     /// virtio NIC, and N vCPUs, since the guest's virtio_net uses no more queue pairs
@@ -273,11 +289,7 @@ fn qemu_command(netns: &Path, taps: &[(&str, &str)], launch: &Launch) -> Command
         .arg("-initrd")
         .arg(&image.initrd)
         .arg("-append")
-        .arg(if launch.stay {
-            "console=ttyS0 quiet panic=-1 plexus.stay"
-        } else {
-            "console=ttyS0 quiet panic=-1"
-        });
+        .arg(kernel_command_line(launch));
     if launch.queues > 1 {
         command.args(["-smp", &launch.queues.to_string()]);
     }
@@ -304,6 +316,30 @@ fn qemu_command(netns: &Path, taps: &[(&str, &str)], launch: &Launch) -> Command
             ));
     }
     command
+}
+
+/// The guest's kernel command line: its console, and what `launch` tells /init.
+fn kernel_command_line(launch: &Launch) -> String {
+    let mut line = String::from("console=ttyS0 quiet panic=-1");
+    if launch.stay {
+        line.push_str(" plexus.stay");
+    }
+    if launch.ipv6 {
+        line.push_str(" plexus.ipv6");
+    }
+    if !launch.ping.is_empty() {
+        assert!(
+            launch
+                .ping
+                .iter()
+                .all(|address| !address.is_empty() && !address.contains([',', ' '])),
+            "addresses to ping are one word each: {:?}",
+            launch.ping
+        );
+        line.push_str(" plexus.ping=");
+        line.push_str(&launch.ping.join(","));
+    }
+    line
 }
 
 /// What the guest said, and the QEMU it runs in (killed on drop).
@@ -409,6 +445,62 @@ impl Console {
         let gateway = words.next()?.to_owned();
         Some((outcome == "ok", gateway))
     }
+
+    /// The guest's pings of [`Launch::ping`]'s addresses, in order: `(answered,
+    /// address)`. (The first `PLEXUS-PING` line is the gateway's, [`Console::ping`].)
+    pub fn pings(&self) -> Vec<(bool, String)> {
+        ping_lines(self.text().lines())
+    }
+
+    /// Every DHCPv6 event (the first reply, then each renewal or rebinding) of every NIC,
+    /// in order, as the guest reported it (with [`Launch::ipv6`]).
+    pub fn nics6(&self) -> Vec<GuestNic6> {
+        nic6_lines(self.text().lines())
+    }
+
+    /// The DHCPv6 events reported after `mark`.
+    pub fn nics6_since(&self, mark: Mark) -> Vec<GuestNic6> {
+        nic6_lines(self.lines_since(mark).iter().map(String::as_str))
+    }
+
+    /// The guest NIC `ifname` as it first got its DHCPv6 address; panics, printing the
+    /// console, if it got none.
+    pub fn nic6(&self, ifname: &str) -> GuestNic6 {
+        self.nics6()
+            .into_iter()
+            .find(|nic| nic.ifname == ifname)
+            .unwrap_or_else(|| panic!("the VM reported no DHCPv6 address on {ifname}\n{self}"))
+    }
+
+    /// The NICs the guest gave up waiting on for IPv6 (`PLEXUS-NIC6-FAIL`): no DHCPv6
+    /// address or no IPv6 default route.
+    pub fn nic6_failures(&self) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter_map(|line| line.strip_prefix("PLEXUS-NIC6-FAIL "))
+            .map(|ifname| ifname.trim().to_owned())
+            .collect()
+    }
+
+    /// The router advertisements the guest's NICs received, in order (dhcpcd reports
+    /// one on each that changes or refreshes what it knows, each router on a line).
+    pub fn advertisements(&self) -> Vec<GuestRa> {
+        self.text()
+            .lines()
+            .filter_map(|line| line.strip_prefix("PLEXUS-RA "))
+            .filter_map(GuestRa::parse)
+            .collect()
+    }
+
+    /// The times after `mark` that dhcpcd lost or dropped an IPv6 address (`expire6
+    /// eth0`, `stop6 eth0`).
+    pub fn troubles6_since(&self, mark: Mark) -> Vec<String> {
+        self.lines_since(mark)
+            .iter()
+            .filter_map(|line| line.strip_prefix("PLEXUS-DHCP6 "))
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 impl fmt::Display for Console {
@@ -450,33 +542,168 @@ pub struct GuestNic {
     pub queues: Option<u32>,
 }
 
+/// A report line after its `PLEXUS-…` word: the interface name and the `key=value`
+/// fields.
+struct Fields<'a> {
+    ifname: &'a str,
+    fields: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Fields<'a> {
+    fn parse(line: &'a str) -> Option<Self> {
+        let mut words = line.split_whitespace();
+        let ifname = words.next()?;
+        let fields = words.filter_map(|word| word.split_once('=')).collect();
+        Some(Fields { ifname, fields })
+    }
+
+    /// The value of `key`, if present and not empty.
+    fn get(&self, key: &str) -> Option<&'a str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, value)| *value)
+            .filter(|value| !value.is_empty())
+    }
+
+    fn number(&self, key: &str) -> Option<u32> {
+        self.get(key).and_then(|value| value.parse().ok())
+    }
+
+    /// The comma-separated list in `key` (empty if absent).
+    fn list(&self, key: &str) -> Vec<String> {
+        self.get(key)
+            .into_iter()
+            .flat_map(|list| list.split(','))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
 impl GuestNic {
     fn parse(line: &str) -> Option<Self> {
-        let mut words = line.split_whitespace();
-        let ifname = words.next()?.to_owned();
-        let fields: Vec<(&str, &str)> = words.filter_map(|word| word.split_once('=')).collect();
-        let field = |key: &str| {
-            fields
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, value)| *value)
-                .filter(|value| !value.is_empty())
-        };
+        let fields = Fields::parse(line)?;
         Some(GuestNic {
-            ifname,
-            event: field("event")?.to_owned(),
-            mac: field("mac")?.to_owned(),
-            address: field("ip")?.to_owned(),
-            router: field("router").map(str::to_owned),
-            mtu: field("mtu").and_then(|mtu| mtu.parse().ok()),
-            lease: field("lease").and_then(|lease| lease.parse().ok()),
-            routes: field("routes")
+            ifname: fields.ifname.to_owned(),
+            event: fields.get("event")?.to_owned(),
+            mac: fields.get("mac")?.to_owned(),
+            address: fields.get("ip")?.to_owned(),
+            router: fields.get("router").map(str::to_owned),
+            mtu: fields.number("mtu"),
+            lease: fields.number("lease"),
+            routes: fields
+                .get("routes")
                 .into_iter()
                 .flat_map(|routes| routes.split(';'))
                 .filter_map(|route| route.split_once(','))
                 .map(|(dest, gw)| (dest.to_owned(), gw.to_owned()))
                 .collect(),
-            queues: field("queues").and_then(|queues| queues.parse().ok()),
+            queues: fields.number("queues"),
+        })
+    }
+}
+
+/// The outcomes of the `PLEXUS-PING` lines after the first (the gateway's).
+fn ping_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<(bool, String)> {
+    lines
+        .filter_map(|line| line.strip_prefix("PLEXUS-PING "))
+        .skip(1)
+        .filter_map(|line| {
+            let (outcome, address) = line.split_once(' ')?;
+            Some((outcome == "ok", address.trim().to_owned()))
+        })
+        .collect()
+}
+
+fn nic6_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<GuestNic6> {
+    lines
+        .filter_map(|line| line.strip_prefix("PLEXUS-NIC6 "))
+        .filter_map(GuestNic6::parse)
+        .collect()
+}
+
+/// One `PLEXUS-NIC6` line: what DHCPv6 gave a guest NIC and what the guest made of it
+/// with the router advertisement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestNic6 {
+    pub ifname: String,
+    /// `bound6` (the first reply), `renew6`, `rebind6` or `reboot6`.
+    pub event: String,
+    /// The IA_NA address, `ADDRESS/PREFIX` with the length the guest gave it (128: the
+    /// prefix is on-link by the advertisement, not by the address).
+    pub address: String,
+    /// The gateway of the guest's IPv6 default route (the advertising router's
+    /// link-local address), if it has one.
+    pub router: Option<String>,
+    /// DHCPv6 option 23, in order.
+    pub dns: Vec<String>,
+    /// DHCPv6 option 24, in order.
+    pub search: Vec<String>,
+    /// The IPv6 MTU of the guest's interface (the advertisement's MTU option, if any).
+    pub mtu: Option<u32>,
+    /// The address's valid lifetime, in seconds.
+    pub lease: Option<u32>,
+}
+
+impl GuestNic6 {
+    fn parse(line: &str) -> Option<Self> {
+        let fields = Fields::parse(line)?;
+        Some(GuestNic6 {
+            ifname: fields.ifname.to_owned(),
+            event: fields.get("event")?.to_owned(),
+            address: fields.get("ip")?.to_owned(),
+            router: fields.get("router").map(str::to_owned),
+            dns: fields.list("dns"),
+            search: fields.list("search"),
+            mtu: fields.number("mtu"),
+            lease: fields.number("lease"),
+        })
+    }
+}
+
+/// One `PLEXUS-RA` line: a router advertisement a guest NIC received, as dhcpcd parsed
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestRa {
+    pub ifname: String,
+    /// Its source, the router's link-local address.
+    pub router: String,
+    /// Its flags as dhcpcd spells them: `M` (managed: addresses by DHCPv6), `O` (other
+    /// configuration by DHCPv6), e.g. `MO`; empty for none.
+    pub flags: String,
+    /// The router lifetime, in seconds (0: not a default router).
+    pub lifetime: Option<u32>,
+    /// Its MTU option.
+    pub mtu: Option<u32>,
+    /// Its prefix information options, `(PREFIX/LEN, FLAGS)`, flags `L` (on-link) and
+    /// `A` (autonomous address configuration) as dhcpcd spells them, e.g. `L`.
+    pub prefixes: Vec<(String, String)>,
+    /// Its RDNSS options' addresses, in order.
+    pub rdnss: Vec<String>,
+    /// Its DNSSL options' domains, in order.
+    pub dnssl: Vec<String>,
+}
+
+impl GuestRa {
+    fn parse(line: &str) -> Option<Self> {
+        let fields = Fields::parse(line)?;
+        Some(GuestRa {
+            ifname: fields.ifname.to_owned(),
+            router: fields.get("router")?.to_owned(),
+            flags: fields.get("flags").unwrap_or_default().to_owned(),
+            lifetime: fields.number("lifetime"),
+            mtu: fields.number("mtu"),
+            prefixes: fields
+                .get("prefixes")
+                .into_iter()
+                .flat_map(|prefixes| prefixes.split(';'))
+                .map(|prefix| {
+                    let (prefix, flags) = prefix.split_once(',').unwrap_or((prefix, ""));
+                    (prefix.to_owned(), flags.to_owned())
+                })
+                .collect(),
+            rdnss: fields.list("rdnss"),
+            dnssl: fields.list("dnssl"),
         })
     }
 }
@@ -722,5 +949,115 @@ fn cvt(result: libc::c_int) -> io::Result<()> {
         Err(io::Error::last_os_error())
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the guest printed with a router advertising and a DHCPv6 server answering on
+    /// its eth0 (dnsmasq), nothing on its eth1, and three addresses to ping.
+    const CONSOLE: &str = "\
+PLEXUS-NIC eth0 event=bound mac=52:54:00:12:34:56 ip=10.1.0.18/24 router=10.1.0.1 mtu=1500 lease=3600 queues=1 routes=
+PLEXUS-RA eth0 router=fe80::4c35:fdff:fe34:a6c flags=MO lifetime=30 mtu=1400 prefixes=fd00:1::/64,L rdnss=fd00::53,fd00::54 dnssl=a.example,b.example
+PLEXUS-NIC6 eth0 event=bound6 ip=fd00:1::1b/128 router=fe80::4c35:fdff:fe34:a6c dns=fd00::53,fd00::54 search=a.example,b.example mtu=1400 lease=3600
+PLEXUS-NIC-FAIL eth1
+PLEXUS-NIC6-FAIL eth1
+PLEXUS-PING ok 10.1.0.1
+PLEXUS-PING ok fd00:1::1
+PLEXUS-RA eth1 router=fe80::1 flags= lifetime=0 mtu= prefixes= rdnss= dnssl=
+PLEXUS-PING fail fd00:1::99
+PLEXUS-READY
+";
+
+    #[test]
+    fn nic6_lines_are_parsed() {
+        assert_eq!(
+            nic6_lines(CONSOLE.lines()),
+            [GuestNic6 {
+                ifname: "eth0".into(),
+                event: "bound6".into(),
+                address: "fd00:1::1b/128".into(),
+                router: Some("fe80::4c35:fdff:fe34:a6c".into()),
+                dns: vec!["fd00::53".into(), "fd00::54".into()],
+                search: vec!["a.example".into(), "b.example".into()],
+                mtu: Some(1400),
+                lease: Some(3600),
+            }]
+        );
+        // Nothing given: empty values.
+        let bare = GuestNic6::parse(
+            "eth1 event=renew6 ip=fd00::2/128 router= dns= search= mtu=1500 lease=",
+        );
+        let bare = bare.expect("a line with an address");
+        assert_eq!(
+            (bare.router, bare.dns, bare.search, bare.lease),
+            (None, vec![], vec![], None)
+        );
+    }
+
+    #[test]
+    fn advertisement_lines_are_parsed() {
+        let advertisements: Vec<GuestRa> = CONSOLE
+            .lines()
+            .filter_map(|line| line.strip_prefix("PLEXUS-RA "))
+            .filter_map(GuestRa::parse)
+            .collect();
+        assert_eq!(
+            advertisements,
+            [
+                GuestRa {
+                    ifname: "eth0".into(),
+                    router: "fe80::4c35:fdff:fe34:a6c".into(),
+                    flags: "MO".into(),
+                    lifetime: Some(30),
+                    mtu: Some(1400),
+                    prefixes: vec![("fd00:1::/64".into(), "L".into())],
+                    rdnss: vec!["fd00::53".into(), "fd00::54".into()],
+                    dnssl: vec!["a.example".into(), "b.example".into()],
+                },
+                GuestRa {
+                    ifname: "eth1".into(),
+                    router: "fe80::1".into(),
+                    flags: String::new(),
+                    lifetime: Some(0),
+                    mtu: None,
+                    prefixes: vec![],
+                    rdnss: vec![],
+                    dnssl: vec![],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_pings_after_the_gateways_are_the_listed_ones() {
+        assert_eq!(
+            ping_lines(CONSOLE.lines()),
+            [
+                (true, "fd00:1::1".to_owned()),
+                (false, "fd00:1::99".to_owned())
+            ]
+        );
+        assert_eq!(ping_lines("PLEXUS-PING none\nPLEXUS-READY".lines()), []);
+    }
+
+    #[test]
+    fn the_kernel_command_line_says_what_the_launch_asks() {
+        assert_eq!(
+            kernel_command_line(&Launch::default()),
+            "console=ttyS0 quiet panic=-1"
+        );
+        let launch = Launch {
+            stay: true,
+            ipv6: true,
+            ping: vec!["10.1.0.1".into(), "fd00:1::1".into()],
+            ..Launch::default()
+        };
+        assert_eq!(
+            kernel_command_line(&launch),
+            "console=ttyS0 quiet panic=-1 plexus.stay plexus.ipv6 plexus.ping=10.1.0.1,fd00:1::1"
+        );
     }
 }
