@@ -226,12 +226,15 @@ pub fn check(config: &PluginConfig, vm: &VmAttachment, netns: &Path) -> Result<(
 /// 121, gateways outside the subnet included), DNS from the delegate's result, the
 /// veth's MTU.
 fn lease(nic: &VmNic, result: &CniResult, primary: bool, lease_secs: u32) -> Option<Lease> {
-    let (address, prefix_len) = nic.addresses.iter().find_map(|record| match record.address {
-        IpAddr::V4(address) if record.scope == UNIVERSE_SCOPE => {
-            Some((address, record.prefix_len))
-        }
-        _ => None,
-    })?;
+    let (address, prefix_len) = nic
+        .addresses
+        .iter()
+        .find_map(|record| match record.address {
+            IpAddr::V4(address) if record.scope == UNIVERSE_SCOPE => {
+                Some((address, record.prefix_len))
+            }
+            _ => None,
+        })?;
     let routes = nic
         .routes
         .iter()
@@ -265,12 +268,15 @@ fn lease(nic: &VmNic, result: &CniResult, primary: bool, lease_secs: u32) -> Opt
 /// routes cannot be told (router advertisements only name routes through the
 /// advertising router).
 fn lease6(nic: &VmNic, result: &CniResult, primary: bool, lease_secs: u32) -> Option<Lease6> {
-    let (address, prefix_len) = nic.addresses.iter().find_map(|record| match record.address {
-        IpAddr::V6(address) if record.scope == UNIVERSE_SCOPE => {
-            Some((address, record.prefix_len))
-        }
-        _ => None,
-    })?;
+    let (address, prefix_len) = nic
+        .addresses
+        .iter()
+        .find_map(|record| match record.address {
+            IpAddr::V6(address) if record.scope == UNIVERSE_SCOPE => {
+                Some((address, record.prefix_len))
+            }
+            _ => None,
+        })?;
     let mut lease = Lease6::new(address, prefix_len, lease_secs);
     lease.router = nic.ipv6_router.filter(|_| primary);
     lease.dns_servers = nameservers(result);
