@@ -473,7 +473,7 @@ impl Console {
     }
 
     /// The NICs the guest gave up waiting on for IPv6 (`PLEXUS-NIC6-FAIL`): no DHCPv6
-    /// address or no IPv6 default route.
+    /// address.
     pub fn nic6_failures(&self) -> Vec<String> {
         self.text()
             .lines()

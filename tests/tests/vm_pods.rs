@@ -809,26 +809,31 @@ fn renewals_succeed_after_the_dhcp_responder_is_killed_while_the_vm_runs() {
     assert!(!pod.exists(), "no namespace left");
 }
 
-/// A DHCPv6 server's socket in the node namespace, on a delegate network's bridge: what
-/// a real DHCPv6 server there would receive.
+/// A DHCPv6 server's socket in the node namespace, on delegate networks' bridges: what a
+/// real DHCPv6 server there would receive.
 struct DelegateSideDhcpv6 {
     socket: std::net::UdpSocket,
 }
 
 impl DelegateSideDhcpv6 {
-    /// Listens on port 547 for the all-DHCP-servers group on `bridge` in `node`.
-    fn listen(node: &Netns, bridge: &str) -> Self {
-        let name = std::ffi::CString::new(bridge).unwrap();
-        // Opened inside the namespace (the socket keeps it), where the bridge's name is
-        // looked up too.
+    /// Listens on port 547 for the all-DHCP-servers group on each of `bridges` in `node`.
+    fn listen(node: &Netns, bridges: &[&str]) -> Self {
+        let names: Vec<_> = bridges
+            .iter()
+            .map(|bridge| std::ffi::CString::new(*bridge).unwrap())
+            .collect();
+        // Opened inside the namespace (the socket keeps it), where the bridges' names
+        // are looked up too.
         let socket = plexus_plumbing::Netns::open(node.path())
             .unwrap()
             .run("listen for DHCPv6", || {
-                // SAFETY: a NUL-terminated name that outlives the call.
-                let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-                assert_ne!(index, 0, "{bridge} is not in the node namespace");
                 let socket = std::net::UdpSocket::bind("[::]:547")?;
-                socket.join_multicast_v6(&"ff02::1:2".parse().unwrap(), index)?;
+                for name in &names {
+                    // SAFETY: a NUL-terminated name that outlives the call.
+                    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+                    assert_ne!(index, 0, "{name:?} is not in the node namespace");
+                    socket.join_multicast_v6(&"ff02::1:2".parse().unwrap(), index)?;
+                }
                 socket.set_nonblocking(true)?;
                 std::io::Result::Ok(socket)
             })
@@ -837,7 +842,7 @@ impl DelegateSideDhcpv6 {
         Self { socket }
     }
 
-    /// How many DHCPv6 messages reached the delegate network.
+    /// How many DHCPv6 messages reached the delegate networks.
     fn received(&self) -> usize {
         let mut buffer = [0u8; 1500];
         std::iter::from_fn(|| self.socket.recv_from(&mut buffer).ok()).count()
@@ -849,8 +854,9 @@ impl DelegateSideDhcpv6 {
 /// IPv6 by router advertisements and DHCPv6 (dhcpcd 9 in the guest) — and both default
 /// routes, the IPv6 one through the gateway's link-local address, with the delegate's
 /// DNS servers and search list; it pings both gateways and, through the IPv6 default
-/// route, an address beyond the gateway. The VM's DHCPv6 never reaches the delegate
-/// network, and the description says all of it.
+/// route, an address beyond the gateway. Its second NIC, on an IPv6-only network, gets
+/// its IPv6 address and no default route. The VM's DHCPv6 never reaches the delegate
+/// networks, and the description says all of it.
 #[test]
 fn a_vm_gets_ipv4_and_ipv6_from_a_dual_stack_network() {
     let bench = Bench::new();
@@ -862,6 +868,15 @@ fn a_vm_gets_ipv4_and_ipv6_from_a_dual_stack_network() {
             "ipam": { "type": "host-local", "dataDir": bench.ipam_dir(),
                       "ranges": [[{ "subnet": "10.12.0.0/24" }], [{ "subnet": "fd00:12::/64" }]] },
             "dns": { "nameservers": ["10.12.0.53", "fd00:12::53"], "search": ["pods.example"] },
+        }),
+    );
+    bench.write_network(
+        "20-v6only.conf",
+        &json!({
+            "cniVersion": "1.0.0", "name": "v6only", "type": "bridge", "bridge": "br-v6only",
+            "isGateway": true,
+            "ipam": { "type": "host-local", "dataDir": bench.ipam_dir(),
+                      "ranges": [[{ "subnet": "fd00:13::/64" }]] },
         }),
     );
     // An address beyond the IPv6 gateway, on the node: only a default route reaches it.
@@ -876,12 +891,16 @@ fn a_vm_gets_ipv4_and_ipv6_from_a_dual_stack_network() {
     node(&["link", "set", "lo", "up"]);
     node(&["addr", "add", "fd00:99::1/128", "dev", "lo"]);
     let config = bench.config("1.1.0", json!({"vm": {"mode": "always"}}));
-    let args = pod_args("vms", "vm-6", &json!({"cni": "dual"}));
+    let args = pod_args("vms", "vm-6", &json!({"cni": "dual,v6only"}));
     let result = bench.invoke("ADD", "vm6", "eth0", &args, &config).ok();
     let addresses = result_addresses(&result);
-    let ipv4 = addresses.iter().find(|a| !a.contains(':')).unwrap().clone();
-    let ipv6 = addresses.iter().find(|a| a.contains(':')).unwrap().clone();
-    assert!(ipv6.starts_with("fd00:12::") && ipv6.ends_with("/64"), "{result}");
+    let find = |prefix: &str| {
+        let address = addresses.iter().find(|a| a.starts_with(prefix));
+        address
+            .unwrap_or_else(|| panic!("no {prefix} address in {result}"))
+            .clone()
+    };
+    let (ipv4, ipv6, eth1_ipv6) = (find("10.12.0."), find("fd00:12::"), find("fd00:13::"));
 
     let description: Value =
         serde_json::from_slice(&fs::read(bench.state_dir().join("vm/vm6.json")).unwrap()).unwrap();
@@ -890,15 +909,29 @@ fn a_vm_gets_ipv4_and_ipv6_from_a_dual_stack_network() {
     assert_eq!(nic["address"], ipv4.as_str(), "{description:#}");
     assert_eq!(nic["ipv6"]["address"], ipv6.as_str(), "{description:#}");
     assert_eq!(nic["ipv6"]["gateway"], "fd00:12::1", "{description:#}");
-    let router = nic["ipv6"]["router"].as_str().unwrap_or_else(|| panic!("{description:#}"));
+    let router = nic["ipv6"]["router"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{description:#}"));
     assert!(router.starts_with("fe80::"), "{description:#}");
     assert_eq!(
         nic["dns"]["nameservers"],
         json!(["10.12.0.53", "fd00:12::53"]),
         "{description:#}"
     );
+    let eth1 = &description["nics"][1];
+    assert_eq!(eth1["address"], Value::Null, "IPv6 only\n{description:#}");
+    assert_eq!(
+        eth1["ipv6"]["address"],
+        eth1_ipv6.as_str(),
+        "{description:#}"
+    );
+    assert_eq!(
+        eth1["ipv6"]["router"],
+        Value::Null,
+        "the default route is the primary NIC's\n{description:#}"
+    );
 
-    let delegate_side = DelegateSideDhcpv6::listen(&bench.node, "br-dual");
+    let delegate_side = DelegateSideDhcpv6::listen(&bench.node, &["br-dual", "br-v6only"]);
     let taps = taps_of(&result);
     let taps: Vec<(&str, &str)> = taps.iter().map(|(t, m)| (t.as_str(), m.as_str())).collect();
     let launch = Launch {
@@ -912,22 +945,65 @@ fn a_vm_gets_ipv4_and_ipv6_from_a_dual_stack_network() {
     assert_eq!(eth0.address, ipv4, "{console}");
     assert_eq!(eth0.router.as_deref(), Some("10.12.0.1"), "{console}");
     let eth0_v6 = console.nic6("eth0");
-    assert_eq!(eth0_v6.address, ip_of(&ipv6), "{console}");
+    assert_eq!(
+        eth0_v6.address,
+        format!("{}/128", ip_of(&ipv6)),
+        "{console}"
+    );
     assert_eq!(eth0_v6.router.as_deref(), Some(router), "{console}");
     assert_eq!(eth0_v6.dns, ["fd00:12::53"], "{console}");
     assert_eq!(eth0_v6.search, ["pods.example"], "{console}");
-    for address in ["10.12.0.1", "fd00:12::1", "fd00:99::1"] {
-        assert_eq!(
-            console.pinged(address),
-            Some(true),
-            "the VM reaches {address}\n{console}"
-        );
-    }
+    let ra = console
+        .advertisements()
+        .into_iter()
+        .find(|ra| ra.ifname == "eth0")
+        .unwrap_or_else(|| panic!("no router advertisement on eth0\n{console}"));
+    assert_eq!(ra.router, router, "{console}");
+    assert_eq!(
+        ra.flags, "MO",
+        "addresses and the rest by DHCPv6\n{console}"
+    );
+    assert_eq!(ra.lifetime, Some(1800), "a default router\n{console}");
+    assert_eq!(
+        ra.prefixes,
+        [("fd00:12::/64".to_owned(), "L".to_owned())],
+        "on-link, no autoconfiguration\n{console}"
+    );
+    assert_eq!(ra.rdnss, ["fd00:12::53"], "{console}");
+    assert_eq!(ra.dnssl, ["pods.example"], "{console}");
+    assert_eq!(
+        console.pings(),
+        [
+            (true, "10.12.0.1".to_owned()),
+            (true, "fd00:12::1".to_owned()),
+            (true, "fd00:99::1".to_owned())
+        ],
+        "the VM reaches both gateways and, through its IPv6 default route, beyond\n{console}"
+    );
+    let eth1_v6 = console.nic6("eth1");
+    assert_eq!(
+        eth1_v6.address,
+        format!("{}/128", ip_of(&eth1_ipv6)),
+        "{console}"
+    );
+    assert!(
+        console.nics().iter().all(|nic| nic.ifname != "eth1"),
+        "no DHCP answer without an IPv4 address\n{console}"
+    );
+    let eth1_ra = console
+        .advertisements()
+        .into_iter()
+        .find(|ra| ra.ifname == "eth1");
+    assert_eq!(
+        eth1_ra.and_then(|ra| ra.lifetime),
+        Some(0),
+        "not a default router\n{console}"
+    );
     drop(console);
     assert_eq!(
         delegate_side.received(),
         0,
-        "the VM's DHCPv6 reached the delegate network"
+        "the VM's DHCPv6 reached a delegate network"
     );
 
     bench.invoke("DEL", "vm6", "eth0", &args, &config).ok();
