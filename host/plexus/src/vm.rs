@@ -9,12 +9,15 @@
 //! restart needs (`plexus dhcp restore`, or CHECK for one pod).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::panic::resume_unwind;
 use std::path::{Path, PathBuf};
+use std::thread;
 
 use plexus_cni::CniResult;
 use plexus_dhcp::{ClasslessRoute, Lease, Lease6, ServerConfig, server_pid};
 use plexus_plumbing::{
-    MacAddr, Netlink, Netns, TapOptions, VmNic, attach_vm_nic, detach_vm_nic, plan_vm_nic,
+    MacAddr, Netlink, Netns, TapOptions, VmNic, attach_vm_nic, delete_vm_nic_links, detach_vm_nic,
+    plan_vm_nic,
 };
 use serde_json::json;
 use tracing::{info, warn};
@@ -152,17 +155,46 @@ fn start_dhcp(config: &PluginConfig, state: &Path) -> Result<(), VmError> {
     }
 }
 
-/// Undoes one attachment's VM plumbing: stops its DHCP server, then restores the veth.
-/// Each part that is already gone is fine, so this can run any number of times. A server
-/// that cannot be stopped keeps its files, for the runtime's retry; the veth is restored
-/// all the same (the server ends by itself once its tap is gone).
-pub fn detach(vm: &VmAttachment, netns: &Path) -> Result<(), VmError> {
-    let stopped = match &vm.dhcp_state {
-        Some(state) => dhcp_process::stop(state).and_then(|()| dhcp_process::forget(state)),
-        None => Ok(()),
-    };
-    detach_vm_nic(netns, &vm.nic)?;
-    Ok(stopped?)
+/// Undoes the VM plumbing of a pod's attachments, in the pod's namespace `netns`, and
+/// returns one outcome per attachment, in order: stops their DHCP servers (side by side:
+/// each stop waits for its server to let go of its lock), deletes their taps and bridges
+/// together (the kernel's cost of deleting links is mostly paid once per batch), then
+/// restores each veth. Each part that is already gone is fine, so this can run any
+/// number of times. A server that cannot be stopped keeps its files, for the runtime's
+/// retry; its veth is restored all the same (the server ends by itself once its tap is
+/// gone).
+pub fn detach_all(vms: &[&VmAttachment], netns: &Path) -> Vec<Result<(), VmError>> {
+    let stopped: Vec<Result<(), DhcpProcessError>> = thread::scope(|scope| {
+        let stopping: Vec<_> = vms
+            .iter()
+            .map(|vm| {
+                scope.spawn(move || match &vm.dhcp_state {
+                    Some(state) => dhcp_process::stop(state),
+                    None => Ok(()),
+                })
+            })
+            .collect();
+        stopping
+            .into_iter()
+            // A panic is a bug in Plexus: let it surface.
+            .map(|stop| stop.join().unwrap_or_else(|panic| resume_unwind(panic)))
+            .collect()
+    });
+    let nics: Vec<&VmNic> = vms.iter().map(|vm| &vm.nic).collect();
+    if let Err(error) = delete_vm_nic_links(netns, &nics) {
+        warn!(%error, "cannot delete the VM NICs' taps and bridges together; one by one instead");
+    }
+    vms.iter()
+        .zip(stopped)
+        .map(|(vm, stopped)| {
+            let stopped = stopped.and_then(|()| match &vm.dhcp_state {
+                Some(state) => dhcp_process::forget(state),
+                None => Ok(()),
+            });
+            detach_vm_nic(netns, &vm.nic)?;
+            Ok(stopped?)
+        })
+        .collect()
 }
 
 /// CHECK of one VM attachment. The delegate's own CHECK cannot be asked: it would find

@@ -300,6 +300,26 @@ impl Netlink {
         self.set_link(link, format!("enslave to {}", bridge.name), message)
     }
 
+    /// Puts the link into device group `group`.
+    pub fn set_group(&self, link: &Link, group: u32) -> Result<()> {
+        let mut message = LinkUnspec::new_with_index(link.index).build();
+        message.attributes.push(LinkAttribute::Group(group));
+        self.set_link(link, format!("set group {group}"), message)
+    }
+
+    /// Deletes every link of device group `group` at once: the kernel unregisters them
+    /// together, waiting once for what it otherwise waits for per link (the larger part
+    /// of deleting a bridge or a tap).
+    pub fn delete_group(&self, group: u32) -> Result<()> {
+        let mut message = LinkMessage::default();
+        message.attributes.push(LinkAttribute::Group(group));
+        self.change(
+            "",
+            format!("delete the links of group {group}"),
+            RouteNetlinkMessage::DelLink(message),
+        )
+    }
+
     /// Deletes the link.
     pub fn delete_link(&self, link: &Link) -> Result<()> {
         let mut message = LinkMessage::default();

@@ -211,19 +211,72 @@ pub fn detach_vm_nic(netns: &Path, nic: &VmNic) -> Result<()> {
     restore(&netlink, nic)
 }
 
+/// Deletes the taps and bridges of several VM NICs of one pod at once, which costs
+/// about what deleting one of them does (the kernel unregisters them together). Only a
+/// speed-up before [`detach_vm_nic`] of each, which deletes whatever this left.
+pub fn delete_vm_nic_links(netns: &Path, nics: &[&VmNic]) -> Result<()> {
+    let Ok(netlink) = Netns::open(netns).and_then(|netns| Netlink::connect(&netns)) else {
+        // Gone, or not to be entered: each NIC's detach says which.
+        return Ok(());
+    };
+    // A group of their own for this call: whatever else is in the namespace stays.
+    let group = random_group().map_err(|source| PlumbingError::Op {
+        netns: netns.display().to_string(),
+        link: String::new(),
+        op: "choose a device group".into(),
+        source,
+    })?;
+    let mut grouped = false;
+    for nic in nics {
+        // A link that cannot be looked up is left to the NIC's detach, which reports it.
+        for link in ours(&netlink, nic)
+            .into_iter()
+            .filter_map(|link| link.ok().flatten())
+        {
+            netlink.set_group(&link, group)?;
+            grouped = true;
+        }
+    }
+    if grouped {
+        tolerate(netlink.delete_group(group), &[libc::ENODEV])?;
+    }
+    Ok(())
+}
+
+/// A random device group other than the default (0).
+fn random_group() -> io::Result<u32> {
+    let mut bytes = [0u8; 4];
+    loop {
+        getrandom::fill(&mut bytes).map_err(io::Error::other)?;
+        match u32::from_ne_bytes(bytes) {
+            0 => continue,
+            group => return Ok(group),
+        }
+    }
+}
+
+/// The NIC's tap and bridge, those that exist and are what attach makes: a link that
+/// merely has the name (which is why an attach failed) belongs to someone else.
+fn ours(netlink: &Netlink, nic: &VmNic) -> [Result<Option<Link>>; 2] {
+    [(&nic.tap, "tun"), (&nic.bridge, "bridge")].map(|(name, kind)| {
+        Ok(netlink.find_link(name)?.filter(|link| {
+            let same = link.kind.as_deref() == Some(kind);
+            if !same {
+                warn!(link = %link.name, kind = ?link.kind, "not ours; left in place");
+            }
+            same
+        }))
+    })
+}
+
 fn restore(netlink: &Netlink, nic: &VmNic) -> Result<()> {
     let mut errors = Vec::new();
-    // Only devices of the kind attach makes are deleted: a link that merely has the name
-    // (which is why an attach failed) belongs to someone else.
-    for (name, kind) in [(&nic.tap, "tun"), (&nic.bridge, "bridge")] {
-        match netlink.find_link(name) {
-            Ok(Some(link)) if link.kind.as_deref() == Some(kind) => {
+    for link in ours(netlink, nic) {
+        match link {
+            Ok(Some(link)) => {
                 if let Err(error) = tolerate(netlink.delete_link(&link), &[libc::ENODEV]) {
                     errors.push(error);
                 }
-            }
-            Ok(Some(link)) => {
-                warn!(link = %link.name, kind = ?link.kind, "not ours; left in place")
             }
             Ok(None) => {}
             Err(error) => errors.push(error),

@@ -33,10 +33,10 @@ fn snapshot(pod: &TestNetns, ifname: &str) -> String {
 
 /// Waits until the veth is back to `before` (a restored IPv6 link-local address goes
 /// through duplicate address detection again before it is what it was).
-fn assert_restored(pod: &TestNetns, before: &str) {
+fn assert_restored(pod: &TestNetns, ifname: &str, before: &str) {
     let mut now = String::new();
     let restored = poll_until(Duration::from_secs(10), || {
-        now = snapshot(pod, "eth0");
+        now = snapshot(pod, ifname);
         now == before
     });
     assert!(
@@ -295,7 +295,7 @@ fn attach_and_detach(mtu: u32) {
 
     // DEL: the veth exactly as before; again; and once the namespace is gone.
     detach_vm_nic(&pod.path(), &nic).unwrap();
-    assert_restored(&pod, &before);
+    assert_restored(&pod, "eth0", &before);
     for name in ["tap-eth0", "br-eth0"] {
         assert!(
             netlink.find_link(name).unwrap().is_none(),
@@ -303,7 +303,7 @@ fn attach_and_detach(mtu: u32) {
         );
     }
     detach_vm_nic(&pod.path(), &nic).unwrap();
-    assert_restored(&pod, &before);
+    assert_restored(&pod, "eth0", &before);
     drop((netlink, netns));
     let path = pod.path();
     let mut pod = pod;
@@ -348,7 +348,7 @@ fn vm_nic_detach_after_half_finished_attach() {
     ip(&pod, &["link", "add", "br-eth0", "type", "bridge"]);
     ip(&pod, &["link", "set", "eth0", "master", "br-eth0"]);
     detach_vm_nic(&pod.path(), &nic).unwrap();
-    assert_restored(&pod, &before);
+    assert_restored(&pod, "eth0", &before);
 }
 
 /// An attach that fails part-way (the tap's name is taken) undoes itself.
@@ -367,7 +367,7 @@ fn vm_nic_failed_attach_rolls_back() {
         error.contains("tap-eth0") && error.contains(&pod.name),
         "{error}"
     );
-    assert_restored(&pod, &before);
+    assert_restored(&pod, "eth0", &before);
     let netlink = Netlink::connect(&netns).unwrap();
     assert!(netlink.find_link("br-eth0").unwrap().is_none());
     // The link that took the tap's name is someone else's: it stays.
@@ -532,4 +532,78 @@ fn no_ipv6_router_is_recorded_when_none_answers() {
     let found = router_link_local(&netns, "eth0", gateway, timeout).unwrap();
     assert_eq!(found, None);
     assert!(started.elapsed() >= timeout);
+}
+
+/// The taps and bridges of a pod's VM NICs go in one batch; the veths stay, released
+/// from their bridges, and each NIC's detach then restores its veth as the delegate left
+/// it. A link that only has a NIC's name is not deleted.
+#[test]
+fn the_links_of_several_vm_nics_are_deleted_together() {
+    require_root();
+    let pod = TestNetns::new("pod");
+    let node = TestNetns::new("node");
+    let mut nics = Vec::new();
+    for (index, ifname) in ["eth0", "eth1"].into_iter().enumerate() {
+        let peer = format!("veth-node{index}");
+        ip(
+            &node,
+            &[
+                "link", "add", &peer, "type", "veth", "peer", "name", ifname, "netns", &pod.name,
+            ],
+        );
+        ip(&node, &["link", "set", &peer, "up"]);
+        ip(&pod, &["link", "set", ifname, "up"]);
+        let address = format!("10.40.{index}.5/24");
+        ip(&pod, &["addr", "add", &address, "dev", ifname]);
+    }
+    for ifname in ["eth0", "eth1"] {
+        wait_for(
+            "the IPv6 link-local address",
+            Duration::from_secs(10),
+            || {
+                let addresses = ip(&pod, &["-6", "addr", "show", "dev", ifname]);
+                addresses.contains("fe80::") && !addresses.contains("tentative")
+            },
+        );
+    }
+    let before = [snapshot(&pod, "eth0"), snapshot(&pod, "eth1")];
+    let netns = Netns::open(pod.path()).unwrap();
+    for ifname in ["eth0", "eth1"] {
+        let nic = plan_vm_nic(&netns, ifname, TapOptions::default()).unwrap();
+        attach_vm_nic(&netns, &nic).unwrap();
+        nics.push(nic);
+    }
+    // Someone else's link with the name a third NIC's bridge would have.
+    ip(
+        &pod,
+        &[
+            "link", "add", "br-eth2", "type", "veth", "peer", "name", "other",
+        ],
+    );
+    let mut third = nics[1].clone();
+    third.bridge = "br-eth2".into();
+    third.tap = "tap-eth2".into();
+
+    plexus_plumbing::delete_vm_nic_links(&pod.path(), &[&nics[0], &nics[1], &third]).unwrap();
+    let links = ip(&pod, &["-o", "link", "show"]);
+    for gone in ["tap-eth0", "br-eth0", "tap-eth1", "br-eth1"] {
+        assert!(
+            !links.contains(&format!(" {gone}:")),
+            "{gone} left:\n{links}"
+        );
+    }
+    assert!(
+        links.contains(" br-eth2@other:"),
+        "not ours, kept:\n{links}"
+    );
+    for ifname in ["eth0", "eth1"] {
+        assert!(
+            links.contains(&format!(" {ifname}@")),
+            "{ifname} gone:\n{links}"
+        );
+    }
+    for (nic, before) in nics.iter().zip(&before) {
+        detach_vm_nic(&pod.path(), nic).unwrap();
+        assert_restored(&pod, &nic.veth, before);
+    }
 }

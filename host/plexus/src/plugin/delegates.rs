@@ -1,6 +1,7 @@
 //! Running the delegates of a pod's attachments: ADD in attachment order, and the
-//! reverse-order teardown that DEL, GC and a failed ADD use; either one after another or,
-//! with `parallel`, side by side.
+//! teardown that DEL, GC and a failed ADD use (VM NICs handed back first, then the
+//! delegates' DEL in reverse order); either one after another or, with `parallel`, side
+//! by side.
 
 use std::path::Path;
 use std::thread;
@@ -11,7 +12,7 @@ use tracing::{info, warn};
 use crate::crash_point;
 use crate::error::TeardownFailure;
 use crate::phase;
-use crate::state::AttachmentRecord;
+use crate::state::{AttachmentRecord, VmAttachment};
 use crate::vm;
 
 /// Runs the attachments' ADDs and returns the outcomes in attachment order, whatever
@@ -49,58 +50,63 @@ fn add_one(
     })
 }
 
-/// Runs DEL for every attachment, going on past failures, and returns every failure.
-/// One after another it runs in reverse attachment order, undoing ADD's order. `netns`
-/// replaces the recorded namespace: on DEL the runtime's word is the current truth (the
-/// namespace may be gone).
+/// Runs DEL for every attachment, going on past failures, and returns every failure:
+/// first every VM NIC goes back to its delegate (all at once, see [`vm::detach_all`]),
+/// then the delegates' DEL, one after another in reverse attachment order, undoing ADD's
+/// order, or side by side. `netns` replaces the recorded namespace: on DEL the runtime's
+/// word is the current truth (the namespace may be gone).
 pub fn teardown(
     attachments: &[AttachmentRecord],
     delegates: Runner<'_>,
     netns: Option<&str>,
     parallel: bool,
 ) -> Vec<TeardownFailure> {
+    let mut failures = detach_vms(attachments, netns);
     let del = |attachment: &AttachmentRecord| del_one(attachment, delegates, netns);
-    let outcomes = if parallel {
-        side_by_side(attachments, del)
+    if parallel {
+        failures.extend(side_by_side(attachments, del).into_iter().flatten());
     } else {
-        let indexed = attachments.iter().enumerate().rev();
-        indexed
-            .map(|(index, attachment)| {
-                let failures = del(attachment);
-                crash_point::reached_at("del:delegate-done", index);
-                failures
-            })
-            .collect()
-    };
-    outcomes.into_iter().flatten().collect()
+        for (index, attachment) in attachments.iter().enumerate().rev() {
+            failures.extend(del(attachment));
+            crash_point::reached_at("del:delegate-done", index);
+        }
+    }
+    failures
 }
 
-/// Undoes one attachment: its VM plumbing first (the veth back as the delegate made it),
-/// then the delegate's DEL — which runs even when the first part failed, since leaving
-/// the address leased would be worse than a stray bridge in a namespace about to go.
+/// Undoes the VM plumbing of every attachment that has some: each veth back as its
+/// delegate made it, before any delegate's DEL (which expects its own interface).
+fn detach_vms(attachments: &[AttachmentRecord], netns: Option<&str>) -> Vec<TeardownFailure> {
+    let with_vm: Vec<(&AttachmentRecord, &VmAttachment)> = attachments
+        .iter()
+        .filter_map(|attachment| Some((attachment, attachment.vm.as_ref()?)))
+        .collect();
+    let Some((first, _)) = with_vm.first() else {
+        return Vec::new();
+    };
+    // One pod, one namespace: the runtime's word, else the recorded one.
+    let pod = netns.or(first.runtime.netns.as_deref()).unwrap_or_default();
+    let vms: Vec<&VmAttachment> = with_vm.iter().map(|(_, vm)| *vm).collect();
+    let outcomes = phase::run("vm", || vm::detach_all(&vms, Path::new(pod)));
+    crash_point::reached("del:vm-detached");
+    with_vm
+        .iter()
+        .zip(outcomes)
+        .filter_map(|((attachment, _), outcome)| {
+            let error = outcome.err()?;
+            Some(teardown_failure(attachment, Box::new(error)))
+        })
+        .collect()
+}
+
+/// One attachment's delegate DEL, which runs even when its VM plumbing could not be
+/// undone, since leaving the address leased would be worse than a stray bridge in a
+/// namespace about to go.
 fn del_one(
     attachment: &AttachmentRecord,
     delegates: Runner<'_>,
     netns: Option<&str>,
-) -> Vec<TeardownFailure> {
-    let failure = |error: Box<dyn std::error::Error + Send + Sync>| {
-        warn!(network = %attachment.shown_name(), %error, "teardown failed");
-        TeardownFailure {
-            network: attachment.shown_name(),
-            ifname: attachment.ifname().to_owned(),
-            error,
-        }
-    };
-    let mut failures = Vec::new();
-    if let Some(vm) = &attachment.vm {
-        let pod = netns
-            .or(attachment.runtime.netns.as_deref())
-            .unwrap_or_default();
-        if let Err(error) = phase::run("vm", || vm::detach(vm, Path::new(pod))) {
-            failures.push(failure(Box::new(error)));
-        }
-        crash_point::reached("del:vm-detached");
-    }
+) -> Option<TeardownFailure> {
     info!(network = %attachment.network, ifname = attachment.ifname(), "delegate DEL");
     let mut runtime = attachment.runtime.clone();
     runtime.netns = netns.map(str::to_owned);
@@ -112,10 +118,21 @@ fn del_one(
             attachment.result.as_ref(),
         )
     });
-    if let Err(error) = deleted {
-        failures.push(failure(Box::new(error)));
+    deleted
+        .err()
+        .map(|error| teardown_failure(attachment, Box::new(error)))
+}
+
+fn teardown_failure(
+    attachment: &AttachmentRecord,
+    error: Box<dyn std::error::Error + Send + Sync>,
+) -> TeardownFailure {
+    warn!(network = %attachment.shown_name(), %error, "teardown failed");
+    TeardownFailure {
+        network: attachment.shown_name(),
+        ifname: attachment.ifname().to_owned(),
+        error,
     }
-    failures
 }
 
 /// Runs `work` for every attachment on a thread of its own; the outcomes come back in
