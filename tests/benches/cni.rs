@@ -142,16 +142,20 @@ fn delegate_costs() {
         "  plexus parallel / direct side by side: {:.2}",
         ratio(parallel_median, side_by_side_median)
     );
-    phase_costs(&bench, &args);
+    phase_costs(&bench, &args, "container pods", json!({}));
 }
 
 const PHASE_ROUNDS: usize = 25;
 
 /// Where plexus's own time goes: sequential ADDs and DELs with its phases logged
 /// (`plexus::phase=debug`), each invocation's wall time minus the time inside its
-/// delegates, and the median of each phase.
-fn phase_costs(bench: &Bench, args: &str) {
-    let config = bench.config("1.1.0", json!({"logLevel": "warn,plexus::phase=debug"}));
+/// delegates, and the median of each phase (phases nest: `vm` holds `vm-plan`, …).
+/// `extra` is laid over the plugin configuration.
+fn phase_costs(bench: &Bench, args: &str, pods: &str, extra: Value) {
+    let mut config = bench.config("1.1.0", json!({"logLevel": "warn,plexus::phase=debug"}));
+    if let (Some(config), Value::Object(extra)) = (config.as_object_mut(), extra) {
+        config.extend(extra);
+    }
     let (mut own_add, mut own_del) = (Vec::new(), Vec::new());
     let mut phases: Vec<(String, String, Duration)> = Vec::new();
     for _ in 0..PHASE_ROUNDS {
@@ -175,7 +179,9 @@ fn phase_costs(bench: &Bench, args: &str) {
             );
         }
     }
-    println!("plexus's own time (wall minus its delegates), median of {PHASE_ROUNDS} rounds");
+    println!(
+        "plexus's own time (wall minus its delegates), {pods}, median of {PHASE_ROUNDS} rounds"
+    );
     for (command, own) in [("ADD", &mut own_add), ("DEL", &mut own_del)] {
         println!("  {command} {}", ms(median(own)));
         let mut names: Vec<&str> = phases
@@ -202,7 +208,9 @@ fn logged_phases(log: &str) -> Vec<(String, Duration)> {
     log.lines()
         .filter(|line| line.contains("plexus::phase: close"))
         .filter_map(|line| {
-            let name = line.split("phase{name=\"").nth(1)?.split('"').next()?;
+            // A nested phase's line names its parents first: the last name is its own.
+            let (_, name) = line.rsplit_once("phase{name=\"")?;
+            let name = name.split('"').next()?;
             let field = |key: &str| {
                 let value = line.split(key).nth(1)?.split_whitespace().next()?;
                 parse_duration(value)
@@ -364,6 +372,7 @@ fn vm_costs() {
     );
     drop(console);
     del(&vm);
+    phase_costs(&bench, args, "VM pods", json!({"vm": {"mode": "always"}}));
 }
 
 fn policy_costs() {

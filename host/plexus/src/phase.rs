@@ -5,6 +5,11 @@
 
 /// Runs `work` as the phase `name`.
 pub fn run<T>(name: &'static str, work: impl FnOnce() -> T) -> T {
-    let _phase = tracing::debug_span!(target: "plexus::phase", "phase", name).entered();
+    let _phase = enter(name);
     work()
+}
+
+/// Starts the phase `name`, which lasts until the returned guard is dropped.
+pub fn enter(name: &'static str) -> tracing::span::EnteredSpan {
+    tracing::debug_span!(target: "plexus::phase", "phase", name).entered()
 }

@@ -16,7 +16,7 @@ use std::thread;
 use plexus_cni::CniResult;
 use plexus_dhcp::{ClasslessRoute, Lease, Lease6, ServerConfig, server_pid};
 use plexus_plumbing::{
-    MacAddr, Netlink, Netns, TapOptions, VmNic, attach_vm_nic, delete_vm_nic_links, detach_vm_nic,
+    MacAddr, Netlink, Netns, TapOptions, VmNic, attach_vm_nic, delete_vm_nic_links, hand_back_veth,
     plan_vm_nic,
 };
 use serde_json::json;
@@ -25,6 +25,7 @@ use tracing::{info, warn};
 use crate::config::PluginConfig;
 use crate::crash_point;
 use crate::dhcp_process::{self, DhcpProcessError, Started};
+use crate::phase;
 use crate::state::{Record, StateError, StateStore, VmAttachment};
 
 /// Why a VM NIC cannot be made, undone or checked.
@@ -94,7 +95,9 @@ pub fn attach_all(
         group: config.vm.tap_group,
     };
     for attachment in &mut record.attachments {
-        let nic = plan_vm_nic(&netns, attachment.ifname(), tap_options.clone())?;
+        let nic = phase::run("vm-plan", || {
+            plan_vm_nic(&netns, attachment.ifname(), tap_options.clone())
+        })?;
         let state = layout.dhcp_state(&record.container_id, &nic.veth);
         attachment.vm = Some(VmAttachment {
             nic,
@@ -116,7 +119,7 @@ pub fn attach_all(
         else {
             continue;
         };
-        attach_vm_nic(&netns, nic)?;
+        phase::run("vm-attach", || attach_vm_nic(&netns, nic))?;
         let lease_secs = config.vm.lease_secs;
         let server = ServerConfig {
             netns: PathBuf::from(&netns_path),
@@ -133,9 +136,11 @@ pub fn attach_all(
         }
         // A server left from an earlier pod of this name would go on answering with the
         // lease it read when it started.
-        dhcp_process::stop(state)?;
-        server.save(state)?;
-        start_dhcp(config, state)?;
+        phase::run("dhcp-start", || -> Result<(), VmError> {
+            dhcp_process::stop(state)?;
+            server.save(state)?;
+            start_dhcp(config, state)
+        })?;
         info!(tap = %nic.tap, mac = %nic.mac, ipv4 = ?server.lease.as_ref().map(|lease| lease.address),
             ipv6 = ?server.lease6.as_ref().map(|lease| lease.address), "VM NIC ready");
         crash_point::reached_at("add:vm-nic", index);
@@ -155,35 +160,34 @@ fn start_dhcp(config: &PluginConfig, state: &Path) -> Result<(), VmError> {
     }
 }
 
-/// Undoes the VM plumbing of a pod's attachments, in the pod's namespace `netns`, and
-/// returns one outcome per attachment, in order: stops their DHCP servers (side by side:
-/// each stop waits for its server to let go of its lock), deletes their taps and bridges
-/// together (the kernel's cost of deleting links is mostly paid once per batch), then
-/// restores each veth. Each part that is already gone is fine, so this can run any
-/// number of times. A server that cannot be stopped keeps its files, for the runtime's
-/// retry; its veth is restored all the same (the server ends by itself once its tap is
-/// gone).
-pub fn detach_all(vms: &[&VmAttachment], netns: &Path) -> Vec<Result<(), VmError>> {
-    let stopped: Vec<Result<(), DhcpProcessError>> = thread::scope(|scope| {
-        let stopping: Vec<_> = vms
-            .iter()
-            .map(|vm| {
-                scope.spawn(move || match &vm.dhcp_state {
-                    Some(state) => dhcp_process::stop(state),
-                    None => Ok(()),
+/// Gives a pod's veths back to their delegates, in the pod's namespace `netns`, and
+/// returns one outcome per VM attachment, in order: stops their DHCP servers (side by
+/// side: each stop waits for its server to let go of its lock), then restores each veth
+/// as its delegate made it. The taps and bridges stay for [`delete_links`], which can
+/// run while the delegates' DEL does. Each part that is already gone is fine, so this can
+/// run any number of times. A server that cannot be stopped keeps its files, for the
+/// runtime's retry; its veth is restored all the same (the server ends by itself once
+/// its tap is gone).
+pub fn hand_back_all(vms: &[&VmAttachment], netns: &Path) -> Vec<Result<(), VmError>> {
+    let stopped: Vec<Result<(), DhcpProcessError>> = phase::run("dhcp-stop", || {
+        thread::scope(|scope| {
+            let stopping: Vec<_> = vms
+                .iter()
+                .map(|vm| {
+                    scope.spawn(move || match &vm.dhcp_state {
+                        Some(state) => dhcp_process::stop(state),
+                        None => Ok(()),
+                    })
                 })
-            })
-            .collect();
-        stopping
-            .into_iter()
-            // A panic is a bug in Plexus: let it surface.
-            .map(|stop| stop.join().unwrap_or_else(|panic| resume_unwind(panic)))
-            .collect()
+                .collect();
+            stopping
+                .into_iter()
+                // A panic is a bug in Plexus: let it surface.
+                .map(|stop| stop.join().unwrap_or_else(|panic| resume_unwind(panic)))
+                .collect()
+        })
     });
-    let nics: Vec<&VmNic> = vms.iter().map(|vm| &vm.nic).collect();
-    if let Err(error) = delete_vm_nic_links(netns, &nics) {
-        warn!(%error, "cannot delete the VM NICs' taps and bridges together; one by one instead");
-    }
+    let _restore = phase::enter("vm-restore");
     vms.iter()
         .zip(stopped)
         .map(|(vm, stopped)| {
@@ -191,10 +195,18 @@ pub fn detach_all(vms: &[&VmAttachment], netns: &Path) -> Vec<Result<(), VmError
                 Some(state) => dhcp_process::forget(state),
                 None => Ok(()),
             });
-            detach_vm_nic(netns, &vm.nic)?;
+            hand_back_veth(netns, &vm.nic)?;
             Ok(stopped?)
         })
         .collect()
+}
+
+/// Deletes the taps and bridges of a pod's VM NICs, all at once (see
+/// [`delete_vm_nic_links`]); after [`hand_back_all`].
+pub fn delete_links(vms: &[&VmAttachment], netns: &Path) -> Result<(), VmError> {
+    let nics: Vec<&VmNic> = vms.iter().map(|vm| &vm.nic).collect();
+    phase::run("vm-links", || delete_vm_nic_links(netns, &nics))?;
+    Ok(())
 }
 
 /// CHECK of one VM attachment. The delegate's own CHECK cannot be asked: it would find

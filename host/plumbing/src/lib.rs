@@ -24,5 +24,6 @@ pub use netns::Netns;
 pub use router::router_link_local;
 pub use tap::{TapOptions, create_tap};
 pub use vm_nic::{
-    VmNic, attach_vm_nic, bridge_name, delete_vm_nic_links, detach_vm_nic, plan_vm_nic, tap_name,
+    VmNic, attach_vm_nic, bridge_name, delete_vm_nic_links, detach_vm_nic, hand_back_veth,
+    plan_vm_nic, tap_name,
 };

@@ -300,6 +300,14 @@ impl Netlink {
         self.set_link(link, format!("enslave to {}", bridge.name), message)
     }
 
+    /// Takes the link off its bridge (`nomaster`).
+    pub fn release(&self, link: &Link) -> Result<()> {
+        let message = LinkUnspec::new_with_index(link.index)
+            .nocontroller()
+            .build();
+        self.set_link(link, "release from its bridge", message)
+    }
+
     /// Puts the link into device group `group`.
     pub fn set_group(&self, link: &Link, group: u32) -> Result<()> {
         let mut message = LinkUnspec::new_with_index(link.index).build();

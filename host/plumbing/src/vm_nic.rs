@@ -152,7 +152,7 @@ pub fn attach_vm_nic(netns: &Netns, nic: &VmNic) -> Result<()> {
         debug!(netns = %netns.path().display(), veth = %nic.veth, tap = %nic.tap, "VM NIC attached");
         return Ok(());
     };
-    match restore(&netlink, nic) {
+    match detach_vm_nic(netns.path(), nic) {
         Ok(()) => Err(error),
         Err(PlumbingError::Multiple(mut more)) => {
             more.insert(0, error);
@@ -191,34 +191,86 @@ fn attach(netns: &Netns, netlink: &Netlink, nic: &VmNic) -> Result<()> {
     netlink.set_up(&veth)
 }
 
-/// Undoes [`attach_vm_nic`] from its record: deletes the tap and the bridge, and puts the
-/// veth's MAC, MTU, addresses and routes back exactly as recorded (removing any the
-/// kernel added meanwhile). Idempotent: a missing namespace, tap, bridge or veth is not
+/// Undoes [`attach_vm_nic`] from its record: [`hand_back_veth`], then
+/// [`delete_vm_nic_links`]. Idempotent: a missing namespace, tap, bridge or veth is not
 /// an error, and neither is a half-finished attach. It goes on past failures and reports
 /// them all.
 pub fn detach_vm_nic(netns: &Path, nic: &VmNic) -> Result<()> {
-    let gone = |error: &PlumbingError| matches!(error.errno(), Some(libc::ENOENT | libc::EINVAL));
-    // A namespace whose file is gone, or is no longer a namespace (unmounted), took the
-    // veth, tap and bridge with it: there is nothing to restore.
-    let netlink = match Netns::open(netns).and_then(|netns| Netlink::connect(&netns)) {
-        Ok(netlink) => netlink,
-        Err(error) if gone(&error) => {
-            debug!(netns = %netns.display(), veth = %nic.veth, "namespace gone; nothing to detach");
-            return Ok(());
-        }
-        Err(error) => return Err(error),
-    };
-    restore(&netlink, nic)
+    let handed_back = hand_back_veth(netns, nic);
+    let deleted = delete_vm_nic_links(netns, &[nic]);
+    PlumbingError::from_list(handed_back.err().into_iter().chain(deleted.err()).collect())
 }
 
-/// Deletes the taps and bridges of several VM NICs of one pod at once, which costs
-/// about what deleting one of them does (the kernel unregisters them together). Only a
-/// speed-up before [`detach_vm_nic`] of each, which deletes whatever this left.
-pub fn delete_vm_nic_links(netns: &Path, nics: &[&VmNic]) -> Result<()> {
-    let Ok(netlink) = Netns::open(netns).and_then(|netns| Netlink::connect(&netns)) else {
-        // Gone, or not to be entered: each NIC's detach says which.
+/// Connects to the pod's namespace, or `None` if it is gone: a namespace whose file is
+/// gone, or is no longer a namespace (unmounted), took the veth, tap and bridge with it.
+fn connect(netns: &Path) -> Result<Option<Netlink>> {
+    let gone = |error: &PlumbingError| matches!(error.errno(), Some(libc::ENOENT | libc::EINVAL));
+    match Netns::open(netns).and_then(|netns| Netlink::connect(&netns)) {
+        Ok(netlink) => Ok(Some(netlink)),
+        Err(error) if gone(&error) => {
+            debug!(netns = %netns.display(), "namespace gone; nothing to detach");
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Gives the delegate its veth back: takes it off the NIC's bridge and puts its MAC,
+/// MTU, addresses and routes back exactly as recorded (removing any the kernel added
+/// meanwhile). The tap and the bridge stay, for [`delete_vm_nic_links`]: the veth is the
+/// delegate's as soon as this returns. Idempotent; goes on past failures and reports
+/// them all.
+pub fn hand_back_veth(netns: &Path, nic: &VmNic) -> Result<()> {
+    let Some(netlink) = connect(netns)? else {
         return Ok(());
     };
+    let veth = match netlink.find_link(&nic.veth)? {
+        Some(veth) => veth,
+        None => {
+            warn!(veth = %nic.veth, "veth gone; its addresses and routes cannot be restored");
+            return Ok(());
+        }
+    };
+    let mut errors = Vec::new();
+    if let Some(controller) = veth.controller {
+        let bridge = netlink.find_link(&nic.bridge)?;
+        if bridge.is_some_and(|bridge| bridge.index == controller) {
+            errors.extend(netlink.release(&veth).err());
+        }
+    }
+    if veth.mac != Some(nic.mac) {
+        errors.extend(netlink.set_mac(&veth, nic.mac).err());
+    }
+    if veth.mtu != nic.mtu {
+        errors.extend(netlink.set_mtu(&veth, nic.mtu).err());
+    }
+    if let Err(error) = restore_addresses(&netlink, &veth, &nic.addresses) {
+        errors.push(error);
+    }
+    if let Err(error) = restore_routes(&netlink, &veth, &nic.routes) {
+        errors.push(error);
+    }
+    PlumbingError::from_list(errors)
+}
+
+/// Deletes the taps and bridges of VM NICs of one pod, all at once: the kernel
+/// unregisters them together, so several cost about what one does (its wait for the
+/// links to be unused is most of it). Only links of the kind attach makes are deleted;
+/// a link that merely has the name (which is why an attach failed) belongs to someone
+/// else. Idempotent.
+pub fn delete_vm_nic_links(netns: &Path, nics: &[&VmNic]) -> Result<()> {
+    let Some(netlink) = connect(netns)? else {
+        return Ok(());
+    };
+    let mut links = Vec::new();
+    for nic in nics {
+        for link in ours(&netlink, nic) {
+            links.extend(link?);
+        }
+    }
+    if links.is_empty() {
+        return Ok(());
+    }
     // A group of their own for this call: whatever else is in the namespace stays.
     let group = random_group().map_err(|source| PlumbingError::Op {
         netns: netns.display().to_string(),
@@ -226,19 +278,17 @@ pub fn delete_vm_nic_links(netns: &Path, nics: &[&VmNic]) -> Result<()> {
         op: "choose a device group".into(),
         source,
     })?;
-    let mut grouped = false;
-    for nic in nics {
-        // A link that cannot be looked up is left to the NIC's detach, which reports it.
-        for link in ours(&netlink, nic)
-            .into_iter()
-            .filter_map(|link| link.ok().flatten())
-        {
-            netlink.set_group(&link, group)?;
-            grouped = true;
-        }
-    }
-    if grouped {
-        tolerate(netlink.delete_group(group), &[libc::ENODEV])?;
+    let grouped = links
+        .iter()
+        .try_for_each(|link| netlink.set_group(link, group))
+        .and_then(|()| tolerate(netlink.delete_group(group), &[libc::ENODEV]));
+    if let Err(error) = grouped {
+        warn!(%error, "cannot delete the VM NICs' links together; one by one instead");
+        let errors = links
+            .iter()
+            .filter_map(|link| tolerate(netlink.delete_link(link), &[libc::ENODEV]).err())
+            .collect();
+        return PlumbingError::from_list(errors);
     }
     Ok(())
 }
@@ -255,8 +305,7 @@ fn random_group() -> io::Result<u32> {
     }
 }
 
-/// The NIC's tap and bridge, those that exist and are what attach makes: a link that
-/// merely has the name (which is why an attach failed) belongs to someone else.
+/// The NIC's tap and bridge, those that exist and are what attach makes.
 fn ours(netlink: &Netlink, nic: &VmNic) -> [Result<Option<Link>>; 2] {
     [(&nic.tap, "tun"), (&nic.bridge, "bridge")].map(|(name, kind)| {
         Ok(netlink.find_link(name)?.filter(|link| {
@@ -267,45 +316,6 @@ fn ours(netlink: &Netlink, nic: &VmNic) -> [Result<Option<Link>>; 2] {
             same
         }))
     })
-}
-
-fn restore(netlink: &Netlink, nic: &VmNic) -> Result<()> {
-    let mut errors = Vec::new();
-    for link in ours(netlink, nic) {
-        match link {
-            Ok(Some(link)) => {
-                if let Err(error) = tolerate(netlink.delete_link(&link), &[libc::ENODEV]) {
-                    errors.push(error);
-                }
-            }
-            Ok(None) => {}
-            Err(error) => errors.push(error),
-        }
-    }
-    let veth = match netlink.find_link(&nic.veth) {
-        Ok(Some(veth)) => veth,
-        Ok(None) => {
-            warn!(veth = %nic.veth, "veth gone; its addresses and routes cannot be restored");
-            return PlumbingError::from_list(errors);
-        }
-        Err(error) => {
-            errors.push(error);
-            return PlumbingError::from_list(errors);
-        }
-    };
-    if veth.mac != Some(nic.mac) {
-        errors.extend(netlink.set_mac(&veth, nic.mac).err());
-    }
-    if veth.mtu != nic.mtu {
-        errors.extend(netlink.set_mtu(&veth, nic.mtu).err());
-    }
-    if let Err(error) = restore_addresses(netlink, &veth, &nic.addresses) {
-        errors.push(error);
-    }
-    if let Err(error) = restore_routes(netlink, &veth, &nic.routes) {
-        errors.push(error);
-    }
-    PlumbingError::from_list(errors)
 }
 
 fn restore_addresses(netlink: &Netlink, veth: &Link, recorded: &[AddressRecord]) -> Result<()> {

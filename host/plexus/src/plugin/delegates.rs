@@ -51,52 +51,61 @@ fn add_one(
 }
 
 /// Runs DEL for every attachment, going on past failures, and returns every failure:
-/// first every VM NIC goes back to its delegate (all at once, see [`vm::detach_all`]),
-/// then the delegates' DEL, one after another in reverse attachment order, undoing ADD's
-/// order, or side by side. `netns` replaces the recorded namespace: on DEL the runtime's
-/// word is the current truth (the namespace may be gone).
+/// first every VM NIC's veth goes back to its delegate ([`vm::hand_back_all`]), then the
+/// delegates' DEL, one after another in reverse attachment order, undoing ADD's order,
+/// or side by side — while the VM NICs' taps and bridges are deleted beside them (the
+/// kernel's part of deleting links is mostly waiting). `netns` replaces the recorded
+/// namespace: on DEL the runtime's word is the current truth (the namespace may be
+/// gone).
 pub fn teardown(
     attachments: &[AttachmentRecord],
     delegates: Runner<'_>,
     netns: Option<&str>,
     parallel: bool,
 ) -> Vec<TeardownFailure> {
-    let mut failures = detach_vms(attachments, netns);
-    let del = |attachment: &AttachmentRecord| del_one(attachment, delegates, netns);
-    if parallel {
-        failures.extend(side_by_side(attachments, del).into_iter().flatten());
-    } else {
-        for (index, attachment) in attachments.iter().enumerate().rev() {
-            failures.extend(del(attachment));
-            crash_point::reached_at("del:delegate-done", index);
-        }
-    }
-    failures
-}
-
-/// Undoes the VM plumbing of every attachment that has some: each veth back as its
-/// delegate made it, before any delegate's DEL (which expects its own interface).
-fn detach_vms(attachments: &[AttachmentRecord], netns: Option<&str>) -> Vec<TeardownFailure> {
     let with_vm: Vec<(&AttachmentRecord, &VmAttachment)> = attachments
         .iter()
         .filter_map(|attachment| Some((attachment, attachment.vm.as_ref()?)))
         .collect();
-    let Some((first, _)) = with_vm.first() else {
-        return Vec::new();
-    };
-    // One pod, one namespace: the runtime's word, else the recorded one.
-    let pod = netns.or(first.runtime.netns.as_deref()).unwrap_or_default();
     let vms: Vec<&VmAttachment> = with_vm.iter().map(|(_, vm)| *vm).collect();
-    let outcomes = phase::run("vm", || vm::detach_all(&vms, Path::new(pod)));
-    crash_point::reached("del:vm-detached");
-    with_vm
-        .iter()
-        .zip(outcomes)
-        .filter_map(|((attachment, _), outcome)| {
-            let error = outcome.err()?;
-            Some(teardown_failure(attachment, Box::new(error)))
-        })
-        .collect()
+    // One pod, one namespace: the runtime's word, else the recorded one.
+    let pod = with_vm
+        .first()
+        .and_then(|(attachment, _)| netns.or(attachment.runtime.netns.as_deref()))
+        .map(Path::new);
+    let mut failures = Vec::new();
+    if let Some(pod) = pod {
+        let outcomes = phase::run("vm", || vm::hand_back_all(&vms, pod));
+        crash_point::reached("del:vm-detached");
+        for ((attachment, _), outcome) in with_vm.iter().zip(outcomes) {
+            if let Err(error) = outcome {
+                failures.push(teardown_failure(attachment, Box::new(error)));
+            }
+        }
+    }
+    let del = |attachment: &AttachmentRecord| del_one(attachment, delegates, netns);
+    thread::scope(|scope| {
+        let deleting_links = pod.map(|pod| scope.spawn(|| vm::delete_links(&vms, pod)));
+        if parallel {
+            failures.extend(side_by_side(attachments, del).into_iter().flatten());
+        } else {
+            for (index, attachment) in attachments.iter().enumerate().rev() {
+                failures.extend(del(attachment));
+                crash_point::reached_at("del:delegate-done", index);
+            }
+        }
+        let deleted = deleting_links.map(|deleting| {
+            // A panic is a bug in Plexus: let it surface.
+            deleting
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+        // The links of all VM NICs went together; their failure is the first one's.
+        if let (Some(Err(error)), Some((attachment, _))) = (deleted, with_vm.first()) {
+            failures.push(teardown_failure(attachment, Box::new(error)));
+        }
+    });
+    failures
 }
 
 /// One attachment's delegate DEL, which runs even when its VM plumbing could not be
