@@ -12,6 +12,8 @@
 //!    the time from ADD start until a real VM booted on the taps has both NICs configured.
 //! 4. IPAM: allocation latency (an IPAM ADD) of `plexus-ipam` with the file store and
 //!    with a real etcd, against Debian's `host-local` on the same ranges.
+//! 5. Footprint: the peak resident memory of one `plexus` ADD (the process itself, not
+//!    its delegates), and the size of the binary as installed (stripped).
 //!
 //! Rounds are interleaved, each starting with the next contender, so that a slow patch
 //! of the machine, or what one run leaves for the kernel to finish, hits every contender
@@ -25,7 +27,7 @@ use plexus_policy::types::{Network, Pod, SelectRequest};
 use plexus_policy::{Limits, PolicyRuntime, PolicySource, Selector};
 use plexus_tests::etcd::EtcdServer;
 use plexus_tests::ipam::{IpamCall, IpamPlugins};
-use plexus_tests::{Bench, REFERENCE_PLUGINS, pod_args, vm};
+use plexus_tests::{Bench, REFERENCE_PLUGINS, plexus_binary, pod_args, vm};
 use serde_json::{Value, json};
 
 const ROUNDS: usize = 40;
@@ -50,6 +52,9 @@ fn main() {
     }
     if run("ipam") {
         ipam_costs();
+    }
+    if run("footprint") {
+        footprint();
     }
 }
 
@@ -498,4 +503,85 @@ fn ratio(value: Duration, baseline: Duration) -> f64 {
 
 fn ms(duration: Duration) -> String {
     format!("{:8.2} ms", duration.as_secs_f64() * 1000.0)
+}
+
+const FOOTPRINT_ROUNDS: usize = 15;
+
+fn footprint() {
+    let bench = Bench::new();
+    let (_, _, args) = two_networks(&bench);
+    let config = bench.config("1.1.0", json!({"logLevel": "warn"}));
+    // One untimed round fills the compiled-policy cache, as on a node that runs pods.
+    bench.invoke("ADD", "bench", "eth0", &args, &config).ok();
+    bench.invoke("DEL", "bench", "eth0", &args, &config).ok();
+    let netns = bench.pod.path().to_string_lossy().into_owned();
+    let mut peaks: Vec<u64> = (0..FOOTPRINT_ROUNDS)
+        .map(|_| {
+            let vars = [
+                ("CNI_CONTAINERID", "bench"),
+                ("CNI_NETNS", netns.as_str()),
+                ("CNI_IFNAME", "eth0"),
+                ("CNI_ARGS", &args),
+            ];
+            let peak = peak_rss(bench.plugin_command("ADD", &vars), &config);
+            bench.invoke("DEL", "bench", "eth0", &args, &config).ok();
+            peak
+        })
+        .collect();
+    peaks.sort_unstable();
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!("Footprint, {FOOTPRINT_ROUNDS} ADDs of two networks");
+    println!(
+        "  peak RSS of one ADD: median {:.1} MiB, max {:.1} MiB (target <= 30 MiB)",
+        mib(peaks[peaks.len() / 2]),
+        mib(peaks[peaks.len() - 1])
+    );
+    let stripped = tempfile::NamedTempFile::new().expect("a temporary file");
+    let status = Command::new("strip")
+        .arg("-o")
+        .arg(stripped.path())
+        .arg(plexus_binary())
+        .status()
+        .expect("run strip (binutils)");
+    assert!(status.success(), "strip failed");
+    let size = std::fs::metadata(stripped.path())
+        .expect("the stripped binary")
+        .len();
+    println!(
+        "  installed (stripped) binary: {:.1} MB (target <= 30 MB)",
+        size as f64 / 1e6
+    );
+}
+
+/// Runs `command` (an `ip netns exec … plexus`, which execs plexus in place) with
+/// `config` on stdin, and returns the peak resident set of that process in KiB, from
+/// the kernel's accounting at its exit (its children, the delegates, are not counted).
+// wait4: std's Child does not report resource usage; it reaps the child too, which
+// clippy cannot see.
+#[allow(unsafe_code, clippy::zombie_processes)]
+fn peak_rss(mut command: Command, config: &Value) -> u64 {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run plexus");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(config.to_string().as_bytes())
+        .expect("write config");
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid fits");
+    let mut status = 0;
+    // SAFETY: rusage is plain data the call fills in; status likewise.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "plexus ADD failed: {status}"
+    );
+    // Linux reports ru_maxrss in KiB.
+    u64::try_from(usage.ru_maxrss).expect("a size")
 }
