@@ -2,11 +2,13 @@
 //! bridge network gets an address and gives it back), then `plexus install` and
 //! `plexus uninstall` taking over and handing back a node's pod network.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use plexus_tests::containerd::{Containerd, link_reference_plugins};
-use plexus_tests::Netns;
+use plexus_tests::{Netns, plexus_cli_ok};
 use serde_json::{Value, json};
 
 /// A test's node: its namespace, and the CNI directories containerd reads.
@@ -134,3 +136,155 @@ fn a_pod_on_a_bridge_network_gets_an_address_and_gives_it_back() {
     );
 }
 
+/// The Multus annotation that asks Plexus for the `extra` network beside the default.
+const EXTRA_ANNOTATION: (&str, &str) = ("k8s.v1.cni.cncf.io/networks", "extra");
+/// How long containerd may take to act on a changed configuration directory (it
+/// watches it) on a loaded machine.
+const CONFIG_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Runs pods `name-1`, `name-2`, … until one's interfaces satisfy `wanted` (containerd
+/// picks a changed configuration up asynchronously), removing those that do not: the
+/// id of the one that does.
+fn run_pod_until(
+    containerd: &Containerd,
+    node: &Node,
+    name: &str,
+    annotations: &[(&str, &str)],
+    wanted: impl Fn(&BTreeMap<String, Vec<String>>) -> bool,
+) -> (String, BTreeMap<String, Vec<String>>) {
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let seen =
+            match containerd.try_run_pod(&format!("{name}-{attempt}"), "default", annotations) {
+                Ok(id) => {
+                    let interfaces = containerd.pod_interfaces(&id);
+                    if wanted(&interfaces) {
+                        return (id, interfaces);
+                    }
+                    containerd.stop_and_remove(&id);
+                    format!("interfaces {interfaces:?}")
+                }
+                Err(error) => error.to_string(),
+            };
+        assert!(
+            started.elapsed() < CONFIG_TIMEOUT,
+            "pod {name} never got what the test waits for within {CONFIG_TIMEOUT:?}; last: {seen}\nplexus log:\n{}\ncontainerd log:\n{}",
+            fs::read_to_string(node.dir.path().join("plexus.log")).unwrap_or_default(),
+            containerd.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn in_subnet(addresses: Option<&Vec<String>>, prefix: &str) -> bool {
+    addresses.is_some_and(|addresses| addresses.len() == 1 && addresses[0].starts_with(prefix))
+}
+
+#[test]
+fn install_adds_annotated_networks_beside_the_original_and_uninstall_takes_them_away() {
+    let node = Node::new();
+    node.write_bridge_network("10-testbr.conflist", "testbr", "cni-plx0", "10.77.0.0/24");
+    node.write_bridge_network("20-extra.conflist", "extra", "cni-plx1", "10.78.0.0/24");
+    let root_before = root_links();
+    let containerd = Containerd::start(&node.netns, &node.conf_dir(), &node.bin_dir());
+    let conf_dir = node.conf_dir().display().to_string();
+    let bin_dir = node.bin_dir().display().to_string();
+
+    // Before: the runtime's first network only, whatever the pod asks for.
+    let id = containerd.run_pod("before", "default", &[EXTRA_ANNOTATION]);
+    let interfaces = containerd.pod_interfaces(&id);
+    assert_eq!(interfaces.len(), 1, "{interfaces:?}");
+    assert!(
+        in_subnet(interfaces.get("eth0"), "10.77.0."),
+        "{interfaces:?}"
+    );
+    containerd.stop_and_remove(&id);
+
+    let said = plexus_cli_ok([
+        "install",
+        "--bin-dir",
+        &bin_dir,
+        "--conf-dir",
+        &conf_dir,
+        "--state-dir",
+        &node.dir.path().join("state").display().to_string(),
+        "--log-file",
+        &node.dir.path().join("plexus.log").display().to_string(),
+    ]);
+    let said = String::from_utf8_lossy(&said);
+    assert!(said.contains("testbr"), "{said}");
+    assert!(node.bin_dir().join("plexus").is_file());
+
+    // After: the same network as eth0, plus the annotated one.
+    let (id, interfaces) =
+        run_pod_until(&containerd, &node, "after", &[EXTRA_ANNOTATION], |found| {
+            found.contains_key("net1")
+        });
+    assert_eq!(interfaces.len(), 2, "{interfaces:?}");
+    assert!(
+        in_subnet(interfaces.get("eth0"), "10.77.0."),
+        "{interfaces:?}"
+    );
+    assert!(
+        in_subnet(interfaces.get("net1"), "10.78.0."),
+        "{interfaces:?}"
+    );
+    let ip = containerd.pod_ip(&id).expect("CRI reports eth0's address");
+    assert!(ip.starts_with("10.77.0."), "{ip}");
+    // A pod that asks for nothing gets the original network alone.
+    let plain = containerd.run_pod("plain", "default", &[]);
+    let plain_interfaces = containerd.pod_interfaces(&plain);
+    assert_eq!(plain_interfaces.len(), 1, "{plain_interfaces:?}");
+    assert!(
+        in_subnet(plain_interfaces.get("eth0"), "10.77.0."),
+        "{plain_interfaces:?}"
+    );
+    containerd.stop_and_remove(&plain);
+    containerd.stop_and_remove(&id);
+    assert!(
+        node.leases("testbr").is_empty(),
+        "{:?}",
+        node.leases("testbr")
+    );
+    assert!(
+        node.leases("extra").is_empty(),
+        "{:?}",
+        node.leases("extra")
+    );
+
+    let said = plexus_cli_ok(["uninstall", "--bin-dir", &bin_dir, "--conf-dir", &conf_dir]);
+    let said = String::from_utf8_lossy(&said);
+    assert!(said.contains("removed"), "{said}");
+    assert!(!node.conf_dir().join("00-plexus.conflist").exists());
+    assert!(!node.bin_dir().join("plexus").exists());
+    assert!(!node.bin_dir().join("plexus-ipam").exists());
+    assert!(
+        node.bin_dir().join("bridge").exists(),
+        "foreign plugins stay"
+    );
+    assert!(node.conf_dir().join("10-testbr.conflist").exists());
+
+    // After uninstall: the original network alone again.
+    let (id, interfaces) =
+        run_pod_until(&containerd, &node, "final", &[EXTRA_ANNOTATION], |found| {
+            found.len() == 1
+        });
+    assert!(
+        in_subnet(interfaces.get("eth0"), "10.77.0."),
+        "{interfaces:?}"
+    );
+    containerd.stop_and_remove(&id);
+    assert!(
+        node.leases("testbr").is_empty(),
+        "{:?}",
+        node.leases("testbr")
+    );
+    drop(containerd);
+    assert_eq!(
+        root_links(),
+        root_before,
+        "nothing made in the root namespace"
+    );
+}
