@@ -100,7 +100,7 @@ fn a_pod_on_a_bridge_network_gets_an_address_and_gives_it_back() {
     let id = containerd.run_pod("pod-a", "default", &[]);
     let ip = containerd.pod_ip(&id).expect("the pod has an address");
     assert!(ip.starts_with("10.77.0."), "{ip} is not from 10.77.0.0/24");
-    assert_eq!(node.leases("testbr"), [ip.clone()]);
+    assert_eq!(node.leases("testbr"), std::slice::from_ref(&ip));
     let interfaces = containerd.pod_interfaces(&id);
     assert_eq!(interfaces["eth0"], [format!("{ip}/24")], "{interfaces:?}");
     assert!(
