@@ -26,6 +26,7 @@ mod recording;
 mod requested;
 mod selection;
 pub mod state;
+pub mod trace;
 mod vm;
 
 /// The name `plexus` answers to as a delegate's `ipam.type`.

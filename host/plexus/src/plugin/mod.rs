@@ -9,6 +9,7 @@ mod status;
 mod teardown;
 
 use std::process::ExitCode;
+use std::time::Instant;
 
 use plexus_cni::{Command, Invocation};
 use plexus_policy::{PolicyRuntime, Selector};
@@ -21,12 +22,15 @@ use crate::error::PlexusError;
 use crate::logging;
 use crate::selection::load_policy;
 use crate::state::StateStore;
+use crate::trace::{self, Notebook, Notes, TraceRecord};
 
 /// What one invocation works with.
 pub(crate) struct Context {
     pub invocation: Invocation,
     pub config: PluginConfig,
     pub store: StateStore,
+    /// What this invocation's trace record will name: networks, policies.
+    pub notes: Notebook,
 }
 
 impl Context {
@@ -68,9 +72,32 @@ fn run(invocation: Invocation, stdin: &[u8]) -> Result<Option<Value>, PlexusErro
     if invocation.command == Command::Version {
         return Ok(Some(cni_io::version()));
     }
+    let started = Instant::now();
     let config = PluginConfig::from_slice(stdin)?;
     logging::init(config.common.log_file.as_deref(), &config.common.log_level);
     debug!(command = %invocation.command, container = ?invocation.container_id, "invoked");
+    let (command, layout) = (invocation.command, config.common.state_layout());
+    let mut notes = Notes::default();
+    let delegate_before = trace::delegate_elapsed();
+    let outcome = dispatch(invocation, config, &mut notes);
+    // Every invocation that got as far as knowing its stateDir leaves a record, failed
+    // ones too; one whose configuration does not even parse has nowhere to leave it.
+    let record = TraceRecord::new(
+        command,
+        &outcome,
+        started.elapsed(),
+        trace::delegate_elapsed().saturating_sub(delegate_before),
+        notes,
+    );
+    trace::append_or_warn(&layout, &record);
+    outcome
+}
+
+fn dispatch(
+    invocation: Invocation,
+    config: PluginConfig,
+    notes: &mut Notes,
+) -> Result<Option<Value>, PlexusError> {
     cni_io::check_command_version(invocation.command, config.cni_version)?;
     check_first_in_list(invocation.command, &config)?;
     let store = StateStore::open(&config.common.state_dir)?;
@@ -78,15 +105,18 @@ fn run(invocation: Invocation, stdin: &[u8]) -> Result<Option<Value>, PlexusErro
         invocation,
         config,
         store,
+        notes: Notebook::default(),
     };
-    match context.invocation.command {
+    let outcome = match context.invocation.command {
         Command::Add => add::add(&context).map(Some),
         Command::Del => teardown::del(&context).map(|()| None),
         Command::Check => check::check(&context).map(|()| None),
         Command::Gc => gc::gc(&context).map(|()| None),
         Command::Status => status::status(&context).map(|()| None),
         Command::Version => Ok(Some(cni_io::version())),
-    }
+    };
+    *notes = context.notes.into_notes();
+    outcome
 }
 
 /// Plexus makes the pod's interfaces itself, so it must come first in its list.

@@ -45,6 +45,9 @@ pub fn del(context: &Context) -> Result<(), PlexusError> {
 
 /// Runs the delegates' DEL for `attachments`, reporting every failure.
 fn undo(context: &Context, attachments: &[AttachmentRecord]) -> Result<(), PlexusError> {
+    for attachment in attachments {
+        context.notes.network(&attachment.network);
+    }
     let failures = delegates::teardown(
         attachments,
         context.delegates(),
@@ -67,6 +70,7 @@ fn reselect(context: &Context) -> Option<Vec<AttachmentRecord>> {
         .policy_runtime()
         .and_then(|runtime| {
             let selector = context.selector(&runtime)?;
+            context.notes.policy(selector.name(), selector.sha256());
             add::choose(context, &runtime, &selector)
         })
         .map(|(_, attachments)| attachments);
