@@ -6,6 +6,7 @@
 
 pub mod etcd;
 pub mod ipam;
+pub mod prometheus;
 pub mod vm;
 
 use std::fs;
