@@ -156,6 +156,11 @@ pub struct Agent<'a> {
 impl<'a> Agent<'a> {
     /// Starts the agent on `state_dir` and waits until it answers.
     pub fn start(netns: &'a Netns, state_dir: &Path, log: PathBuf) -> Self {
+        Self::start_with(netns, state_dir, log, &[])
+    }
+
+    /// [`Agent::start`], with more arguments for `plexus agent`.
+    pub fn start_with(netns: &'a Netns, state_dir: &Path, log: PathBuf, args: &[&str]) -> Self {
         let port = free_port(netns);
         let child = Command::new("ip")
             .args(["netns", "exec", &netns.name])
@@ -168,6 +173,7 @@ impl<'a> Agent<'a> {
             .args(["--interval", "1"])
             .arg("--log-file")
             .arg(&log)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -191,6 +197,11 @@ impl<'a> Agent<'a> {
             || log_of(&log),
         );
         agent
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        log_of(&self.log)
     }
 
     /// The agent's current exposition.

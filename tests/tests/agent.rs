@@ -120,3 +120,51 @@ fn prometheus_sees_what_the_plugin_ran() {
     prometheus.wait_for(r#"plexus_ipam_addresses_in_use{network="ipamnet"}"#, 0.0);
     prometheus.wait_for(r#"plexus_invocation_seconds_count{command="DEL"}"#, 3.0);
 }
+
+/// GC never takes a runtime it cannot ask for "no pods": with nothing answering on the
+/// CRI socket, and no grace at all, every sweep is skipped and every record stays.
+#[test]
+fn gc_touches_nothing_when_the_runtime_does_not_answer() {
+    let bench = Bench::new();
+    bench.write_two_networks("1.0.0");
+    let config = bench.config("1.0.0", json!({}));
+    let args = pod_args("default", "kept", &json!({ "cni": "calico,flannel" }));
+    bench.invoke("ADD", "kept", "eth0", &args, &config).ok();
+    let records = bench.records();
+    assert_eq!(records.len(), 1);
+
+    let socket = bench.dir.path().join("nobody-listens.sock");
+    let socket = socket.display().to_string();
+    let agent = Agent::start_with(
+        &bench.node,
+        &bench.state_dir(),
+        bench.dir.path().join("agent.log"),
+        &["--cri-socket", &socket, "--grace", "0"],
+    );
+    // Two sweeps tried and skipped (the agent sweeps every second).
+    plexus_tests::prometheus::poll(
+        std::time::Duration::from_secs(30),
+        "two skipped sweeps",
+        || {
+            (agent
+                .log()
+                .matches("cannot list the runtime's sandboxes")
+                .count()
+                >= 2)
+                .then_some(())
+        },
+        || agent.log(),
+    );
+    assert_eq!(bench.records(), records, "a record was touched");
+    assert_eq!(bench.leases().len(), 2, "an address was freed");
+    let metrics = agent.metrics().expect("the agent answers");
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "plexus_gc_sweeps_total 0"),
+        "{metrics}"
+    );
+    drop(agent);
+    bench.invoke("DEL", "kept", "eth0", &args, &config).ok();
+    bench.assert_clean();
+}

@@ -5,6 +5,7 @@
 //! restore), then every interval it reads new trace records and the stateDir's gauges,
 //! and it serves its figures as OpenMetrics text on a loopback address by default.
 
+mod gc;
 pub mod metrics;
 mod reader;
 mod server;
@@ -22,6 +23,7 @@ use tracing::{info, warn};
 
 use crate::dhcp_process::{self, DhcpProcessError, Restored};
 use crate::state::StateLayout;
+pub use gc::GcOptions;
 use metrics::Metrics;
 use reader::TraceReader;
 
@@ -36,6 +38,8 @@ pub struct AgentOptions {
     pub interval: Duration,
     /// Where restored DHCP servers log.
     pub log_file: Option<PathBuf>,
+    /// Garbage collection against the container runtime, when its socket is given.
+    pub gc: Option<GcOptions>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +52,10 @@ pub enum AgentError {
     },
     #[error("cannot restore the DHCP servers of VM NICs: {0}")]
     Restore(#[from] DhcpProcessError),
+    #[error(transparent)]
+    Cri(#[from] plexus_cri::CriError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
 }
 
 /// What the agent knows, shared between its loop and its metrics server.
@@ -98,6 +106,17 @@ impl Agent {
         metrics.ipam_in_use = ipam_in_use(&self.layout);
     }
 
+    /// One GC sweep, counted in the metrics.
+    fn sweep(&self, collector: &mut gc::Collector, store: &crate::state::StateStore) {
+        // Swept outside the lock, so a scrape never waits for delegates.
+        let mut swept = Metrics::default();
+        collector.sweep(store, &mut swept);
+        let mut state = self.state();
+        state.metrics.gc_sweeps += swept.gc_sweeps;
+        state.metrics.gc_freed += swept.gc_freed;
+        state.metrics.gc_failures += swept.gc_failures;
+    }
+
     /// The current figures as OpenMetrics text, fresh from the stateDir.
     pub fn render(&self) -> String {
         self.refresh();
@@ -117,7 +136,20 @@ pub fn run(options: &AgentOptions) -> Result<(), AgentError> {
     info!(addr = %options.metrics_addr, state_dir = %options.state_dir.display(), "agent serving metrics");
     let serving = Arc::clone(&agent);
     thread::spawn(move || server::serve(&listener, &serving));
+    let mut collector = match &options.gc {
+        Some(gc) => {
+            info!(socket = %gc.cri_socket.display(), grace = ?gc.grace, "agent collecting attachments of gone sandboxes");
+            Some((
+                gc::Collector::new(gc.clone())?,
+                crate::state::StateStore::open(&options.state_dir)?,
+            ))
+        }
+        None => None,
+    };
     loop {
+        if let Some((collector, store)) = &mut collector {
+            agent.sweep(collector, store);
+        }
         agent.refresh();
         // A period, not a wait for a condition: the agent works on a clock.
         thread::sleep(options.interval);

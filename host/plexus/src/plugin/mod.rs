@@ -119,6 +119,34 @@ fn dispatch(
     outcome
 }
 
+/// Tears down every attachment recorded for `container_id`, as DEL would, and forgets
+/// them; the agent's GC of a pod whose sandbox is gone. Takes the container's lock, so
+/// it never runs beside an invocation for the same container. Returns how many records
+/// were removed; the first failure stops nothing (each record is tried) and is returned.
+pub fn collect_container(
+    store: &StateStore,
+    container_id: &str,
+    delegates: plexus_cni::Runner<'_>,
+    parallel: bool,
+) -> Result<usize, PlexusError> {
+    let _lock = store.lock(container_id)?;
+    let mut freed = 0;
+    let mut first_error = None;
+    for record in store.records_of(container_id)? {
+        // The sandbox is gone; its recorded namespace may still be pinned, or not.
+        match teardown::undo_record(store, &record, delegates, record.netns.as_deref(), parallel) {
+            Ok(()) => freed += 1,
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(freed),
+    }
+}
+
 /// Plexus makes the pod's interfaces itself, so it must come first in its list.
 fn check_first_in_list(command: Command, config: &PluginConfig) -> Result<(), PlexusError> {
     if command == Command::Add && config.document.get("prevResult").is_some() {
