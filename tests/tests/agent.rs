@@ -168,3 +168,48 @@ fn gc_touches_nothing_when_the_runtime_does_not_answer() {
     bench.invoke("DEL", "kept", "eth0", &args, &config).ok();
     bench.assert_clean();
 }
+
+/// Plugin processes running side by side append to one trace: every line is whole, and
+/// there is one per invocation.
+#[test]
+fn concurrent_plugin_processes_leave_one_whole_trace_line_each() {
+    let bench = Bench::new();
+    bench.write_two_networks("1.0.0");
+    let config = bench.config("1.0.0", json!({}));
+    let pods: Vec<Netns> = (0..8).map(|i| Netns::new(&format!("c{i}"))).collect();
+    std::thread::scope(|scope| {
+        for (index, pod) in pods.iter().enumerate() {
+            let (bench, config) = (&bench, &config);
+            scope.spawn(move || {
+                let id = format!("concurrent-{index}");
+                let args = pod_args("default", &id, &json!({ "cni": "calico,flannel" }));
+                let netns = pod.path().display().to_string();
+                let vars = [
+                    ("CNI_CONTAINERID", id.as_str()),
+                    ("CNI_NETNS", netns.as_str()),
+                    ("CNI_IFNAME", "eth0"),
+                    ("CNI_ARGS", args.as_str()),
+                ];
+                bench.invoke_with("ADD", config, &vars).ok();
+                bench.invoke_with("DEL", config, &vars).ok();
+            });
+        }
+    });
+    let trace = std::fs::read_to_string(bench.state_dir().join("trace/invocations.jsonl"))
+        .expect("the trace");
+    let mut commands = std::collections::BTreeMap::new();
+    for line in trace.lines() {
+        let record: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("torn line {line:?}: {e}"));
+        assert!(record.get("code").is_none(), "{line}");
+        assert_eq!(record["networks"], json!(["calico", "flannel"]), "{line}");
+        *commands
+            .entry(record["command"].as_str().unwrap_or_default().to_owned())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(
+        commands,
+        [("ADD".to_owned(), 8), ("DEL".to_owned(), 8)].into()
+    );
+    bench.assert_clean();
+}
