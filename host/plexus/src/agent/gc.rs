@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use super::metrics::Metrics;
 use crate::plugin;
-use crate::state::StateStore;
+use crate::state::{Record, StateStore};
 
 /// How the agent collects.
 #[derive(Debug, Clone)]
@@ -79,12 +79,19 @@ impl Collector {
             .with_timeout(self.options.delegate_timeout);
         for id in recorded.iter().filter(|id| !alive.contains(*id)) {
             let since = *self.missing_since.entry(id.clone()).or_insert(now);
-            if now.duration_since(since) < self.options.grace || self.recently_recorded(store, id) {
+            if now.duration_since(since) < self.options.grace {
                 continue;
             }
-            info!(container = %id, "GC: the sandbox is gone, tearing its attachments down");
-            match plugin::collect_container(store, id, delegates, false) {
+            // Decided again under the container's lock: an ADD that held it may have
+            // just recorded the pod, and the runtime may list it by now.
+            let client = &self.client;
+            let grace = self.options.grace;
+            let confirm =
+                |records: &[Record]| !any_younger(records, grace) && still_gone(client, id);
+            match plugin::collect_container(store, id, delegates, confirm) {
+                Ok(0) => {}
                 Ok(freed) => {
+                    info!(container = %id, freed, "GC: the sandbox is gone; its attachments were torn down");
                     metrics.gc_freed += freed as u64;
                     self.missing_since.remove(id);
                 }
@@ -96,17 +103,26 @@ impl Collector {
             }
         }
     }
+}
 
-    /// Whether any record of `id` is younger than the grace period (or unreadable: then
-    /// it is left alone, as DEL would report it).
-    fn recently_recorded(&self, store: &StateStore, id: &str) -> bool {
-        let Ok(records) = store.records_of(id) else {
-            return true;
-        };
-        records.iter().any(|record| {
-            SystemTime::now()
-                .duration_since(record.created)
-                .map_or(true, |age| age < self.options.grace)
-        })
+/// Whether a record is younger than `grace` (a pod being made now).
+fn any_younger(records: &[Record], grace: Duration) -> bool {
+    records.iter().any(|record| {
+        SystemTime::now()
+            .duration_since(record.created)
+            .is_ok_and(|age| age < grace)
+            // A creation time in the future is a clock that moved: not old enough.
+            || SystemTime::now() < record.created
+    })
+}
+
+/// Whether `id` is still absent from a fresh listing; a listing that fails says no.
+fn still_gone(client: &CriClient, id: &str) -> bool {
+    match client.list_pod_sandboxes() {
+        Ok(sandboxes) => !sandboxes.iter().any(|sandbox| sandbox.id == id),
+        Err(error) => {
+            warn!(%error, "GC: cannot list the runtime's sandboxes again; nothing collected");
+            false
+        }
     }
 }

@@ -121,20 +121,28 @@ fn dispatch(
 
 /// Tears down every attachment recorded for `container_id`, as DEL would, and forgets
 /// them; the agent's GC of a pod whose sandbox is gone. Takes the container's lock, so
-/// it never runs beside an invocation for the same container. Returns how many records
-/// were removed; the first failure stops nothing (each record is tried) and is returned.
+/// it never runs beside an invocation for the same container, and asks `confirm`, under
+/// that lock and with the records as they are then, whether to go on: what was decided
+/// before the lock (an ADD may have held it) is decided again. Returns how many records
+/// were removed; every record is tried, and the first failure is returned.
 pub fn collect_container(
     store: &StateStore,
     container_id: &str,
     delegates: plexus_cni::Runner<'_>,
-    parallel: bool,
+    confirm: impl FnOnce(&[crate::state::Record]) -> bool,
 ) -> Result<usize, PlexusError> {
     let _lock = store.lock(container_id)?;
+    let records = store.records_of(container_id)?;
+    if records.is_empty() || !confirm(&records) {
+        return Ok(0);
+    }
     let mut freed = 0;
     let mut first_error = None;
-    for record in store.records_of(container_id)? {
-        // The sandbox is gone; its recorded namespace may still be pinned, or not.
-        match teardown::undo_record(store, &record, delegates, record.netns.as_deref(), parallel) {
+    for record in &records {
+        // The sandbox is gone; its recorded namespace may still be pinned, or not. One
+        // delegate after another: the agent is in no hurry, and the node's runtime may be
+        // busy with the pods that are alive.
+        match teardown::undo_record(store, record, delegates, record.netns.as_deref(), false) {
             Ok(()) => freed += 1,
             Err(error) => {
                 first_error.get_or_insert(error);
