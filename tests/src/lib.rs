@@ -4,6 +4,7 @@
 //! Nothing is made in the root namespace: every delegate runs inside the node namespace,
 //! and everything a test made is removed when its [`Bench`] is dropped, pass or fail.
 
+pub mod containerd;
 pub mod etcd;
 pub mod ipam;
 pub mod prometheus;

@@ -5,6 +5,7 @@ pub mod cases;
 mod demo;
 mod dhcp;
 mod explain;
+mod install;
 mod policy;
 mod scaffold;
 mod vm;
@@ -52,6 +53,13 @@ enum CliCommand {
     Dhcp(DhcpCommand),
     /// What selection would give a described pod, touching nothing.
     Explain(explain::ExplainArgs),
+    /// Make Plexus the runtime's pod network: the binary and `plexus-ipam` into the
+    /// plugin directory, `00-plexus.conflist` (the previous first network as the
+    /// default network) into the configuration directory.
+    Install(install::InstallArgs),
+    /// Remove what `plexus install` wrote (and only that): the runtime's previous
+    /// network is its pod network again.
+    Uninstall(install::UninstallArgs),
     /// The main job on this machine: two networks into one pod, and into a VM pod's VM,
     /// then gone again (runs `plexus-demo`, which a checkout builds beside plexus).
     #[command(disable_help_flag = true)]
@@ -125,6 +133,8 @@ pub fn main() -> ExitCode {
             log_file,
         }) => dhcp::restore(&state_dir, log_file.as_deref()),
         CliCommand::Explain(args) => explain::run(&args),
+        CliCommand::Install(args) => install::run_install(&args),
+        CliCommand::Uninstall(args) => install::run_uninstall(&args),
         CliCommand::Demo { args } => demo::run(&args),
     };
     finish(outcome)
