@@ -7,6 +7,7 @@
 pub mod containerd;
 pub mod etcd;
 pub mod ipam;
+pub mod prometheus;
 pub mod vm;
 
 use std::fs;

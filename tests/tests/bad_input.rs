@@ -453,11 +453,14 @@ fn every_bad_input_gets_a_clear_error_and_nothing_is_written_elsewhere() {
         written.is_empty(),
         "written outside stateDir and the log: {written:?}"
     );
-    // Compiled policies and per-network lock files are kept by design; nothing else.
+    // Compiled policies, per-network lock files and the invocation trace (a failed
+    // invocation is one to count) are kept by design; nothing else.
     let records: Vec<PathBuf> = tree(&state)
         .into_iter()
         .filter(|path| state.join(path).is_file())
-        .filter(|path| !path.starts_with("cache") && !path.starts_with("locks"))
+        .filter(|path| {
+            !path.starts_with("cache") && !path.starts_with("locks") && !path.starts_with("trace")
+        })
         .collect();
     assert!(
         records.is_empty(),

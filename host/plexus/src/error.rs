@@ -247,3 +247,114 @@ fn policy_code(error: &PolicyError) -> u32 {
         | PolicyError::Cache { .. } => plexus_code::POLICY_LOAD,
     }
 }
+
+/// Why an invocation failed, coarser than its message and finer than its CNI code: the
+/// `cause` label of the agent's failure counts. Several codes share a cause and one code
+/// spans several (a policy fault is a timeout, a memory limit or a trap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cause {
+    PolicyTimeout,
+    PolicyMemory,
+    /// A policy trapped otherwise: stack, panic, a trap.
+    PolicyFault,
+    PolicyRejected,
+    PolicyLoad,
+    InvalidAnswer,
+    DelegateFailure,
+    DelegateTimeout,
+    StoreUnreachable,
+    /// The configuration, the environment or stdin the runtime gave.
+    Config,
+    /// The stateDir or a lock could not be used.
+    State,
+    Teardown,
+    Vm,
+    AlreadyAttached,
+    UnknownAttachment,
+    NotAvailable,
+    Internal,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::PolicyTimeout => "policy-timeout",
+            Cause::PolicyMemory => "policy-memory",
+            Cause::PolicyFault => "policy-fault",
+            Cause::PolicyRejected => "policy-rejected",
+            Cause::PolicyLoad => "policy-load",
+            Cause::InvalidAnswer => "invalid-answer",
+            Cause::DelegateFailure => "delegate-failure",
+            Cause::DelegateTimeout => "delegate-timeout",
+            Cause::StoreUnreachable => "store-unreachable",
+            Cause::Config => "config",
+            Cause::State => "state",
+            Cause::Teardown => "teardown",
+            Cause::Vm => "vm",
+            Cause::AlreadyAttached => "already-attached",
+            Cause::UnknownAttachment => "unknown-attachment",
+            Cause::NotAvailable => "not-available",
+            Cause::Internal => "internal",
+        }
+    }
+}
+
+impl PlexusError {
+    /// The cause category of this error; exhaustive, like [`PlexusError::to_cni`], so a
+    /// new variant does not compile until it has one.
+    pub fn cause(&self) -> Cause {
+        match self {
+            PlexusError::RollbackFailed { error, .. } => error.cause(),
+            PlexusError::Ipam { source, .. } => source.cause(),
+            PlexusError::Store(StoreError::Unreachable { .. }) => Cause::StoreUnreachable,
+            PlexusError::Store(StoreError::InvalidNetwork { .. } | StoreError::Config { .. }) => {
+                Cause::Config
+            }
+            PlexusError::Store(_) | PlexusError::Lock { .. } | PlexusError::State(_) => {
+                Cause::State
+            }
+            PlexusError::NotInVersion { .. }
+            | PlexusError::Env(_)
+            | PlexusError::Stdin(_)
+            | PlexusError::Config(_)
+            | PlexusError::Networks(_)
+            | PlexusError::Pod(_) => Cause::Config,
+            PlexusError::Internal(_) => Cause::Internal,
+            PlexusError::PolicySpec { source, .. } | PlexusError::Policy(source) => {
+                policy_cause(source)
+            }
+            PlexusError::InvalidAnswer { .. } => Cause::InvalidAnswer,
+            PlexusError::Delegate { source, .. } => match source.kind {
+                plexus_cni::DelegateErrorKind::TimedOut { .. } => Cause::DelegateTimeout,
+                _ => Cause::DelegateFailure,
+            },
+            PlexusError::Teardown(_) => Cause::Teardown,
+            PlexusError::AlreadyAttached { .. } => Cause::AlreadyAttached,
+            PlexusError::UnknownAttachment { .. } => Cause::UnknownAttachment,
+            PlexusError::NotAvailable(_) => Cause::NotAvailable,
+            PlexusError::Vm(VmError::State(_)) => Cause::State,
+            PlexusError::Vm(_) => Cause::Vm,
+        }
+    }
+}
+
+fn policy_cause(error: &PolicyError) -> Cause {
+    match error {
+        PolicyError::StoreUnavailable { .. } => Cause::StoreUnreachable,
+        PolicyError::UndoIncomplete { error, .. } => policy_cause(error),
+        PolicyError::Rejected { .. } => Cause::PolicyRejected,
+        PolicyError::Timeout { .. } => Cause::PolicyTimeout,
+        PolicyError::MemoryLimit { .. } => Cause::PolicyMemory,
+        PolicyError::StackOverflow { .. }
+        | PolicyError::Panic { .. }
+        | PolicyError::Trap { .. } => Cause::PolicyFault,
+        PolicyError::Setup { .. }
+        | PolicyError::Read { .. }
+        | PolicyError::UnknownBuiltin { .. }
+        | PolicyError::Invalid { .. }
+        | PolicyError::WrongWorld { .. }
+        | PolicyError::NeedsNewerHost { .. }
+        | PolicyError::Cache { .. } => Cause::PolicyLoad,
+    }
+}

@@ -5,6 +5,7 @@
 //! It is a library so that the binary stays a dispatcher and the fuzz targets, the demo
 //! and tests can call the code in-process. It is not a stable API.
 
+pub mod agent;
 mod builtins;
 pub mod cli;
 mod cni_io;
@@ -26,6 +27,7 @@ mod recording;
 mod requested;
 mod selection;
 pub mod state;
+pub mod trace;
 mod vm;
 
 /// The name `plexus` answers to as a delegate's `ipam.type`.

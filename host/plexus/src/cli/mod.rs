@@ -1,5 +1,6 @@
 //! `plexus` without `CNI_COMMAND`: tools for operators and policy authors.
 
+mod agent;
 pub mod cases;
 mod demo;
 mod dhcp;
@@ -34,6 +35,9 @@ enum CliCommand {
     /// Run, test and precompile policies offline.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// The node agent: restores lost VM DHCP servers, serves metrics from the invocation
+    /// trace; runs until killed.
+    Agent(agent::AgentArgs),
     /// Print the recorded network-status of a container's attachments.
     Status {
         container_id: String,
@@ -102,6 +106,10 @@ enum DhcpCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // A DHCP server's log is its record of what it served; the tools speak only of trouble.
+    // The agent sets up its own log (it may go to a file).
+    if let CliCommand::Agent(args) = &cli.command {
+        return finish(agent::run(args));
+    }
     let level = if matches!(cli.command, CliCommand::Dhcp(_)) {
         "info"
     } else {
@@ -109,6 +117,7 @@ pub fn main() -> ExitCode {
     };
     crate::logging::init(None, level);
     let outcome = match cli.command {
+        CliCommand::Agent(args) => agent::run(&args),
         CliCommand::Policy(command) => policy::run(command),
         CliCommand::Status {
             container_id,
@@ -128,6 +137,10 @@ pub fn main() -> ExitCode {
         CliCommand::Uninstall(args) => install::run_uninstall(&args),
         CliCommand::Demo { args } => demo::run(&args),
     };
+    finish(outcome)
+}
+
+fn finish(outcome: CliResult) -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(message) => {

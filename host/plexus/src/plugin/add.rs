@@ -51,7 +51,12 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
         let merger: Merger = load_policy(&runtime, "merge", &context.config.merge)?;
         Ok::<_, PlexusError>((runtime, selector, merger))
     })?;
+    context.notes.policy(selector.name(), selector.sha256());
+    context.notes.policy(merger.name(), merger.sha256());
     let (request, planned) = phase::run("select", || choose(context, &runtime, &selector))?;
+    for attachment in &planned {
+        context.notes.network(&attachment.network);
+    }
 
     let mut record = Record {
         created: SystemTime::now(),

@@ -18,6 +18,7 @@ pub fn check(context: &Context) -> Result<(), PlexusError> {
         }
     })?;
     for attachment in &record.attachments {
+        context.notes.network(&attachment.network);
         let Some(result) = &attachment.result else {
             // An ADD that never finished has nothing to check; DEL will clean it.
             return Err(PlexusError::UnknownAttachment {

@@ -13,6 +13,7 @@ use crate::crash_point;
 use crate::error::TeardownFailure;
 use crate::phase;
 use crate::state::{AttachmentRecord, VmAttachment};
+use crate::trace;
 use crate::vm;
 
 /// Runs the attachments' ADDs and returns the outcomes in attachment order, whatever
@@ -25,11 +26,13 @@ pub fn add_all(
     parallel: bool,
 ) -> Vec<Result<CniResult, DelegateError>> {
     if parallel {
-        return side_by_side(attachments, |attachment| add_one(attachment, delegates));
+        return trace::delegate_time(|| {
+            side_by_side(attachments, |attachment| add_one(attachment, delegates))
+        });
     }
     let mut outcomes = Vec::with_capacity(attachments.len());
     for (index, attachment) in attachments.iter().enumerate() {
-        let outcome = add_one(attachment, delegates);
+        let outcome = trace::delegate_time(|| add_one(attachment, delegates));
         crash_point::reached_at("add:delegate-done", index);
         let failed = outcome.is_err();
         outcomes.push(outcome);
@@ -87,10 +90,11 @@ pub fn teardown(
     thread::scope(|scope| {
         let deleting_links = pod.map(|pod| scope.spawn(|| vm::delete_links(&vms, pod)));
         if parallel {
-            failures.extend(side_by_side(attachments, del).into_iter().flatten());
+            let undone = trace::delegate_time(|| side_by_side(attachments, del));
+            failures.extend(undone.into_iter().flatten());
         } else {
             for (index, attachment) in attachments.iter().enumerate().rev() {
-                failures.extend(del(attachment));
+                failures.extend(trace::delegate_time(|| del(attachment)));
                 crash_point::reached_at("del:delegate-done", index);
             }
         }

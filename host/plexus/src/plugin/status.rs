@@ -46,6 +46,7 @@ pub fn status(context: &Context) -> Result<(), PlexusError> {
                 ..context.config.clone()
             },
             store: context.store.clone(),
+            notes: Default::default(),
         };
         add::choose(&probe, &runtime, &selector).map_err(|error| {
             not_available(format!(

@@ -6,7 +6,9 @@ use super::Context;
 use super::{add, delegates};
 use crate::error::PlexusError;
 use crate::phase;
-use crate::state::AttachmentRecord;
+use plexus_cni::Runner;
+
+use crate::state::{AttachmentRecord, Record, StateStore};
 
 /// Undoes the recorded attachment. Works from the record alone, so a changed or vanished
 /// configuration, policy or netns does not matter. If a delegate cannot be undone the
@@ -24,11 +26,16 @@ pub fn del(context: &Context) -> Result<(), PlexusError> {
     let _lock = context.store.lock(container_id)?;
     match context.store.load(container_id, ifname)? {
         Some(record) => {
-            undo(context, &record.attachments)?;
-            phase::run("forget", || {
-                context.store.remove(container_id, ifname)?;
-                context.store.remove_vm_description(container_id)
-            })?;
+            for attachment in &record.attachments {
+                context.notes.network(&attachment.network);
+            }
+            undo_record(
+                &context.store,
+                &record,
+                context.delegates(),
+                context.invocation.netns.as_deref(),
+                context.config.parallel,
+            )?;
             info!(container = container_id, ifname, "pod detached");
         }
         None => {
@@ -43,8 +50,32 @@ pub fn del(context: &Context) -> Result<(), PlexusError> {
     Ok(())
 }
 
+/// Undoes a recorded attachment and forgets it once every delegate's DEL succeeded: the
+/// work of DEL with a record, and of the agent's GC of a pod whose sandbox is gone. The
+/// caller holds the container's lock.
+pub(crate) fn undo_record(
+    store: &StateStore,
+    record: &Record,
+    delegates: Runner<'_>,
+    netns: Option<&str>,
+    parallel: bool,
+) -> Result<(), PlexusError> {
+    let failures = delegates::teardown(&record.attachments, delegates, netns, parallel);
+    if !failures.is_empty() {
+        return Err(PlexusError::Teardown(failures));
+    }
+    phase::run("forget", || {
+        store.remove(&record.container_id, &record.ifname)?;
+        store.remove_vm_description(&record.container_id)
+    })?;
+    Ok(())
+}
+
 /// Runs the delegates' DEL for `attachments`, reporting every failure.
 fn undo(context: &Context, attachments: &[AttachmentRecord]) -> Result<(), PlexusError> {
+    for attachment in attachments {
+        context.notes.network(&attachment.network);
+    }
     let failures = delegates::teardown(
         attachments,
         context.delegates(),
@@ -67,6 +98,7 @@ fn reselect(context: &Context) -> Option<Vec<AttachmentRecord>> {
         .policy_runtime()
         .and_then(|runtime| {
             let selector = context.selector(&runtime)?;
+            context.notes.policy(selector.name(), selector.sha256());
             add::choose(context, &runtime, &selector)
         })
         .map(|(_, attachments)| attachments);

@@ -9,6 +9,7 @@
 //! vm/<container-id>.json                     a VM pod's NICs, for the VM runtime
 //! cache/                                     policies compiled for this node
 //! ipam/                                      plexus-ipam's file store
+//! trace/invocations.jsonl (+ .1)              one line per plugin invocation, for the agent
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -108,6 +109,21 @@ impl StateLayout {
     pub fn ipam_dir(&self) -> PathBuf {
         self.root.join("ipam")
     }
+
+    /// The invocation trace that plugins append to and `plexus agent` reads.
+    pub fn trace_dir(&self) -> PathBuf {
+        self.root.join("trace")
+    }
+
+    /// The trace file being appended to.
+    pub fn trace_file(&self) -> PathBuf {
+        self.trace_dir().join("invocations.jsonl")
+    }
+
+    /// The trace file before the last rotation (replaced at the next one).
+    pub fn trace_rotated(&self) -> PathBuf {
+        self.trace_dir().join("invocations.jsonl.1")
+    }
 }
 
 #[cfg(test)]
@@ -125,6 +141,8 @@ mod tests {
             layout.vm_description("c1"),
             layout.cache_dir(),
             layout.ipam_dir(),
+            layout.trace_file(),
+            layout.trace_rotated(),
         ];
         for path in paths {
             assert!(path.starts_with(layout.root()), "{}", path.display());
