@@ -22,10 +22,12 @@ fn prometheus_sees_what_the_plugin_ran() {
         &bench.plexus_ipam_bridge("ipamnet", "br-ipam", "10.61.0.0/24"),
     );
     // Started first: Prometheus takes ~5 s to its first scrape, the pods run meanwhile.
-    let agent = Agent::start(
+    let networks_dir = bench.networks_dir().display().to_string();
+    let agent = Agent::start_with(
         &bench.node,
         &bench.state_dir(),
         bench.dir.path().join("agent.log"),
+        &["--networks-dir", &networks_dir],
     );
     let prometheus = Prometheus::start(&bench.node, agent.port);
 
@@ -81,6 +83,9 @@ fn prometheus_sees_what_the_plugin_ran() {
             4.0,
         ),
         (r#"plexus_ipam_addresses_in_use{network="ipamnet"}"#, 2.0),
+        // 10.61.0.0/24 less network, broadcast and gateway; calico is host-local's.
+        (r#"plexus_ipam_pool_addresses{network="ipamnet"}"#, 253.0),
+        ("count(plexus_ipam_pool_addresses)", 1.0),
         ("plexus_attachments_recorded", 2.0),
         ("plexus_vm_dhcp_servers_alive", 0.0),
         ("plexus_trace_unreadable_lines_total", 0.0),

@@ -464,6 +464,44 @@ impl Ranges {
         })
     }
 
+    /// How many addresses the ranges hold that can be given out: every range from its
+    /// start to its end, less its gateway and its exclusions.
+    pub fn pool_size(&self) -> u128 {
+        self.sets
+            .iter()
+            .flatten()
+            .map(|range| {
+                // The exclusions inside the range, merged, so that overlaps count once.
+                let mut blocks: Vec<(u128, u128)> = range
+                    .exclude
+                    .iter()
+                    .map(|(low, high)| {
+                        (
+                            low.bits.max(range.start.bits),
+                            high.bits.min(range.end.bits),
+                        )
+                    })
+                    .filter(|(low, high)| low <= high)
+                    .collect();
+                blocks.sort_unstable();
+                let mut excluded = 0u128;
+                let mut counted_to: Option<u128> = None;
+                for (low, high) in blocks {
+                    let low = counted_to.map_or(low, |end| low.max(end.saturating_add(1)));
+                    if low <= high {
+                        excluded += high - low + 1;
+                        counted_to = Some(high);
+                    }
+                }
+                let size = (range.end.bits - range.start.bits).saturating_add(1);
+                let gateway = u128::from(
+                    range.contains(range.gateway) && range.excluded_until(range.gateway).is_none(),
+                );
+                size.saturating_sub(excluded).saturating_sub(gateway)
+            })
+            .fold(0u128, u128::saturating_add)
+    }
+
     /// Allocates one address from each range set for the request's attachment (see the
     /// [module documentation](self) for the order).
     pub fn allocate(&self, request: &IpamRequest, store: &dyn Store) -> Result<CniResult, String> {
@@ -871,6 +909,24 @@ mod tests {
     }
 
     const SMALL: &str = r#"{"ranges": [[{"subnet": "10.1.0.0/29"}]]}"#;
+
+    /// The pool is what allocation can hand out: host-local's default range less the
+    /// gateway; a range with exclusions (overlapping ones count once) and an explicit
+    /// gateway outside it; every range of every set.
+    #[test]
+    fn the_pool_is_what_can_be_allocated() {
+        assert_eq!(Ranges::parse(SMALL, None).unwrap().pool_size(), 5);
+        let ranges = Ranges::parse(
+            r#"{"ranges": [
+                [{"subnet": "10.2.0.0/24", "rangeStart": "10.2.0.10", "rangeEnd": "10.2.0.19",
+                  "gateway": "10.2.0.1", "exclude": ["10.2.0.12/31", "10.2.0.13/32"]}],
+                [{"subnet": "fd00::/120"}]]}"#,
+            None,
+        )
+        .unwrap();
+        // 10 addresses less 2 excluded; then fd00::1-fd00::ff less its gateway fd00::1.
+        assert_eq!(ranges.pool_size(), 8 + 254);
+    }
 
     #[test]
     fn defaults_follow_host_local() {

@@ -59,6 +59,8 @@ pub struct Metrics {
     pub gc_failures: u64,
     /// Gauges, as last read from the stateDir.
     pub ipam_in_use: BTreeMap<String, u64>,
+    /// The addresses each `plexus-ipam` network can give out, by network name.
+    pub ipam_pool: BTreeMap<String, u64>,
     pub dhcp_alive: u64,
     pub attachments: u64,
 }
@@ -183,6 +185,19 @@ impl Metrics {
             "plexus_policy_invocation_seconds",
             "Wall time of plugin invocations, per policy they ran.",
             &self.policy_seconds,
+        );
+        let pool: BTreeMap<Labels, u64> = self
+            .ipam_pool
+            .iter()
+            .map(|(network, size)| (vec![("network", network.clone())], *size))
+            .collect();
+        family(
+            &mut out,
+            "plexus_ipam_pool_addresses",
+            "gauge",
+            "Addresses a plexus-ipam network's ranges can give out (less gateways and exclusions), per network.",
+            "",
+            &pool,
         );
         let in_use: BTreeMap<Labels, u64> = self
             .ipam_in_use
@@ -367,6 +382,7 @@ mod tests {
         metrics.record(&record("ADD", None, &["net-a"], 3_000));
         metrics.record(&record("ADD", Some(102), &[], 1_000));
         metrics.ipam_in_use.insert("net-a".into(), 2);
+        metrics.ipam_pool.insert("net-a".into(), 253);
         let text = metrics.render();
         for line in [
             "# TYPE plexus_invocations counter",
@@ -383,6 +399,7 @@ mod tests {
             r#"plexus_invocation_seconds_sum{command="ADD"} 0.024"#,
             r#"plexus_delegate_seconds_sum{command="ADD"} 0.012"#,
             r#"plexus_ipam_addresses_in_use{network="net-a"} 2"#,
+            r#"plexus_ipam_pool_addresses{network="net-a"} 253"#,
             "plexus_gc_sweeps_total 0",
             "plexus_attachments_recorded 0",
         ] {

@@ -19,6 +19,7 @@ use std::thread;
 use std::time::Duration;
 
 use plexus_ipam_store::{FileStore, Store, StoreError};
+use plexus_policy_sdk::ipam::Ranges;
 use tracing::{info, warn};
 
 use crate::dhcp_process::{self, DhcpProcessError, Restored};
@@ -26,6 +27,9 @@ use crate::state::StateLayout;
 pub use gc::GcOptions;
 use metrics::Metrics;
 use reader::TraceReader;
+
+/// The IPAM plugin whose pools the agent reports.
+const IPAM_PLUGIN: &str = "plexus-ipam";
 
 /// Where a `plexus-ipam` allocation lives in its network's store (the SDK's `ip/` keys).
 const IPAM_ADDRESS_PREFIX: &str = "ip/";
@@ -38,6 +42,9 @@ pub struct AgentOptions {
     pub interval: Duration,
     /// Where restored DHCP servers log.
     pub log_file: Option<PathBuf>,
+    /// The plexus configuration's `networksDir`, where the pool of each `plexus-ipam`
+    /// network is read from; without it no pool size is reported.
+    pub networks_dir: Option<PathBuf>,
     /// Garbage collection against the container runtime, when its socket is given.
     pub gc: Option<GcOptions>,
 }
@@ -62,6 +69,7 @@ pub enum AgentError {
 #[derive(Debug)]
 pub struct Agent {
     layout: StateLayout,
+    networks_dir: Option<PathBuf>,
     state: Mutex<AgentState>,
 }
 
@@ -72,9 +80,10 @@ struct AgentState {
 }
 
 impl Agent {
-    pub fn new(layout: StateLayout) -> Self {
+    pub fn new(layout: StateLayout, networks_dir: Option<PathBuf>) -> Self {
         Agent {
             layout,
+            networks_dir,
             state: Mutex::new(AgentState::default()),
         }
     }
@@ -104,6 +113,9 @@ impl Agent {
         metrics.attachments = count_attachments(&self.layout);
         metrics.dhcp_alive = count_dhcp_alive(&self.layout);
         metrics.ipam_in_use = ipam_in_use(&self.layout);
+        if let Some(dir) = &self.networks_dir {
+            metrics.ipam_pool = ipam_pools(dir);
+        }
     }
 
     /// One GC sweep, counted in the metrics.
@@ -128,7 +140,7 @@ impl Agent {
 pub fn run(options: &AgentOptions) -> Result<(), AgentError> {
     let layout = StateLayout::new(&options.state_dir);
     restore_dhcp(&layout, options.log_file.as_deref())?;
-    let agent = Arc::new(Agent::new(layout));
+    let agent = Arc::new(Agent::new(layout, options.networks_dir.clone()));
     let listener = server::bind(options.metrics_addr).map_err(|source| AgentError::Bind {
         addr: options.metrics_addr,
         source,
@@ -213,9 +225,40 @@ fn count_dhcp_alive(layout: &StateLayout) -> u64 {
         .count() as u64
 }
 
-/// Addresses held (not released) per network of `plexus-ipam`'s file store. The pool's
-/// size is not reported: it is in the delegate network files, which only the plugin's
-/// configuration names.
+/// The size of each `plexus-ipam` network's pool (see `Ranges::pool_size`), by network
+/// name, from the network files in `dir`: every plugin whose `ipam` is `plexus-ipam`.
+/// A file or an `ipam` object that does not parse is left out (the plugin reports it to
+/// the pod that asks for it).
+fn ipam_pools(dir: &Path) -> std::collections::BTreeMap<String, u64> {
+    let mut pools = std::collections::BTreeMap::new();
+    let networks = match crate::networks::scan(dir) {
+        Ok(networks) => networks,
+        Err(error) => {
+            warn!(%error, "cannot read the networks for their plexus-ipam pools");
+            return pools;
+        }
+    };
+    for network in &networks.usable {
+        let size: u128 = network
+            .config
+            .plugins
+            .iter()
+            .filter_map(|plugin| plugin.get("ipam"))
+            .filter(|ipam| ipam.get("type").and_then(|kind| kind.as_str()) == Some(IPAM_PLUGIN))
+            .filter_map(|ipam| Ranges::parse(&ipam.to_string(), None).ok())
+            .map(|ranges| ranges.pool_size())
+            .sum();
+        if size > 0 {
+            pools.insert(
+                network.config.name.clone(),
+                u64::try_from(size).unwrap_or(u64::MAX),
+            );
+        }
+    }
+    pools
+}
+
+/// Addresses held (not released) per network of `plexus-ipam`'s file store.
 fn ipam_in_use(layout: &StateLayout) -> std::collections::BTreeMap<String, u64> {
     let mut in_use = std::collections::BTreeMap::new();
     let Ok(entries) = fs::read_dir(layout.ipam_dir()) else {

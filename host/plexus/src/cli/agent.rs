@@ -23,6 +23,10 @@ pub struct AgentArgs {
     /// Seconds between two rounds of reading the trace and the stateDir.
     #[arg(long, default_value_t = 10)]
     interval: u64,
+    /// The plexus configuration's `networksDir` (where install puts it: the runtime's
+    /// conf dir): with it, the size of each `plexus-ipam` network's pool is reported.
+    #[arg(long)]
+    networks_dir: Option<PathBuf>,
     /// The container runtime's CRI socket (containerd: /run/containerd/containerd.sock):
     /// with it, the agent tears down the attachments of sandboxes the runtime no longer
     /// lists; without it, it collects nothing.
@@ -50,6 +54,7 @@ pub fn run(args: &AgentArgs) -> CliResult {
         metrics_addr: args.metrics_addr,
         interval: Duration::from_secs(args.interval.max(1)),
         log_file: args.log_file.clone(),
+        networks_dir: args.networks_dir.clone(),
         gc: args.cri_socket.as_ref().map(|socket| agent::GcOptions {
             cri_socket: socket.clone(),
             grace: Duration::from_secs(args.grace),
