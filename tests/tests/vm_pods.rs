@@ -1009,3 +1009,32 @@ fn a_vm_gets_ipv4_and_ipv6_from_a_dual_stack_network() {
     bench.invoke("DEL", "vm6", "eth0", &args, &config).ok();
     bench.assert_clean();
 }
+
+/// `plexus agent` restarts, as it starts, the DHCP servers of VM NICs a node lost, and
+/// counts them; the servers it starts outlive it (they are the pods', not the agent's).
+#[test]
+fn the_agent_restarts_lost_dhcp_servers_when_it_starts() {
+    let (bench, args, config, _) = one_nic_vm_pod("vm9", json!({"mode": "always"}));
+    assert_eq!(dhcp_servers_for("vm9"), 1);
+    kill_every_dhcp_process("vm9");
+
+    let agent = plexus_tests::prometheus::Agent::start(
+        &bench.node,
+        &bench.state_dir(),
+        bench.dir.path().join("agent.log"),
+    );
+    wait_for("the agent to restart the lost server", TIMEOUT, || {
+        dhcp_servers_for("vm9") == 1
+    });
+    wait_for("the agent to count it", TIMEOUT, || {
+        agent
+            .metrics()
+            .is_ok_and(|text| text.lines().any(|l| l == "plexus_vm_dhcp_servers_alive 1"))
+    });
+    drop(agent);
+    assert_eq!(dhcp_servers_for("vm9"), 1, "the server outlives the agent");
+
+    bench.invoke("DEL", "vm9", "eth0", &args, &config).ok();
+    bench.assert_clean();
+    assert_eq!(dhcp_servers_for("vm9"), 0);
+}
