@@ -1,7 +1,8 @@
 //! The agent's GC against a real container runtime (containerd 1.6's CRI, run by the
 //! test in the bench's node namespace): attachments Plexus recorded for a sandbox the
 //! runtime does not list are torn down after the grace period; those of a listed
-//! sandbox, and a record younger than the grace period, are never touched.
+//! sandbox, and those of a pod being made (not listed yet, its record younger than the
+//! grace period), are never touched.
 
 use std::fs;
 use std::time::Duration;
@@ -137,6 +138,50 @@ fn gc_tears_down_what_the_runtime_no_longer_lists_and_nothing_else() {
         "{metrics}"
     );
     drop(agent);
+
+    // A pod being made: its record is written before the runtime lists its sandbox (the
+    // runtime lists it once its network is up). An agent sweeping meanwhile leaves it
+    // alone for the grace period, however many sweeps it makes.
+    let newborn_ns = Netns::new("newborn");
+    let newborn_path = newborn_ns.path().display().to_string();
+    let newborn = [
+        ("CNI_CONTAINERID", "newborn"),
+        ("CNI_NETNS", newborn_path.as_str()),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_ARGS", args.as_str()),
+    ];
+    let agent = Agent::start_with(
+        &bench.node,
+        &bench.state_dir(),
+        bench.dir.path().join("agent-2.log"),
+        &[
+            "--cri-socket",
+            &socket,
+            "--grace",
+            "60",
+            "--cni-path",
+            "/usr/lib/cni",
+        ],
+    );
+    bench.invoke_with("ADD", &config, &newborn).ok();
+    let then = sweeps(&agent.metrics().expect("metrics")).unwrap_or(0);
+    poll(
+        Duration::from_secs(30),
+        "three sweeps after the new pod's ADD",
+        || (sweeps(&agent.metrics().ok()?)? >= then + 3).then_some(()),
+        || agent.log(),
+    );
+    assert_eq!(newborn_ns.links().len(), 3, "{:?}", newborn_ns.links());
+    assert_eq!(bench.records().len(), 3, "{:?}", bench.records());
+    let metrics = agent.metrics().expect("metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "plexus_gc_freed_attachments_total 0"),
+        "{metrics}"
+    );
+    drop(agent);
+    bench.invoke_with("DEL", &config, &newborn).ok();
 
     for (id, netns) in &pods[..2] {
         let path = netns.path().display().to_string();
