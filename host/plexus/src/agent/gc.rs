@@ -10,6 +10,7 @@
 //! teardown takes the container's lock, as every plugin invocation does.
 
 use std::collections::{HashMap, HashSet};
+use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,7 +19,7 @@ use tracing::{info, warn};
 
 use super::metrics::Metrics;
 use crate::plugin;
-use crate::state::{Record, StateStore};
+use crate::state::{Record, StateLayout, StateStore};
 
 /// How the agent collects.
 #[derive(Debug, Clone)]
@@ -86,8 +87,9 @@ impl Collector {
             // just recorded the pod, and the runtime may list it by now.
             let client = &self.client;
             let grace = self.options.grace;
+            let layout = store.layout();
             let confirm =
-                |records: &[Record]| !any_younger(records, grace) && still_gone(client, id);
+                |records: &[Record]| !any_younger(records, grace, layout) && still_gone(client, id);
             match plugin::collect_container(store, id, delegates, confirm) {
                 Ok(0) => {}
                 Ok(freed) => {
@@ -105,14 +107,19 @@ impl Collector {
     }
 }
 
-/// Whether a record is younger than `grace` (a pod being made now).
-fn any_younger(records: &[Record], grace: Duration) -> bool {
+/// Whether a record is younger than `grace` (a pod being made now): counted from when
+/// its ADD began and from when its file was last written, whichever is later, so that an
+/// ADD that took longer than `grace` is not collected in the moment between its answer
+/// and the runtime listing its sandbox.
+fn any_younger(records: &[Record], grace: Duration, layout: &StateLayout) -> bool {
+    let now = SystemTime::now();
     records.iter().any(|record| {
-        SystemTime::now()
-            .duration_since(record.created)
-            .is_ok_and(|age| age < grace)
-            // A creation time in the future is a clock that moved: not old enough.
-            || SystemTime::now() < record.created
+        let saved = fs::metadata(layout.record(&record.container_id, &record.ifname))
+            .and_then(|metadata| metadata.modified())
+            .unwrap_or(record.created);
+        let newest = record.created.max(saved);
+        // A time in the future is a clock that moved: not old enough.
+        now.duration_since(newest).is_ok_and(|age| age < grace) || now < newest
     })
 }
 
@@ -124,5 +131,44 @@ fn still_gone(client: &CriClient, id: &str) -> bool {
             warn!(%error, "GC: cannot list the runtime's sandboxes again; nothing collected");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::File;
+    use std::time::Duration;
+
+    use plexus_cni::CniVersion;
+
+    use super::*;
+
+    /// A record whose ADD began an hour ago is still young while its file was written
+    /// within the grace period (an ADD that took long, just answered), and old once
+    /// both are.
+    #[test]
+    fn a_record_is_young_until_both_its_start_and_its_last_save_are_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        let record = Record {
+            created: hour_ago,
+            container_id: "c1".into(),
+            ifname: "eth0".into(),
+            netns: None,
+            cni_version: CniVersion::V1_1_0,
+            attachments: Vec::new(),
+            network_status: Vec::new(),
+        };
+        store.save(&record).unwrap();
+        let grace = Duration::from_secs(60);
+        let records = [record];
+        assert!(any_younger(&records, grace, store.layout()));
+        let file = File::options()
+            .write(true)
+            .open(store.layout().record("c1", "eth0"))
+            .unwrap();
+        file.set_modified(hour_ago).unwrap();
+        assert!(!any_younger(&records, grace, store.layout()));
     }
 }
