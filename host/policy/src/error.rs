@@ -1,7 +1,7 @@
 use std::io;
 use std::time::Duration;
 
-use crate::PolicyKind;
+use crate::{PolicyKind, Toolchain};
 
 /// Why a policy could not be loaded or did not produce an answer.
 ///
@@ -64,11 +64,18 @@ pub enum PolicyError {
     Timeout { policy: String, limit: Duration },
 
     /// The policy wanted more linear memory than [`Limits::memory_bytes`](crate::Limits::memory_bytes).
+    /// `toolchain` is the interpreter the policy carries, if it is known to need more
+    /// memory than a Rust policy: the message then says how much.
     #[error(
-        "policy {policy} ran out of memory: it wanted more than its memory limit of {} MiB",
-        limit / (1 << 20)
+        "policy {policy} ran out of memory: it wanted more than its memory limit of {} MiB{}",
+        limit / (1 << 20),
+        memory_hint(*toolchain)
     )]
-    MemoryLimit { policy: String, limit: usize },
+    MemoryLimit {
+        policy: String,
+        limit: usize,
+        toolchain: Option<Toolchain>,
+    },
 
     /// The policy exhausted its wasm stack, typically by unbounded recursion.
     #[error("policy {policy} overflowed its stack (unbounded recursion?)")]
@@ -128,4 +135,19 @@ fn scaffold_kind(kind: PolicyKind) -> &'static str {
         PolicyKind::Merger => "merge",
         PolicyKind::Ipam => "ipam",
     }
+}
+
+/// What a policy of `toolchain` needs, after a memory-limit error.
+fn memory_hint(toolchain: Option<Toolchain>) -> String {
+    let Some(toolchain) = toolchain else {
+        return String::new();
+    };
+    let language = match toolchain {
+        Toolchain::Python => "Python",
+        Toolchain::JavaScript => "JavaScript",
+    };
+    format!(
+        "; {language} policies need policyMemoryMiB of at least {}",
+        toolchain.min_memory_mib()
+    )
 }

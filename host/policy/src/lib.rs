@@ -39,8 +39,10 @@
 //! # The compile cache
 //! Compiling a component takes far longer than running it, so a runtime given a cache
 //! directory keeps each policy's machine code there, keyed by the sha256 of the `.wasm`
-//! and by the engine (wasmtime version and settings). See [`PolicyRuntime::new`] for
-//! the conditions a directory must meet.
+//! and by the engine (wasmtime version and settings), and maps it into memory when the
+//! policy is loaded. A policy file that has not changed since it was last hashed (same
+//! device, inode, size, modification and change time) is not read again. See
+//! [`PolicyRuntime::new`] for the conditions a directory must meet.
 
 mod cache;
 mod error;
@@ -49,7 +51,9 @@ mod policy;
 mod runtime;
 mod sandbox;
 mod source;
+mod stamp;
 mod store_access;
+mod toolchain;
 pub mod types;
 mod wit;
 
@@ -60,6 +64,7 @@ pub use error::PolicyError;
 pub use policy::{AnyPolicy, Ipam, Merger, Policy, PolicyHandle, Selector, world};
 pub use runtime::{PolicyInfo, PolicyRuntime};
 pub use source::PolicySource;
+pub use toolchain::Toolchain;
 pub use wit::WIT_VERSIONS;
 
 /// This host's version: the Plexus version, which a policy's `min-host-version` is

@@ -11,7 +11,7 @@ use crate::types::{
     Attachment, CniResult, GcRequest, IpamRequest, MergeRequest, PolicyMetadata, SelectRequest,
 };
 use crate::wit::{IpamCall, IpamPre, MergerPre, SelectorPre, WitVersion};
-use crate::{PolicyError, PolicyKind};
+use crate::{PolicyError, PolicyKind, Toolchain};
 
 /// The worlds a [`Policy`] can implement, as types: `Policy<world::Selector>` is a
 /// [`Selector`].
@@ -125,6 +125,8 @@ pub(crate) struct Common {
     pub(crate) name: String,
     pub(crate) sha256: String,
     pub(crate) from_cache: bool,
+    /// The interpreter it carries, if it is known to need more memory than Rust.
+    pub(crate) toolchain: Option<Toolchain>,
     pub(crate) version: WitVersion,
     pub(crate) metadata: Option<PolicyMetadata>,
 }
@@ -226,7 +228,7 @@ impl Selector {
         request: &SelectRequest,
     ) -> Result<Vec<Attachment>, PolicyError> {
         let pre: &SelectorPre = &self.pre;
-        let answer = runtime.call(self.name(), pre.engine(), |store| {
+        let answer = runtime.call(self.name(), self.common.toolchain, pre.engine(), |store| {
             pre.select(store, request)
         })?;
         answer.map_err(|message| self.rejected(message))
@@ -243,7 +245,9 @@ impl Merger {
         request: &MergeRequest,
     ) -> Result<CniResult, PolicyError> {
         let pre: &MergerPre = &self.pre;
-        let answer = runtime.call(self.name(), pre.engine(), |store| pre.merge(store, request))?;
+        let answer = runtime.call(self.name(), self.common.toolchain, pre.engine(), |store| {
+            pre.merge(store, request)
+        })?;
         answer.map_err(|message| self.rejected(message))
     }
 }
@@ -309,6 +313,7 @@ impl Ipam {
         let pre: &IpamPre = &self.pre;
         let (result, access) = runtime.call_with_store(
             self.name(),
+            self.common.toolchain,
             pre.engine(),
             Some(StoreAccess::new(store)),
             |store| pre.call(store, call),

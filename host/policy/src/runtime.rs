@@ -1,9 +1,10 @@
 use std::borrow::Cow;
-use std::fs;
+use std::fs::File;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use semver::Version;
 use serde::Serialize;
@@ -15,10 +16,11 @@ use wasmtime::{Config, Engine, Store};
 use crate::cache::Cache;
 use crate::policy::{AnyPolicy, Common, PolicyHandle};
 use crate::sandbox::{self, Sandbox};
+use crate::stamp::FileStamp;
 use crate::store_access::StoreAccess;
 use crate::types::PolicyMetadata;
 use crate::wit::{IpamPre, MergerPre, SelectorPre, WitVersion};
-use crate::{HOST_VERSION, Limits, PolicyError, PolicyKind, PolicySource};
+use crate::{HOST_VERSION, Limits, PolicyError, PolicyKind, PolicySource, Toolchain};
 
 /// How often the epoch advances: the granularity of the time limit.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -93,8 +95,10 @@ impl PolicyRuntime {
     /// Loads a policy: from the compile cache when it holds this exact `.wasm` (by
     /// sha256) compiled by this engine, else compiled now and stored in the cache.
     ///
-    /// A file is read and hashed on every load, so a `.wasm` replaced on disk takes
-    /// effect on the next load. A cache that cannot be written only costs a warning.
+    /// A `.wasm` replaced or rewritten on disk takes effect on the next load: a file is
+    /// read and hashed unless the cache knows its sha256 from a load since which the file
+    /// has not changed (its device, inode, size, modification and change time are the
+    /// same). A cache that cannot be written only costs a warning.
     ///
     /// A policy of a version that has `metadata` (0.2.0 on) is called once here to read
     /// it, and refused if it needs a newer Plexus than [`HOST_VERSION`].
@@ -103,9 +107,29 @@ impl PolicyRuntime {
     /// [`Merger`](crate::Merger), [`Ipam`](crate::Ipam)): a policy of another is refused
     /// with [`PolicyError::WrongWorld`]. [`AnyPolicy`] takes whichever it is.
     pub fn load<P: PolicyHandle>(&self, source: &PolicySource) -> Result<P, PolicyError> {
-        let wasm = Wasm::read(source)?;
-        let (component, from_cache) = self.component(&wasm, Caching::Store)?;
-        P::from_any(self.policy(wasm, &component, from_cache)?)
+        // What every CNI invocation pays for a policy compiled before: no read of the
+        // `.wasm` when its sha256 is known, the artifact mapped, not read.
+        if let Some(cache) = &self.cache {
+            let name = source.to_string();
+            let sha256 = match source {
+                PolicySource::Builtin { sha256, .. } => Some(Cow::Borrowed(*sha256)),
+                PolicySource::File(path) => cache.source_digest(path).map(Cow::Owned),
+            };
+            if let Some(sha256) = sha256
+                && let Some(cached) = cache.load(&self.engine, &name, &sha256)
+            {
+                debug!(policy = %name, "loaded compiled policy from the cache");
+                let compiled = Compiled {
+                    component: cached.component,
+                    toolchain: cached.toolchain,
+                    from_cache: true,
+                };
+                return P::from_any(self.policy(name, sha256.into_owned(), &compiled)?);
+            }
+        }
+        let wasm = self.read(source)?;
+        let compiled = self.component(&wasm, Caching::Store)?;
+        P::from_any(self.policy(wasm.name, wasm.sha256.into_owned(), &compiled)?)
     }
 
     /// Compiles a policy into the compile cache (`plexus policy compile`) and returns
@@ -115,14 +139,14 @@ impl PolicyRuntime {
     /// for `load`, so are a component that is not a policy and a policy that needs a
     /// newer Plexus.
     pub fn precompile(&self, source: &PolicySource) -> Result<PathBuf, PolicyError> {
-        let wasm = Wasm::read(source)?;
+        let wasm = self.read(source)?;
         let cache = self.cache.as_ref().ok_or_else(|| PolicyError::Cache {
             policy: wasm.name.clone(),
             reason: "no usable cache directory".to_owned(),
         })?;
         let path = cache.artifact_path(&wasm.sha256);
-        let (component, from_cache) = self.component(&wasm, Caching::MustStore)?;
-        self.policy(wasm, &component, from_cache)?;
+        let compiled = self.component(&wasm, Caching::MustStore)?;
+        self.policy(wasm.name, wasm.sha256.into_owned(), &compiled)?;
         Ok(path)
     }
 
@@ -135,11 +159,11 @@ impl PolicyRuntime {
     /// reason in [`PolicyInfo::refused`]; any other invalid policy is an error, as for
     /// [`load`](Self::load).
     pub fn inspect(&self, source: &PolicySource) -> Result<PolicyInfo, PolicyError> {
-        let wasm = Wasm::read(source)?;
-        let (component, from_cache) = self.component(&wasm, Caching::ReadOnly)?;
-        let (linked, metadata) = self.link(&wasm.name, &component)?;
+        let wasm = self.read(source)?;
+        let compiled = self.component(&wasm, Caching::ReadOnly)?;
+        let (linked, metadata) = self.link(&wasm.name, &compiled)?;
         let (kind, version) = linked.identity();
-        let component_type = component.component_type();
+        let component_type = compiled.component.component_type();
         let imports = component_type.imports(&self.engine);
         let exports = component_type.exports(&self.engine);
         Ok(PolicyInfo {
@@ -157,21 +181,36 @@ impl PolicyRuntime {
             }),
             metadata,
             cached: match &self.cache {
-                Some(cache) if from_cache => Some(cache.artifact_path(&wasm.sha256)),
+                Some(cache) if compiled.from_cache => Some(cache.artifact_path(&wasm.sha256)),
                 _ => None,
             },
             policy: wasm.name,
         })
     }
 
-    /// The compiled component and whether it came from the cache, which `caching` says
-    /// what to do with.
-    fn component(&self, wasm: &Wasm, caching: Caching) -> Result<(Component, bool), PolicyError> {
+    /// Reads a policy's `.wasm`, and lets the cache remember the file's sha256.
+    fn read(&self, source: &PolicySource) -> Result<Wasm, PolicyError> {
+        let wasm = Wasm::read(source)?;
+        if let (Some(cache), PolicySource::File(path), Some((stamp, taken_at))) =
+            (&self.cache, source, wasm.stamp)
+        {
+            cache.remember_source(path, stamp, taken_at, &wasm.sha256);
+        }
+        Ok(wasm)
+    }
+
+    /// The compiled component, from the cache or compiled now; `caching` says what to do
+    /// with the cache.
+    fn component(&self, wasm: &Wasm, caching: Caching) -> Result<Compiled, PolicyError> {
         if let Some(cache) = &self.cache
-            && let Some(component) = cache.load(&self.engine, &wasm.name, &wasm.sha256)
+            && let Some(cached) = cache.load(&self.engine, &wasm.name, &wasm.sha256)
         {
             debug!(policy = %wasm.name, "loaded compiled policy from the cache");
-            return Ok((component, true));
+            return Ok(Compiled {
+                component: cached.component,
+                toolchain: cached.toolchain,
+                from_cache: true,
+            });
         }
         let started = Instant::now();
         let component =
@@ -179,10 +218,11 @@ impl PolicyRuntime {
                 policy: wasm.name.clone(),
                 reason: format!("{error:#}{}", not_a_component_hint(&wasm.bytes)),
             })?;
-        debug!(policy = %wasm.name, elapsed = ?started.elapsed(), "compiled policy");
+        let toolchain = Toolchain::detect(&wasm.bytes);
+        debug!(policy = %wasm.name, elapsed = ?started.elapsed(), ?toolchain, "compiled policy");
         if let Some(cache) = &self.cache
             && caching != Caching::ReadOnly
-            && let Err(reason) = cache.store(&wasm.sha256, &component)
+            && let Err(reason) = cache.store(&wasm.sha256, &component, toolchain)
         {
             if caching == Caching::MustStore {
                 return Err(PolicyError::Cache {
@@ -192,24 +232,29 @@ impl PolicyRuntime {
             }
             warn!(policy = %wasm.name, %reason, "cannot cache the compiled policy");
         }
-        Ok((component, false))
+        Ok(Compiled {
+            component,
+            toolchain,
+            from_cache: false,
+        })
     }
 
     /// A policy this host runs: [`link`](Self::link)ed, with its metadata checked.
     fn policy(
         &self,
-        wasm: Wasm,
-        component: &Component,
-        from_cache: bool,
+        name: String,
+        sha256: String,
+        compiled: &Compiled,
     ) -> Result<AnyPolicy, PolicyError> {
-        let (exports, metadata) = self.link(&wasm.name, component)?;
+        let (exports, metadata) = self.link(&name, compiled)?;
         if let Some(metadata) = &metadata {
-            check_metadata(&wasm.name, metadata, &self.host_version)?;
+            check_metadata(&name, metadata, &self.host_version)?;
         }
         let common = Common {
-            name: wasm.name,
-            sha256: wasm.sha256.into_owned(),
-            from_cache,
+            name,
+            sha256,
+            from_cache: compiled.from_cache,
+            toolchain: compiled.toolchain,
             version: exports.identity().1,
             metadata,
         };
@@ -222,8 +267,13 @@ impl PolicyRuntime {
     fn link(
         &self,
         policy: &str,
-        component: &Component,
+        compiled: &Compiled,
     ) -> Result<(Exports, Option<PolicyMetadata>), PolicyError> {
+        let Compiled {
+            component,
+            toolchain,
+            ..
+        } = compiled;
         let invalid = |reason: String| PolicyError::Invalid {
             policy: policy.to_owned(),
             reason,
@@ -269,7 +319,7 @@ impl PolicyRuntime {
                 let pre = SelectorPre::new(pre, version).map_err(link_error)?;
                 let metadata = pre
                     .metadata()
-                    .map(|call| self.call(policy, pre.engine(), call))
+                    .map(|call| self.call(policy, *toolchain, pre.engine(), call))
                     .transpose()?;
                 (Exports::Selector(pre), metadata)
             }
@@ -277,7 +327,7 @@ impl PolicyRuntime {
                 let pre = MergerPre::new(pre, version).map_err(link_error)?;
                 let metadata = pre
                     .metadata()
-                    .map(|call| self.call(policy, pre.engine(), call))
+                    .map(|call| self.call(policy, *toolchain, pre.engine(), call))
                     .transpose()?;
                 (Exports::Merger(pre), metadata)
             }
@@ -291,20 +341,24 @@ impl PolicyRuntime {
                         ))
                     })?
                     .map_err(link_error)?;
-                let metadata = self.call(policy, pre.engine(), pre.metadata())?;
+                let metadata = self.call(policy, *toolchain, pre.engine(), pre.metadata())?;
                 (Exports::Ipam(pre), Some(metadata))
             }
         })
     }
 
     /// Runs `call` in a fresh sandbox and turns whatever stopped it into a [`PolicyError`].
+    /// `toolchain` is the interpreter the policy carries, if known, for what a memory
+    /// limit error says.
     pub(crate) fn call<R>(
         &self,
         policy: &str,
+        toolchain: Option<Toolchain>,
         engine: &Engine,
         call: impl FnOnce(&mut Store<Sandbox>) -> wasmtime::Result<R>,
     ) -> Result<R, PolicyError> {
-        self.call_with_store(policy, engine, None, call).0
+        self.call_with_store(policy, toolchain, engine, None, call)
+            .0
     }
 
     /// [`call`](Self::call), in a sandbox that reaches the address store `ipam`; also
@@ -312,6 +366,7 @@ impl PolicyRuntime {
     pub(crate) fn call_with_store<R>(
         &self,
         policy: &str,
+        toolchain: Option<Toolchain>,
         engine: &Engine,
         ipam: Option<StoreAccess>,
         call: impl FnOnce(&mut Store<Sandbox>) -> wasmtime::Result<R>,
@@ -341,7 +396,8 @@ impl PolicyRuntime {
             debug!(policy, %stderr, "policy wrote to stderr");
         }
         debug!(policy, elapsed = ?started.elapsed(), ok = result.is_ok(), "policy call finished");
-        let result = result.map_err(|error| sandbox.failure(policy, &error, &self.limits));
+        let result =
+            result.map_err(|error| sandbox.failure(policy, toolchain, &error, &self.limits));
         (result, sandbox.take_ipam())
     }
 }
@@ -412,6 +468,8 @@ struct Wasm {
     name: String,
     bytes: Cow<'static, [u8]>,
     sha256: Cow<'static, str>,
+    /// A file's stamp before it was read, and when it was taken.
+    stamp: Option<(FileStamp, SystemTime)>,
 }
 
 impl Wasm {
@@ -422,9 +480,20 @@ impl Wasm {
                 name,
                 bytes: Cow::Borrowed(wasm),
                 sha256: Cow::Borrowed(sha256),
+                stamp: None,
             },
             PolicySource::File(path) => {
-                let bytes = fs::read(path).map_err(|source| PolicyError::Read {
+                let read = || -> io::Result<_> {
+                    // Before the stamp: see `FileStamp::settled`.
+                    let taken_at = SystemTime::now();
+                    let mut file = File::open(path)?;
+                    let metadata = file.metadata()?;
+                    let mut bytes =
+                        Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+                    file.read_to_end(&mut bytes)?;
+                    Ok((bytes, (FileStamp::of(&metadata), taken_at)))
+                };
+                let (bytes, stamp) = read().map_err(|source| PolicyError::Read {
                     policy: name.clone(),
                     source,
                 })?;
@@ -433,10 +502,18 @@ impl Wasm {
                     name,
                     bytes: Cow::Owned(bytes),
                     sha256: Cow::Owned(sha256),
+                    stamp: Some(stamp),
                 }
             }
         })
     }
+}
+
+/// A compiled policy, whence it came, and what made it.
+struct Compiled {
+    component: Component,
+    toolchain: Option<Toolchain>,
+    from_cache: bool,
 }
 
 /// What [`PolicyRuntime::inspect`] tells about a policy. Serializes with kebab-case keys.

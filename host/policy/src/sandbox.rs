@@ -13,7 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::output::OutputTail;
 use crate::store_access::{StoreAccess, wit as store};
-use crate::{Limits, PolicyError};
+use crate::{Limits, PolicyError, Toolchain};
 
 /// Bytes of a guest's stdout and stderr kept (the tail) for logs and panic messages.
 const CAPTURED_OUTPUT: usize = 64 * 1024;
@@ -106,10 +106,12 @@ impl Sandbox {
         })
     }
 
-    /// Turns the error that ended a call into the reason a user can act on.
+    /// Turns the error that ended a call into the reason a user can act on; `toolchain`,
+    /// the interpreter the policy carries if known, says what memory it needs.
     pub(crate) fn failure(
         &self,
         policy: &str,
+        toolchain: Option<Toolchain>,
         error: &wasmtime::Error,
         limits: &Limits,
     ) -> PolicyError {
@@ -127,6 +129,7 @@ impl Sandbox {
             return PolicyError::MemoryLimit {
                 policy,
                 limit: limits.memory_bytes,
+                toolchain,
             };
         }
         if trap == Some(&Trap::StackOverflow) {
