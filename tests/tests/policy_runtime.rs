@@ -4,9 +4,10 @@
 //! 0.2.0; the built-ins are 0.3.0).
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use plexus_policy::types::{
     Attachment, CniResult, DelegateResult, Dns, Interface, IpConfig, MergeRequest, Network, Pod,
@@ -154,6 +155,46 @@ fn unbounded_allocation_hits_the_memory_limit() {
         "{error}"
     );
     assert!(error.to_string().contains("out of memory"), "{error}");
+}
+
+#[test]
+fn a_javascript_policy_out_of_memory_is_told_what_it_needs() {
+    // ALLOC_UNBOUNDED marked as ComponentizeJS marks what it makes: a `producers`
+    // section saying `language: JavaScript`.
+    let mut producers = vec![1, 8];
+    producers.extend_from_slice(b"language");
+    producers.extend_from_slice(&[1, 10]);
+    producers.extend_from_slice(b"JavaScript");
+    producers.push(0);
+    let mut section = vec![9];
+    section.extend_from_slice(b"producers");
+    section.extend(producers);
+    let mut wasm = fs::read(env!("POLICY_ALLOC_UNBOUNDED")).unwrap();
+    wasm.extend(custom_section_header(section.len()));
+    wasm.extend(section);
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("greedy.wasm");
+    fs::write(&path, wasm).unwrap();
+
+    // Compiled now, then from the cache: the toolchain is kept with the artifact.
+    let cache = tmp.path().join("cache");
+    for from_cache in [false, true] {
+        let runtime = cached_runtime(&cache);
+        let policy = runtime
+            .load::<Selector>(&PolicySource::File(path.clone()))
+            .unwrap();
+        assert_eq!(policy.from_cache(), from_cache);
+        let error = policy.select(&runtime, &request()).unwrap_err();
+        assert!(
+            error.to_string().ends_with(
+                "memory limit of 64 MiB; JavaScript policies need policyMemoryMiB of at least 32"
+            ),
+            "{error}"
+        );
+    }
+    // A Rust policy is told nothing more.
+    let error = hostile(&runtime(), env!("POLICY_ALLOC_UNBOUNDED"));
+    assert!(error.to_string().ends_with("of 64 MiB"), "{error}");
 }
 
 #[test]
@@ -378,10 +419,16 @@ fn precompile_fills_the_cache() {
 /// Damages the artifact of `PICK_FIRST` with `damage`, then checks that the next load
 /// recompiles, works, and repairs the cache.
 fn survives_damage(damage: impl FnOnce(&Path)) {
+    survives_damage_after(|_| {}, damage);
+}
+
+/// [`survives_damage`], with `before` done to the sound artifact first.
+fn survives_damage_after(before: impl FnOnce(&Path), damage: impl FnOnce(&Path)) {
     let tmp = tempfile::tempdir().unwrap();
     let runtime = cached_runtime(tmp.path());
     let policy = source(env!("POLICY_PICK_FIRST"));
     let artifact = runtime.precompile(&policy).unwrap();
+    before(&artifact);
     damage(&artifact);
 
     let recompiled = runtime.load::<Selector>(&policy).unwrap();
@@ -415,6 +462,153 @@ fn a_truncated_artifact_is_recompiled() {
 #[test]
 fn an_empty_artifact_is_recompiled() {
     survives_damage(|artifact| fs::write(artifact, b"").unwrap());
+}
+
+/// Flips bytes in the middle of `artifact`, in place: its size stays the same.
+fn flip_in_place(artifact: &Path) {
+    let mut file = fs::OpenOptions::new().write(true).open(artifact).unwrap();
+    let middle = fs::metadata(artifact).unwrap().len() / 2;
+    file.seek(SeekFrom::Start(middle)).unwrap();
+    file.write_all(&[0x5a; 64]).unwrap();
+}
+
+#[test]
+fn an_artifact_trusted_by_its_stamp_and_then_damaged_in_place_is_recompiled() {
+    survives_damage_after(
+        |artifact| {
+            // Settled and loaded twice: checked whole once, then by its stamp.
+            wait_until_settled(&[artifact]);
+            for _ in 0..2 {
+                let runtime = cached_runtime(artifact.parent().unwrap());
+                let policy = source(env!("POLICY_PICK_FIRST"));
+                let loaded = runtime.load::<Selector>(&policy).unwrap();
+                assert!(loaded.from_cache());
+            }
+        },
+        flip_in_place,
+    );
+}
+
+/// How long after its last change the cache trusts a file's stamp (`stamp::SETTLE`),
+/// and a little more.
+const SETTLE: Duration = Duration::from_millis(2_100);
+
+/// Waits until every file of `paths` last changed [`SETTLE`] ago: until then the
+/// cache hashes it on every load rather than trusting its stamp.
+fn wait_until_settled(paths: &[&Path]) {
+    let newest = paths
+        .iter()
+        .map(|path| {
+            let metadata = fs::metadata(path).unwrap();
+            UNIX_EPOCH
+                + Duration::new(
+                    u64::try_from(metadata.ctime()).unwrap(),
+                    u32::try_from(metadata.ctime_nsec()).unwrap(),
+                )
+        })
+        .max()
+        .unwrap();
+    if let Ok(left) = (newest + SETTLE).duration_since(SystemTime::now()) {
+        std::thread::sleep(left);
+    }
+}
+
+/// `wasm` with a custom section appended that makes it `len` bytes long: two policies
+/// of the same size, for a rewrite that keeps the size.
+fn padded(wasm: &[u8], len: usize) -> Vec<u8> {
+    // After the section id and its size (five LEB128 bytes, whatever the value).
+    let content = len - wasm.len() - 6;
+    let mut padded = wasm.to_vec();
+    padded.extend(custom_section_header(content));
+    padded.extend_from_slice(b"\x03pad");
+    padded.resize(len, 0);
+    padded
+}
+
+/// The id and size of a custom section whose name and payload take `content` bytes:
+/// the size in five LEB128 bytes, so that the header's length does not depend on it.
+fn custom_section_header(content: usize) -> Vec<u8> {
+    let content = u32::try_from(content).unwrap();
+    let mut header = vec![0];
+    for shift in [0, 7, 14, 21] {
+        header.push(0x80 | u8::try_from((content >> shift) & 0x7f).unwrap());
+    }
+    header.push(u8::try_from(content >> 28).unwrap());
+    header
+}
+
+#[test]
+fn a_policy_file_changed_after_it_settled_is_read_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let (first, second) = (
+        fs::read(env!("POLICY_PICK_FIRST")).unwrap(),
+        fs::read(env!("POLICY_PICK_SECOND")).unwrap(),
+    );
+    let len = first.len().max(second.len()) + 64;
+    let (first, second) = (padded(&first, len), padded(&second, len));
+    let path = |name: &str| tmp.path().join(name);
+    let (replaced, rewritten, backdated, touched) = (
+        path("replaced.wasm"),
+        path("rewritten.wasm"),
+        path("backdated.wasm"),
+        path("touched.wasm"),
+    );
+    let all = [&replaced, &rewritten, &backdated, &touched];
+    for file in all {
+        fs::write(file, &first).unwrap();
+    }
+    // Loaded once settled, so that the cache knows each by its stamp; then each load is
+    // by a new runtime, as by the next CNI invocation.
+    wait_until_settled(&all.map(PathBuf::as_path));
+    for file in all {
+        let policy = PolicySource::File(file.clone());
+        for _ in 0..2 {
+            let runtime = cached_runtime(&cache);
+            let loaded = runtime.load::<Selector>(&policy).unwrap();
+            assert_eq!(choice(&runtime, &loaded), "10-a.conf");
+        }
+    }
+
+    let rewrite_in_place = |file: &Path| {
+        let mut open = fs::OpenOptions::new().write(true).open(file).unwrap();
+        open.write_all(&second).unwrap();
+        open
+    };
+    // A new file renamed over the old one.
+    let new = path("new.wasm");
+    fs::write(&new, &second).unwrap();
+    fs::rename(&new, &replaced).unwrap();
+    // The same inode, the same size, other bytes.
+    rewrite_in_place(&rewritten);
+    // As `cp --preserve` or an unpacked archive do: the old modification time put back.
+    let modified = fs::metadata(&backdated).unwrap().modified().unwrap();
+    rewrite_in_place(&backdated).set_modified(modified).unwrap();
+    // The same bytes, a new modification time.
+    fs::File::options()
+        .write(true)
+        .open(&touched)
+        .unwrap()
+        .set_modified(SystemTime::now())
+        .unwrap();
+
+    for (file, expected) in [
+        (&replaced, "20-b.conf"),
+        (&rewritten, "20-b.conf"),
+        (&backdated, "20-b.conf"),
+        (&touched, "10-a.conf"),
+    ] {
+        let runtime = cached_runtime(&cache);
+        let loaded = runtime
+            .load::<Selector>(&PolicySource::File(file.clone()))
+            .unwrap();
+        assert_eq!(choice(&runtime, &loaded), expected, "{}", file.display());
+    }
+    let runtime = cached_runtime(&cache);
+    let touched = runtime
+        .load::<Selector>(&PolicySource::File(touched))
+        .unwrap();
+    assert!(touched.from_cache(), "touching the file recompiled it");
 }
 
 #[test]

@@ -154,12 +154,14 @@ impl PolicyRuntime {
     /// imports and exports, its size, sha256 and metadata, and its compiled artifact if
     /// the cache holds a sound one.
     ///
-    /// The cache is only read: a policy not in it is compiled in memory. A policy that
-    /// this host would refuse for needing a newer Plexus is still described, with the
-    /// reason in [`PolicyInfo::refused`]; any other invalid policy is an error, as for
+    /// The cache is only read (but for the stamp of an artifact it checks whole): a
+    /// policy not in it is compiled in memory. A policy that this host would refuse for
+    /// needing a newer Plexus is still described, with the reason in
+    /// [`PolicyInfo::refused`]; any other invalid policy is an error, as for
     /// [`load`](Self::load).
     pub fn inspect(&self, source: &PolicySource) -> Result<PolicyInfo, PolicyError> {
-        let wasm = self.read(source)?;
+        // Read, not `self.read`, which would write what it learnt into the cache.
+        let wasm = Wasm::read(source)?;
         let compiled = self.component(&wasm, Caching::ReadOnly)?;
         let (linked, metadata) = self.link(&wasm.name, &compiled)?;
         let (kind, version) = linked.identity();
