@@ -257,6 +257,35 @@ export class Ranges {
     Object.assign(this, { sets, routes, dns, hold });
   }
 
+  /**
+   * How many addresses the ranges hold that can be given out: every range from its start
+   * to its end, less its gateway and its exclusions (overlapping ones counted once).
+   * @returns {bigint}
+   */
+  poolSize() {
+    let total = 0n;
+    for (const range of this.sets.flat()) {
+      const blocks = range.exclude
+        .map(([low, high]) => [low.bits > range.start.bits ? low.bits : range.start.bits,
+          high.bits < range.end.bits ? high.bits : range.end.bits])
+        .filter(([low, high]) => low <= high)
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+      let excluded = 0n;
+      let countedTo = null;
+      for (const [blockLow, high] of blocks) {
+        const low = countedTo === null || blockLow > countedTo ? blockLow : countedTo + 1n;
+        if (low <= high) {
+          excluded += high - low + 1n;
+          countedTo = high;
+        }
+      }
+      const gateway = range.contains(range.gateway) && range.excludedUntil(range.gateway) === null ? 1n : 0n;
+      const size = range.end.bits - range.start.bits + 1n - excluded - gateway;
+      total += size > 0n ? size : 0n;
+    }
+    return total;
+  }
+
   /** Allocates one address from each range set for the request's attachment (CNI ADD). */
   allocate(request, store) {
     const owner = Owner.of(request);

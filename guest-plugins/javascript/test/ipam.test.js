@@ -55,6 +55,7 @@ test('configuration errors are the Rust SDK\'s', () => {
     'ipam: range 10.1.0.1-10.1.0.126 overlaps range 10.1.0.1-10.1.0.254');
   assert.equal(errorOf(() => Ranges.parse('{"subnet": "10.1.0.0/24", "rangeStart": "10.2.0.1"}')),
     'ipam: ranges[0][0]: `rangeStart` 10.2.0.1 is not in subnet 10.1.0.0/24');
+  assert.equal(Ranges.parse('{"subnet": "10.1.0.0/24", "exclude": ["10.1.0.0/28", "10.1.0.8/29"]}').poolSize(), 239n);
   assert.equal(ipam.configKey('{"gracePeriodSeconds": 60}', 'gracePeriodSeconds'), 60);
 });
 
