@@ -19,6 +19,7 @@ use plexus_policy::{
     AnyPolicy, HOST_VERSION, Ipam, Limits, Merger, PolicyError, PolicyKind, PolicyRuntime,
     PolicySource, Selector,
 };
+use plexus_tests::thread_cpu_time;
 
 /// How much CPU time any hostile policy may take, well above the 500 ms limit.
 const BOUND: Duration = Duration::from_secs(1);
@@ -73,13 +74,6 @@ fn choice(runtime: &PolicyRuntime, policy: &Selector) -> String {
     assert_eq!(attachments.len(), 1, "{attachments:?}");
     assert_eq!(attachments[0].ifname, "eth0");
     attachments[0].network_file.clone()
-}
-
-/// The CPU time this thread has used, from the kernel's scheduler statistics.
-fn thread_cpu_time() -> Duration {
-    let stat = fs::read_to_string("/proc/thread-self/schedstat").unwrap();
-    let nanos = stat.split_whitespace().next().unwrap().parse().unwrap();
-    Duration::from_nanos(nanos)
 }
 
 /// Calls a hostile selector on `runtime`, checks it was stopped within [`BOUND`] of CPU
