@@ -4,9 +4,11 @@
 //! Nothing is made in the root namespace: every delegate runs inside the node namespace,
 //! and everything a test made is removed when its [`Bench`] is dropped, pass or fail.
 
+pub mod builtin_cases;
 pub mod containerd;
 pub mod etcd;
 pub mod ipam;
+pub mod javascript;
 pub mod prometheus;
 pub mod vm;
 
@@ -40,6 +42,14 @@ pub fn require_root() {
         Path::new(REFERENCE_PLUGINS).join("bridge").is_file(),
         "the reference CNI plugins are missing: apt-get install containernetworking-plugins"
     );
+}
+
+/// The CPU time this thread has used, from the kernel's scheduler statistics: what a
+/// policy's time limit counts, so what a test of that limit measures.
+pub fn thread_cpu_time() -> std::time::Duration {
+    let stat = fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    let nanos = stat.split_whitespace().next().unwrap().parse().unwrap();
+    std::time::Duration::from_nanos(nanos)
 }
 
 /// The `plexus` binary built beside this test (`cargo build` builds it first).

@@ -47,6 +47,10 @@ fn the_first_policy_guide_runs_verbatim() {
         stdout.contains("3 passed, 0 failed"),
         "the guide's cases pass: {stdout}"
     );
+    assert!(
+        stdout.contains("# pass 2") && stdout.matches("2 passed, 0 failed").count() == 2,
+        "the JavaScript scaffold's cases pass natively and as a component: {stdout}"
+    );
     let explained = stdout
         .lines()
         .skip_while(|line| !line.starts_with("pod analytics/etl-0"))

@@ -10,6 +10,16 @@ use clap::ValueEnum;
 use super::CliResult;
 
 include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
+include!(concat!(env!("OUT_DIR"), "/javascript_sdk_files.rs"));
+
+/// The language the new policy is written in.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Lang {
+    /// A cargo project, built with `cargo build --target wasm32-wasip2`.
+    Rust,
+    /// An npm-style project without dependencies, built with `jco` (QuickJS).
+    Javascript,
+}
 
 /// What the new policy decides.
 #[derive(Clone, Copy, ValueEnum)]
@@ -22,60 +32,17 @@ pub enum Kind {
     Ipam,
 }
 
-/// Creates `<parent>/<name>` as a new policy project.
-pub fn new_policy(name: &str, kind: Kind, parent: &Path) -> CliResult {
+/// Creates `<parent>/<name>` as a new policy project in `lang`.
+pub fn new_policy(name: &str, kind: Kind, lang: Lang, parent: &Path) -> CliResult {
     check_name(name)?;
     let project = parent.join(name);
     if project.exists() {
         return Err(format!("{} already exists", project.display()).into());
     }
-    let (world, key, cases_file, source, cases) = match kind {
-        Kind::Select => (
-            "selector",
-            "`select` key",
-            "select",
-            include_str!("templates/select.rs.tmpl"),
-            include_str!("templates/select-cases.json.tmpl"),
-        ),
-        Kind::Merge => (
-            "merger",
-            "`merge` key",
-            "merge",
-            include_str!("templates/merge.rs.tmpl"),
-            include_str!("templates/merge-cases.json.tmpl"),
-        ),
-        Kind::Ipam => (
-            "ipam",
-            "delegate networks' `ipam.policy` (with `\"type\": \"plexus-ipam\"`)",
-            "ipam",
-            include_str!("templates/ipam.rs.tmpl"),
-            include_str!("templates/ipam-cases.json.tmpl"),
-        ),
+    let (files, build) = match lang {
+        Lang::Rust => rust_project(name, kind),
+        Lang::Javascript => javascript_project(name, kind),
     };
-    let fill = |template: &str| {
-        template
-            .replace("{{name}}", name)
-            .replace("{{crate}}", &name.replace('-', "_"))
-            .replace("{{kind}}", world)
-            .replace("{{key}}", key)
-    };
-    let mut files: Vec<(PathBuf, String)> = vec![
-        (
-            "Cargo.toml".into(),
-            fill(include_str!("templates/Cargo.toml.tmpl")),
-        ),
-        ("src/lib.rs".into(), fill(source)),
-        (format!("cases/{cases_file}.json").into(), fill(cases)),
-        (
-            "README.md".into(),
-            fill(include_str!("templates/README.md.tmpl")),
-        ),
-    ];
-    files.extend(
-        SDK_FILES
-            .iter()
-            .map(|(path, contents)| (PathBuf::from(path), (*contents).to_owned())),
-    );
     for (path, contents) in files {
         let path = project.join(path);
         if let Some(dir) = path.parent() {
@@ -83,12 +50,123 @@ pub fn new_policy(name: &str, kind: Kind, parent: &Path) -> CliResult {
         }
         fs::write(&path, contents).map_err(|err| format!("{}: {err}", path.display()))?;
     }
-    println!("created {world} policy {}", project.display());
-    println!(
-        "  cd {} && cargo build --release --target wasm32-wasip2",
-        project.display()
-    );
+    println!("created {} policy {}", kind.world(), project.display());
+    println!("  cd {} && {build}", project.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the project's templates fill in, for each kind: the world, where the
+/// configuration names the policy, and the case file's name.
+impl Kind {
+    fn world(self) -> &'static str {
+        match self {
+            Kind::Select => "selector",
+            Kind::Merge => "merger",
+            Kind::Ipam => "ipam",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Kind::Select => "`select` key",
+            Kind::Merge => "`merge` key",
+            Kind::Ipam => "delegate networks' `ipam.policy` (with `\"type\": \"plexus-ipam\"`)",
+        }
+    }
+
+    fn cases(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::Select => ("select", include_str!("templates/select-cases.json.tmpl")),
+            Kind::Merge => ("merge", include_str!("templates/merge-cases.json.tmpl")),
+            Kind::Ipam => ("ipam", include_str!("templates/ipam-cases.json.tmpl")),
+        }
+    }
+}
+
+/// `template` with the project's name, kind and key filled in.
+fn fill(template: &str, name: &str, kind: Kind) -> String {
+    template
+        .replace("{{name}}", name)
+        .replace("{{crate}}", &name.replace('-', "_"))
+        .replace("{{kind}}", kind.world())
+        .replace("{{key}}", kind.key())
+        .replace("{{cases}}", kind.cases().0)
+}
+
+/// A project's files (path in the project, contents) and the command that builds it.
+type Project = (Vec<(PathBuf, String)>, &'static str);
+
+/// A cargo project with the Rust SDK vendored.
+fn rust_project(name: &str, kind: Kind) -> Project {
+    let source = match kind {
+        Kind::Select => include_str!("templates/select.rs.tmpl"),
+        Kind::Merge => include_str!("templates/merge.rs.tmpl"),
+        Kind::Ipam => include_str!("templates/ipam.rs.tmpl"),
+    };
+    let (cases_file, cases) = kind.cases();
+    let mut files: Vec<(PathBuf, String)> = vec![
+        (
+            "Cargo.toml".into(),
+            fill(include_str!("templates/Cargo.toml.tmpl"), name, kind),
+        ),
+        ("src/lib.rs".into(), fill(source, name, kind)),
+        (
+            format!("cases/{cases_file}.json").into(),
+            fill(cases, name, kind),
+        ),
+        (
+            "README.md".into(),
+            fill(include_str!("templates/README.md.tmpl"), name, kind),
+        ),
+    ];
+    files.extend(vendored(SDK_FILES));
+    (files, "cargo build --release --target wasm32-wasip2")
+}
+
+/// A JavaScript project with the JavaScript SDK and the WIT vendored; its `package.json`
+/// scripts test it with node and build it with the `jco` that `scripts/setup` installs.
+fn javascript_project(name: &str, kind: Kind) -> Project {
+    let (source, component) = match kind {
+        Kind::Select => (
+            include_str!("templates/javascript/select.js.tmpl"),
+            include_str!("templates/javascript/select-component.js.tmpl"),
+        ),
+        Kind::Merge => (
+            include_str!("templates/javascript/merge.js.tmpl"),
+            include_str!("templates/javascript/merge-component.js.tmpl"),
+        ),
+        Kind::Ipam => (
+            include_str!("templates/javascript/ipam.js.tmpl"),
+            include_str!("templates/javascript/ipam-component.js.tmpl"),
+        ),
+    };
+    let (cases_file, cases) = kind.cases();
+    let template = |path: &str, template: &str| (PathBuf::from(path), fill(template, name, kind));
+    let mut files = vec![
+        template(
+            "package.json",
+            include_str!("templates/javascript/package.json.tmpl"),
+        ),
+        template("src/policy.js", source),
+        template("src/component.js", component),
+        template(
+            "test/policy.test.js",
+            include_str!("templates/javascript/policy.test.js.tmpl"),
+        ),
+        template(&format!("cases/{cases_file}.json"), cases),
+        template(
+            "README.md",
+            include_str!("templates/javascript/README.md.tmpl"),
+        ),
+    ];
+    files.extend(vendored(JAVASCRIPT_SDK_FILES));
+    (files, "npm test && npm run build")
+}
+
+fn vendored(files: &[(&str, &str)]) -> impl Iterator<Item = (PathBuf, String)> {
+    files
+        .iter()
+        .map(|(path, contents)| (PathBuf::from(path), (*contents).to_owned()))
 }
 
 /// A cargo package name that is also a safe directory name.
