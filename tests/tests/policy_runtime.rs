@@ -184,7 +184,8 @@ fn a_javascript_policy_out_of_memory_is_told_what_it_needs() {
         let error = policy.select(&runtime, &request()).unwrap_err();
         assert!(
             error.to_string().ends_with(
-                "memory limit of 64 MiB; JavaScript policies need policyMemoryMiB of at least 32"
+                "memory limit of 64 MiB; JavaScript (ComponentizeJS, StarlingMonkey) policies \
+                 need policyMemoryMiB of at least 32"
             ),
             "{error}"
         );

@@ -144,7 +144,9 @@ fn memory_hint(toolchain: Option<Toolchain>) -> String {
     };
     let language = match toolchain {
         Toolchain::Python => "Python",
-        Toolchain::JavaScript => "JavaScript",
+        // QuickJS policies (what `plexus policy new --lang javascript` builds) are not
+        // detected: they run in 2 MiB.
+        Toolchain::JavaScript => "JavaScript (ComponentizeJS, StarlingMonkey)",
     };
     format!(
         "; {language} policies need policyMemoryMiB of at least {}",
