@@ -29,6 +29,11 @@ from . import annotations, config, ifnames, ipam, networks, results, store, type
 
 IN_COMPONENT = sys.platform == "wasi"
 
+try:
+    import socket
+except ImportError:  # Not in every interpreter: then there is no socket to wall off.
+    socket = None
+
 if IN_COMPONENT:
     from componentize_py_types import Err
 else:
@@ -71,10 +76,6 @@ def _wall_off_the_sandbox():
         setattr(module, name, refused)
     os.environ = _NoEnvironment()
     os.getenv = _NoEnvironment()._refuse
-    try:
-        import socket
-    except ImportError:  # Not in this interpreter: nothing to wall off.
-        socket = None
     if socket is not None:
         for name in ("socket", "create_connection", "getaddrinfo", "gethostbyname"):
             refused = _refuse("the network")
@@ -83,12 +84,17 @@ def _wall_off_the_sandbox():
     sys.stdout = sys.stderr = _output
 
 
-if IN_COMPONENT:
-    _wall_off_the_sandbox()
+# Walled off at the first call, not at import: componentize-py's initialisation, which
+# imports the policy, reads the environment after it.
+_walled = not IN_COMPONENT
 
 
 def _call(function, *args):
     """`function(*args)`, any exception raised as the world's `Err(message)`."""
+    global _walled
+    if not _walled:
+        _wall_off_the_sandbox()
+        _walled = True
     _output.seek(0)
     _output.truncate()
     try:
