@@ -103,8 +103,11 @@ def _call(function, *args):
         raise
     except PolicyError as err:
         message = str(err)
+    except MemoryError:
+        # In a component, memory runs out when the host refuses to grow it further.
+        message = "MemoryError: the policy ran out of memory (the node's policyMemoryMiB limit)"
     except BaseException as err:  # noqa: BLE001 -- every failure must reach the operator
-        message = f"{type(err).__name__}: {err}"
+        message = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
     printed = _output.getvalue().strip()
     if printed:
         message = f"{message} (the policy printed: {printed})"
