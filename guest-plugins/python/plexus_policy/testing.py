@@ -48,11 +48,15 @@ class Case:
         return self._ipam_answer(world_class)
 
     def _ipam_answer(self, world_class):
-        call = self.input.get("call")
+        unknown = set(self.input) - {"call", "request", "store"}
+        if unknown or "request" not in self.input:
+            raise ValueError(f"case {self.name}: an IPAM input is {{call, request, store}}, with a request")
+        # The CLI's default call.
+        call = self.input.get("call", "allocate")
         if call not in ("allocate", "release", "check", "gc"):
             raise ValueError(f"case {self.name}: input `call` must be allocate, release, check or gc")
         record = types.GcRequest if call == "gc" else types.IpamRequest
-        request = types.from_json(record, self.input.get("request", {}))
+        request = types.from_json(record, self.input["request"])
         memory = MemoryStore(self.input.get("store") or {})
         world = world_class(memory)
         result = getattr(world, call)(request)
