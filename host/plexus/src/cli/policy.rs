@@ -60,6 +60,9 @@ pub enum PolicyCommand {
         name: String,
         #[arg(long, value_enum, default_value = "select")]
         kind: scaffold::Kind,
+        /// The language it is written in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: scaffold::Lang,
         /// Where to create it.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
@@ -106,7 +109,12 @@ pub fn run(command: PolicyCommand) -> CliResult {
             json,
             ..
         } => replay(&policy, &dir, json),
-        PolicyCommand::New { name, kind, dir } => scaffold::new_policy(&name, kind, &dir),
+        PolicyCommand::New {
+            name,
+            kind,
+            lang,
+            dir,
+        } => scaffold::new_policy(&name, kind, lang, &dir),
         PolicyCommand::Inspect {
             policy,
             state_dir,

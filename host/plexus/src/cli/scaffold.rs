@@ -22,57 +22,134 @@ pub enum Kind {
     Ipam,
 }
 
+impl Kind {
+    /// The WIT world of a policy of this kind.
+    fn world(self) -> &'static str {
+        match self {
+            Kind::Select => "selector",
+            Kind::Merge => "merger",
+            Kind::Ipam => "ipam",
+        }
+    }
+
+    /// The configuration key that names a policy of this kind, for the README.
+    fn key(self) -> &'static str {
+        match self {
+            Kind::Select => "`select` key",
+            Kind::Merge => "`merge` key",
+            Kind::Ipam => "delegate networks' `ipam.policy` (with `\"type\": \"plexus-ipam\"`)",
+        }
+    }
+
+    /// The cases every language's project starts with: the same file for each, as each
+    /// language's starting policy does the same.
+    fn cases(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::Select => ("select", include_str!("templates/cases/select.json.tmpl")),
+            Kind::Merge => ("merge", include_str!("templates/cases/merge.json.tmpl")),
+            Kind::Ipam => ("ipam", include_str!("templates/cases/ipam.json.tmpl")),
+        }
+    }
+}
+
+/// The language the new policy is written in.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Lang {
+    /// A cargo crate built for `wasm32-wasip2`.
+    Rust,
+    /// An `app.py` built with componentize-py.
+    Python,
+    /// Not yet: `plexus policy new` refuses it, naming the languages it has.
+    Javascript,
+}
+
+/// What a language puts in a new project besides its cases: its own files (templates,
+/// filled in), the SDK and WIT it vendors, and the command that builds the component.
+struct Language {
+    templates: Vec<(&'static str, &'static str)>,
+    vendored: &'static [(&'static str, &'static str)],
+    build: &'static str,
+}
+
+impl Lang {
+    fn language(self, kind: Kind) -> Result<Language, String> {
+        Ok(match self {
+            Lang::Rust => Language {
+                templates: vec![
+                    ("Cargo.toml", include_str!("templates/rust/Cargo.toml.tmpl")),
+                    ("README.md", include_str!("templates/rust/README.md.tmpl")),
+                    (
+                        "src/lib.rs",
+                        match kind {
+                            Kind::Select => include_str!("templates/rust/select.rs.tmpl"),
+                            Kind::Merge => include_str!("templates/rust/merge.rs.tmpl"),
+                            Kind::Ipam => include_str!("templates/rust/ipam.rs.tmpl"),
+                        },
+                    ),
+                ],
+                vendored: SDK_FILES,
+                build: "cargo build --release --target wasm32-wasip2",
+            },
+            Lang::Python => Language {
+                templates: vec![
+                    ("README.md", include_str!("templates/python/README.md.tmpl")),
+                    (
+                        "conftest.py",
+                        include_str!("templates/python/conftest.py.tmpl"),
+                    ),
+                    (
+                        "tests/test_cases.py",
+                        include_str!("templates/python/test_cases.py.tmpl"),
+                    ),
+                    (
+                        "app.py",
+                        match kind {
+                            Kind::Select => include_str!("templates/python/select.py.tmpl"),
+                            Kind::Merge => include_str!("templates/python/merge.py.tmpl"),
+                            Kind::Ipam => include_str!("templates/python/ipam.py.tmpl"),
+                        },
+                    ),
+                ],
+                vendored: PYTHON_SDK_FILES,
+                build: "componentize-py -d wit -w {{kind}} componentize --stub-wasi app -o {{name}}.wasm",
+            },
+            Lang::Javascript => {
+                return Err(
+                    "--lang javascript is not available in this build of plexus yet; \
+                            use --lang rust or --lang python"
+                        .to_owned(),
+                );
+            }
+        })
+    }
+}
+
 /// Creates `<parent>/<name>` as a new policy project.
-pub fn new_policy(name: &str, kind: Kind, parent: &Path) -> CliResult {
+pub fn new_policy(name: &str, kind: Kind, lang: Lang, parent: &Path) -> CliResult {
     check_name(name)?;
+    let language = lang.language(kind)?;
     let project = parent.join(name);
     if project.exists() {
         return Err(format!("{} already exists", project.display()).into());
     }
-    let (world, key, cases_file, source, cases) = match kind {
-        Kind::Select => (
-            "selector",
-            "`select` key",
-            "select",
-            include_str!("templates/select.rs.tmpl"),
-            include_str!("templates/select-cases.json.tmpl"),
-        ),
-        Kind::Merge => (
-            "merger",
-            "`merge` key",
-            "merge",
-            include_str!("templates/merge.rs.tmpl"),
-            include_str!("templates/merge-cases.json.tmpl"),
-        ),
-        Kind::Ipam => (
-            "ipam",
-            "delegate networks' `ipam.policy` (with `\"type\": \"plexus-ipam\"`)",
-            "ipam",
-            include_str!("templates/ipam.rs.tmpl"),
-            include_str!("templates/ipam-cases.json.tmpl"),
-        ),
-    };
+    let world = kind.world();
     let fill = |template: &str| {
         template
             .replace("{{name}}", name)
             .replace("{{crate}}", &name.replace('-', "_"))
             .replace("{{kind}}", world)
-            .replace("{{key}}", key)
+            .replace("{{key}}", kind.key())
     };
-    let mut files: Vec<(PathBuf, String)> = vec![
-        (
-            "Cargo.toml".into(),
-            fill(include_str!("templates/Cargo.toml.tmpl")),
-        ),
-        ("src/lib.rs".into(), fill(source)),
-        (format!("cases/{cases_file}.json").into(), fill(cases)),
-        (
-            "README.md".into(),
-            fill(include_str!("templates/README.md.tmpl")),
-        ),
-    ];
+    let (cases_file, cases) = kind.cases();
+    let mut files: Vec<(PathBuf, String)> = language
+        .templates
+        .iter()
+        .map(|(path, template)| (PathBuf::from(path), fill(template)))
+        .collect();
+    files.push((format!("cases/{cases_file}.json").into(), fill(cases)));
     files.extend(
-        SDK_FILES
+        language
+            .vendored
             .iter()
             .map(|(path, contents)| (PathBuf::from(path), (*contents).to_owned())),
     );
@@ -84,10 +161,7 @@ pub fn new_policy(name: &str, kind: Kind, parent: &Path) -> CliResult {
         fs::write(&path, contents).map_err(|err| format!("{}: {err}", path.display()))?;
     }
     println!("created {world} policy {}", project.display());
-    println!(
-        "  cd {} && cargo build --release --target wasm32-wasip2",
-        project.display()
-    );
+    println!("  cd {} && {}", project.display(), fill(language.build));
     Ok(ExitCode::SUCCESS)
 }
 
