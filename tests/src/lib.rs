@@ -8,6 +8,7 @@ pub mod containerd;
 pub mod etcd;
 pub mod ipam;
 pub mod prometheus;
+pub mod python;
 pub mod vm;
 
 use std::fs;
