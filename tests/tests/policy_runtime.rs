@@ -1,20 +1,23 @@
 //! The policy runtime against real components (`policies/`, built by `build.rs`): the
 //! sandbox's limits, error reporting, the compile cache, and the WIT versions served
 //! (the fixtures are 0.1.0 policies except `needs-newer-host` and `vm-aware`, which are
-//! 0.2.0; the built-ins are 0.3.0).
+//! 0.2.0, and `pick-first-v0-4` and `claim-one-address`, which are 0.4.0; the built-ins are
+//! 0.3.0).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use plexus_ipam_store::MemoryStore;
 use plexus_policy::types::{
-    Attachment, CniResult, DelegateResult, Dns, Interface, IpConfig, MergeRequest, Network, Pod,
-    Route, SelectRequest,
+    Attachment, CniResult, DelegateResult, Dns, Interface, IpConfig, IpamRequest, MergeRequest,
+    Network, Pod, Route, SelectRequest,
 };
 use plexus_policy::{
-    AnyPolicy, HOST_VERSION, Limits, Merger, PolicyError, PolicyKind, PolicyRuntime, PolicySource,
-    Selector,
+    AnyPolicy, HOST_VERSION, Ipam, Limits, Merger, PolicyError, PolicyKind, PolicyRuntime,
+    PolicySource, Selector,
 };
 
 /// How much CPU time any hostile policy may take, well above the 500 ms limit.
@@ -574,6 +577,72 @@ fn a_0_2_0_policy_reports_its_metadata() {
         assert_eq!(metadata.version, "0.1.0");
         assert_eq!(metadata.min_host_version, "0.1.0");
     }
+}
+
+#[test]
+fn a_0_4_0_selector_exports_select_networks_and_selects() {
+    let runtime = runtime();
+    let selector = runtime
+        .load::<Selector>(&source(env!("POLICY_PICK_FIRST_V0_4")))
+        .unwrap();
+    assert_eq!(selector.kind(), PolicyKind::Selector);
+    assert_eq!(selector.wit_version(), "0.4.0");
+    assert_eq!(choice(&runtime, &selector), "10-a.conf");
+    let inspection = runtime
+        .inspect(&source(env!("POLICY_PICK_FIRST_V0_4")))
+        .unwrap();
+    assert!(
+        inspection
+            .exports
+            .iter()
+            .any(|name| name == "select-networks"),
+        "{:?}",
+        inspection.exports
+    );
+}
+
+#[test]
+fn a_0_4_0_ipam_policy_reaches_its_store() {
+    let runtime = runtime();
+    let policy = runtime
+        .load::<Ipam>(&source(env!("POLICY_CLAIM_ONE_ADDRESS")))
+        .unwrap();
+    assert_eq!(policy.wit_version(), "0.4.0");
+    let store: Arc<dyn plexus_ipam_store::Store> = Arc::new(MemoryStore::new("net", []).unwrap());
+    let request = |container_id: &str| IpamRequest {
+        pod: Pod {
+            container_id: container_id.to_owned(),
+            ..Pod::default()
+        },
+        network: "net".to_owned(),
+        ..IpamRequest::default()
+    };
+
+    let first = policy
+        .allocate(&runtime, store.clone(), &request("first"))
+        .unwrap();
+    assert_eq!(first.ips[0].address, "10.40.0.2/24");
+    let (holder, _) = store
+        .get("10.40.0.2")
+        .unwrap()
+        .expect("the claim is stored");
+    assert_eq!(holder, b"first");
+
+    let refused = policy
+        .allocate(&runtime, store.clone(), &request("second"))
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("10.40.0.2 is held by first"),
+        "{refused}"
+    );
+
+    policy
+        .release(&runtime, store.clone(), &request("first"))
+        .unwrap();
+    assert!(store.get("10.40.0.2").unwrap().is_none());
+    policy
+        .allocate(&runtime, store, &request("second"))
+        .unwrap();
 }
 
 #[test]

@@ -88,7 +88,7 @@ impl Default for Limits {
 /// The world a policy implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PolicyKind {
-    /// `plexus:policy/selector`: exports `select`.
+    /// `plexus:policy/selector`: exports `select` (`select-networks` from 0.4.0 on).
     Selector,
     /// `plexus:policy/merger`: exports `merge`.
     Merger,
@@ -107,6 +107,12 @@ impl PolicyKind {
             Self::Merger => "merge",
             Self::Ipam => "allocate",
         }
+    }
+
+    /// Whether a component that exports `name` implements this world: a selector exports
+    /// `select` up to 0.3.0 and `select-networks` from 0.4.0 on.
+    pub fn is_told_by(self, name: &str) -> bool {
+        name == self.export() || (self == Self::Selector && name == "select-networks")
     }
 }
 

@@ -235,13 +235,13 @@ impl PolicyRuntime {
             .collect();
         let kinds: Vec<PolicyKind> = PolicyKind::ALL
             .into_iter()
-            .filter(|kind| exports.contains(&kind.export()))
+            .filter(|kind| exports.iter().any(|name| kind.is_told_by(name)))
             .collect();
         let kind = match kinds.as_slice() {
             [kind] => *kind,
             [] => {
                 return Err(invalid(format!(
-                    "it exports none of `select` (plexus:policy/selector), `merge` \
+                    "it exports none of `select` or `select-networks` (plexus:policy/selector), `merge` \
                      (plexus:policy/merger) and `allocate` (plexus:policy/ipam); its exports: \
                      [{}]; a policy is a component of one of these worlds (`plexus policy new` \
                      starts one with the SDK)",

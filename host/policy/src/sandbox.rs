@@ -13,6 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::output::OutputTail;
 use crate::store_access::{StoreAccess, wit as store};
+use crate::wit::v0_4_0::ipam::plexus::policy::store as store_v0_4_0;
 use crate::{Limits, PolicyError};
 
 /// Bytes of a guest's stdout and stderr kept (the tail) for logs and panic messages.
@@ -179,11 +180,70 @@ impl store::Host for Sandbox {
     }
 }
 
-/// Adds the `store` interface of the `ipam` world to `linker`.
+/// 0.4.0's `store` import: 0.3.0's interface under its own name, so each call goes where
+/// 0.3.0's goes, its records converted.
+impl store_v0_4_0::Host for Sandbox {
+    fn get(
+        &mut self,
+        key: String,
+    ) -> Result<Option<store_v0_4_0::Entry>, store_v0_4_0::StoreError> {
+        store::Host::get(self, key)
+            .map(|entry| entry.map(entry_v0_4_0))
+            .map_err(store_error_v0_4_0)
+    }
+
+    fn list(
+        &mut self,
+        prefix: String,
+    ) -> Result<Vec<store_v0_4_0::Entry>, store_v0_4_0::StoreError> {
+        store::Host::list(self, prefix)
+            .map(|entries| entries.into_iter().map(entry_v0_4_0).collect())
+            .map_err(store_error_v0_4_0)
+    }
+
+    fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<u64>,
+        value: String,
+    ) -> Result<bool, store_v0_4_0::StoreError> {
+        store::Host::compare_and_swap(self, key, expected, value).map_err(store_error_v0_4_0)
+    }
+
+    fn delete(&mut self, key: String, expected: u64) -> Result<bool, store_v0_4_0::StoreError> {
+        store::Host::delete(self, key, expected).map_err(store_error_v0_4_0)
+    }
+}
+
+fn entry_v0_4_0(entry: store::Entry) -> store_v0_4_0::Entry {
+    let store::Entry {
+        key,
+        value,
+        revision,
+    } = entry;
+    store_v0_4_0::Entry {
+        key,
+        value,
+        revision,
+    }
+}
+
+fn store_error_v0_4_0(error: store::StoreError) -> store_v0_4_0::StoreError {
+    match error {
+        store::StoreError::Unavailable(message) => store_v0_4_0::StoreError::Unavailable(message),
+        store::StoreError::Invalid(message) => store_v0_4_0::StoreError::Invalid(message),
+    }
+}
+
+/// Adds the `store` interface of the `ipam` world, of every version that has it, to `linker`.
 pub(crate) fn add_store(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
     store::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(linker, |sandbox| {
         sandbox
-    })
+    })?;
+    store_v0_4_0::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(
+        linker,
+        |sandbox| sandbox,
+    )
 }
 
 /// The message of a Rust panic, from the guest's stderr:

@@ -9,6 +9,7 @@
 mod v0_1_0;
 mod v0_2_0;
 pub(crate) mod v0_3_0;
+pub(crate) mod v0_4_0;
 
 use wasmtime::component::InstancePre;
 use wasmtime::{Engine, Store};
@@ -27,23 +28,26 @@ pub(crate) enum WitVersion {
     V0_1_0,
     V0_2_0,
     V0_3_0,
+    V0_4_0,
 }
 
 /// The versions of `plexus:policy` this host serves, oldest first.
-pub const WIT_VERSIONS: [&str; 3] = [
+pub const WIT_VERSIONS: [&str; 4] = [
     WitVersion::V0_1_0.as_str(),
     WitVersion::V0_2_0.as_str(),
     WitVersion::V0_3_0.as_str(),
+    WitVersion::V0_4_0.as_str(),
 ];
 
 impl WitVersion {
-    const ALL: [Self; 3] = [Self::V0_1_0, Self::V0_2_0, Self::V0_3_0];
+    const ALL: [Self; 4] = [Self::V0_1_0, Self::V0_2_0, Self::V0_3_0, Self::V0_4_0];
 
     pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Self::V0_1_0 => "0.1.0",
             Self::V0_2_0 => "0.2.0",
             Self::V0_3_0 => "0.3.0",
+            Self::V0_4_0 => "0.4.0",
         }
     }
 
@@ -110,6 +114,7 @@ macro_rules! versioned_pre {
             V0_1_0(v0_1_0::$name<Sandbox>),
             V0_2_0(v0_2_0::$name<Sandbox>),
             V0_3_0(v0_3_0::$name<Sandbox>),
+            V0_4_0(v0_4_0::$name<Sandbox>),
         }
 
         impl $name {
@@ -120,6 +125,7 @@ macro_rules! versioned_pre {
                     WitVersion::V0_1_0 => Self::V0_1_0(v0_1_0::$name::new(pre)?),
                     WitVersion::V0_2_0 => Self::V0_2_0(v0_2_0::$name::new(pre)?),
                     WitVersion::V0_3_0 => Self::V0_3_0(v0_3_0::$name::new(pre)?),
+                    WitVersion::V0_4_0 => Self::V0_4_0(v0_4_0::$name::new(pre)?),
                 })
             }
 
@@ -128,6 +134,7 @@ macro_rules! versioned_pre {
                     Self::V0_1_0(_) => WitVersion::V0_1_0,
                     Self::V0_2_0(_) => WitVersion::V0_2_0,
                     Self::V0_3_0(_) => WitVersion::V0_3_0,
+                    Self::V0_4_0(_) => WitVersion::V0_4_0,
                 }
             }
 
@@ -136,6 +143,7 @@ macro_rules! versioned_pre {
                     Self::V0_1_0(pre) => pre.engine(),
                     Self::V0_2_0(pre) => pre.engine(),
                     Self::V0_3_0(pre) => pre.engine(),
+                    Self::V0_4_0(pre) => pre.engine(),
                 }
             }
 
@@ -146,15 +154,18 @@ macro_rules! versioned_pre {
                 enum Call<'a> {
                     V0_2_0(&'a v0_2_0::$name<Sandbox>),
                     V0_3_0(&'a v0_3_0::$name<Sandbox>),
+                    V0_4_0(&'a v0_4_0::$name<Sandbox>),
                 }
                 let call = match self {
                     Self::V0_1_0(_) => return None,
                     Self::V0_2_0(pre) => Call::V0_2_0(pre),
                     Self::V0_3_0(pre) => Call::V0_3_0(pre),
+                    Self::V0_4_0(pre) => Call::V0_4_0(pre),
                 };
                 Some(move |store: &mut Store<Sandbox>| match call {
                     Call::V0_2_0(pre) => pre.instantiate(&mut *store)?.call_metadata(&mut *store),
                     Call::V0_3_0(pre) => pre.instantiate(&mut *store)?.call_metadata(&mut *store),
+                    Call::V0_4_0(pre) => pre.instantiate(&mut *store)?.call_metadata(&mut *store),
                 })
             }
         }
@@ -186,6 +197,9 @@ impl SelectorPre {
             Self::V0_3_0(pre) => pre
                 .instantiate(&mut *store)?
                 .call_select(&mut *store, request),
+            Self::V0_4_0(pre) => pre
+                .instantiate(&mut *store)?
+                .call_select_networks(&mut *store, request),
         }
     }
 }
@@ -205,14 +219,21 @@ impl MergerPre {
             Self::V0_3_0(pre) => pre
                 .instantiate(&mut *store)?
                 .call_merge(&mut *store, request),
+            Self::V0_4_0(pre) => pre
+                .instantiate(&mut *store)?
+                .call_merge(&mut *store, request),
         }
     }
 }
 
-/// An IPAM policy prepared for instantiation. The `ipam` world exists from 0.3.0 on.
+/// An IPAM policy prepared for instantiation, through the bindings of its version. The
+/// `ipam` world exists from 0.3.0 on.
 ///
 /// `pub` only to name it as a world's associated type; the module is private.
-pub struct IpamPre(v0_3_0::IpamPre<Sandbox>);
+pub enum IpamPre {
+    V0_3_0(v0_3_0::IpamPre<Sandbox>),
+    V0_4_0(v0_4_0::IpamPre<Sandbox>),
+}
 
 /// One call of the `ipam` world.
 #[derive(Debug, Clone, Copy)]
@@ -226,6 +247,21 @@ pub(crate) enum IpamCall<'a> {
 /// What an `ipam` call answers: the allocation for `allocate`, nothing for the others.
 pub(crate) type IpamAnswer = Result<Option<CniResult>, String>;
 
+/// Makes `call` on an instance of either version's bindings: their functions have the same
+/// names and, through `with`, the same types.
+macro_rules! ipam_call {
+    ($instance:expr, $store:expr, $call:expr) => {{
+        let instance = $instance;
+        let store = $store;
+        match $call {
+            IpamCall::Allocate(request) => instance.call_allocate(store, request)?.map(Some),
+            IpamCall::Release(request) => instance.call_release(store, request)?.map(|()| None),
+            IpamCall::Check(request) => instance.call_check(store, request)?.map(|()| None),
+            IpamCall::Gc(request) => instance.call_gc(store, request)?.map(|()| None),
+        }
+    }};
+}
+
 impl IpamPre {
     /// Checks that the component exports the world's functions; `None` for a version
     /// without the world.
@@ -235,22 +271,32 @@ impl IpamPre {
     ) -> Option<wasmtime::Result<Self>> {
         match version {
             WitVersion::V0_1_0 | WitVersion::V0_2_0 => None,
-            WitVersion::V0_3_0 => Some(v0_3_0::IpamPre::new(pre).map(Self)),
+            WitVersion::V0_3_0 => Some(v0_3_0::IpamPre::new(pre).map(Self::V0_3_0)),
+            WitVersion::V0_4_0 => Some(v0_4_0::IpamPre::new(pre).map(Self::V0_4_0)),
         }
     }
 
     pub(crate) fn version(&self) -> WitVersion {
-        WitVersion::V0_3_0
+        match self {
+            Self::V0_3_0(_) => WitVersion::V0_3_0,
+            Self::V0_4_0(_) => WitVersion::V0_4_0,
+        }
     }
 
     pub(crate) fn engine(&self) -> &Engine {
-        self.0.engine()
+        match self {
+            Self::V0_3_0(pre) => pre.engine(),
+            Self::V0_4_0(pre) => pre.engine(),
+        }
     }
 
     pub(crate) fn metadata(
         &self,
     ) -> impl FnOnce(&mut Store<Sandbox>) -> wasmtime::Result<PolicyMetadata> + '_ {
-        |store: &mut Store<Sandbox>| self.0.instantiate(&mut *store)?.call_metadata(&mut *store)
+        |store: &mut Store<Sandbox>| match self {
+            Self::V0_3_0(pre) => pre.instantiate(&mut *store)?.call_metadata(&mut *store),
+            Self::V0_4_0(pre) => pre.instantiate(&mut *store)?.call_metadata(&mut *store),
+        }
     }
 
     /// Instantiates the policy in `store` and makes `call`.
@@ -259,14 +305,9 @@ impl IpamPre {
         store: &mut Store<Sandbox>,
         call: IpamCall<'_>,
     ) -> wasmtime::Result<IpamAnswer> {
-        let instance = self.0.instantiate(&mut *store)?;
-        Ok(match call {
-            IpamCall::Allocate(request) => instance.call_allocate(&mut *store, request)?.map(Some),
-            IpamCall::Release(request) => {
-                instance.call_release(&mut *store, request)?.map(|()| None)
-            }
-            IpamCall::Check(request) => instance.call_check(&mut *store, request)?.map(|()| None),
-            IpamCall::Gc(request) => instance.call_gc(&mut *store, request)?.map(|()| None),
+        Ok(match self {
+            Self::V0_3_0(pre) => ipam_call!(pre.instantiate(&mut *store)?, &mut *store, call),
+            Self::V0_4_0(pre) => ipam_call!(pre.instantiate(&mut *store)?, &mut *store, call),
         })
     }
 }
@@ -283,6 +324,7 @@ mod tests {
             ("plexus:policy/types@0.1.0", WitVersion::V0_1_0),
             ("plexus:policy/types@0.2.0", WitVersion::V0_2_0),
             ("plexus:policy/types@0.3.0", WitVersion::V0_3_0),
+            ("plexus:policy/types@0.4.0", WitVersion::V0_4_0),
         ] {
             assert_eq!(
                 WitVersion::of_component([WASI, types, "select"]),
@@ -293,10 +335,13 @@ mod tests {
 
     #[test]
     fn an_unknown_or_missing_version_is_explained() {
-        let newer = WitVersion::of_component(["plexus:policy/types@0.4.0"]).unwrap_err();
-        assert!(newer.contains("plexus:policy@0.4.0"), "{newer}");
+        let newer = WitVersion::of_component(["plexus:policy/types@0.5.0"]).unwrap_err();
+        assert!(newer.contains("plexus:policy@0.5.0"), "{newer}");
         assert!(
-            newer.contains("serves plexus:policy@0.1.0, plexus:policy@0.2.0, plexus:policy@0.3.0"),
+            newer.contains(
+                "serves plexus:policy@0.1.0, plexus:policy@0.2.0, plexus:policy@0.3.0, \
+                 plexus:policy@0.4.0"
+            ),
             "{newer}"
         );
 
