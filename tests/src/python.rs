@@ -3,7 +3,7 @@
 //! projects made by `plexus policy new --lang python` with their own command.
 //!
 //! A build takes 6–20 s and ~400 MB, so builds run one at a time, and each policy is built
-//! once per test binary (the components go to cargo's `CARGO_TARGET_TMPDIR`).
+//! once per test binary (into `target/<profile>/python-policies`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -59,7 +59,11 @@ pub fn policy(dir: &Path, world: &str) -> PathBuf {
     if let Some(wasm) = built.get(&dir) {
         return wasm.clone();
     }
-    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-policies");
+    // target/<profile>/python-policies, beside the `plexus` binary the tests run.
+    let out_dir = crate::plexus_binary()
+        .parent()
+        .expect("the binary is in a directory")
+        .join("python-policies");
     std::fs::create_dir_all(&out_dir).unwrap();
     // Named by the policy's path, so two policies of the same directory name do not clash.
     let name = dir
