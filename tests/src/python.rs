@@ -76,7 +76,8 @@ pub fn policy(dir: &Path, world: &str) -> PathBuf {
         &dir,
         &repo().join("wit/v0.4.0"),
         world,
-        &[repo().join("guest-plugins/python")],
+        // Given any `-p`, componentize-py looks for `app` only on the paths given.
+        &[dir.clone(), repo().join("guest-plugins/python")],
         &wasm,
     );
     built.insert(dir, wasm.clone());

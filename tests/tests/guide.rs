@@ -39,9 +39,10 @@ fn the_first_policy_guide_runs_verbatim() {
         "the guide failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(
-        stdout.contains("2 passed, 0 failed"),
-        "the scaffold's own cases pass: {stdout}"
+    assert_eq!(
+        stdout.matches("2 passed, 0 failed").count(),
+        2,
+        "the scaffold's own cases pass, in Rust and in Python: {stdout}"
     );
     assert!(
         stdout.contains("3 passed, 0 failed"),
