@@ -121,7 +121,7 @@ fn files_env_and_network_are_out_of_reach_and_say_so() {
 fn the_python_examples_pass_the_rust_examples_cases() {
     for (example, world, cases) in [
         ("by-namespace", "selector", 4),
-        ("vm-networks", "selector", 3),
+        ("vm-networks", "selector", 4),
         ("primary-routes", "merger", 2),
     ] {
         let wasm = python::policy(
