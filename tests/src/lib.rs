@@ -10,6 +10,7 @@ pub mod etcd;
 pub mod ipam;
 pub mod javascript;
 pub mod prometheus;
+pub mod python;
 pub mod vm;
 
 use std::fs;

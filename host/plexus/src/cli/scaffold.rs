@@ -10,16 +10,6 @@ use clap::ValueEnum;
 use super::CliResult;
 
 include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
-include!(concat!(env!("OUT_DIR"), "/javascript_sdk_files.rs"));
-
-/// The language the new policy is written in.
-#[derive(Clone, Copy, ValueEnum)]
-pub enum Lang {
-    /// A cargo project, built with `cargo build --target wasm32-wasip2`.
-    Rust,
-    /// An npm-style project without dependencies, built with `jco` (QuickJS).
-    Javascript,
-}
 
 /// What the new policy decides.
 #[derive(Clone, Copy, ValueEnum)]
@@ -32,32 +22,8 @@ pub enum Kind {
     Ipam,
 }
 
-/// Creates `<parent>/<name>` as a new policy project in `lang`.
-pub fn new_policy(name: &str, kind: Kind, lang: Lang, parent: &Path) -> CliResult {
-    check_name(name)?;
-    let project = parent.join(name);
-    if project.exists() {
-        return Err(format!("{} already exists", project.display()).into());
-    }
-    let (files, build) = match lang {
-        Lang::Rust => rust_project(name, kind),
-        Lang::Javascript => javascript_project(name, kind),
-    };
-    for (path, contents) in files {
-        let path = project.join(path);
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(|err| format!("{}: {err}", dir.display()))?;
-        }
-        fs::write(&path, contents).map_err(|err| format!("{}: {err}", path.display()))?;
-    }
-    println!("created {} policy {}", kind.world(), project.display());
-    println!("  cd {} && {build}", project.display());
-    Ok(ExitCode::SUCCESS)
-}
-
-/// What the project's templates fill in, for each kind: the world, where the
-/// configuration names the policy, and the case file's name.
 impl Kind {
+    /// The WIT world of a policy of this kind.
     fn world(self) -> &'static str {
         match self {
             Kind::Select => "selector",
@@ -66,6 +32,7 @@ impl Kind {
         }
     }
 
+    /// The configuration key that names a policy of this kind, for the README.
     fn key(self) -> &'static str {
         match self {
             Kind::Select => "`select` key",
@@ -74,99 +41,163 @@ impl Kind {
         }
     }
 
+    /// The cases every language's project starts with: the same file for each, as each
+    /// language's starting policy does the same.
     fn cases(self) -> (&'static str, &'static str) {
         match self {
-            Kind::Select => ("select", include_str!("templates/select-cases.json.tmpl")),
-            Kind::Merge => ("merge", include_str!("templates/merge-cases.json.tmpl")),
-            Kind::Ipam => ("ipam", include_str!("templates/ipam-cases.json.tmpl")),
+            Kind::Select => ("select", include_str!("templates/cases/select.json.tmpl")),
+            Kind::Merge => ("merge", include_str!("templates/cases/merge.json.tmpl")),
+            Kind::Ipam => ("ipam", include_str!("templates/cases/ipam.json.tmpl")),
         }
     }
 }
 
-/// `template` with the project's name, kind and key filled in.
-fn fill(template: &str, name: &str, kind: Kind) -> String {
-    template
-        .replace("{{name}}", name)
-        .replace("{{crate}}", &name.replace('-', "_"))
-        .replace("{{kind}}", kind.world())
-        .replace("{{key}}", kind.key())
-        .replace("{{cases}}", kind.cases().0)
+/// The language the new policy is written in.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Lang {
+    /// A cargo crate built for `wasm32-wasip2`.
+    Rust,
+    /// An `app.py` built with componentize-py.
+    Python,
+    /// A project without dependencies, built with the `jco` that `scripts/setup` installs
+    /// (QuickJS).
+    Javascript,
 }
 
-/// A project's files (path in the project, contents) and the command that builds it.
-type Project = (Vec<(PathBuf, String)>, &'static str);
+/// What a language puts in a new project besides its cases: its own files (templates,
+/// filled in), the SDK and WIT it vendors, and the command that builds the component.
+struct Language {
+    templates: Vec<(&'static str, &'static str)>,
+    vendored: &'static [(&'static str, &'static str)],
+    build: &'static str,
+}
 
-/// A cargo project with the Rust SDK vendored.
-fn rust_project(name: &str, kind: Kind) -> Project {
-    let source = match kind {
-        Kind::Select => include_str!("templates/select.rs.tmpl"),
-        Kind::Merge => include_str!("templates/merge.rs.tmpl"),
-        Kind::Ipam => include_str!("templates/ipam.rs.tmpl"),
+impl Lang {
+    fn language(self, kind: Kind) -> Language {
+        match self {
+            Lang::Rust => Language {
+                templates: vec![
+                    ("Cargo.toml", include_str!("templates/rust/Cargo.toml.tmpl")),
+                    ("README.md", include_str!("templates/rust/README.md.tmpl")),
+                    (
+                        "src/lib.rs",
+                        match kind {
+                            Kind::Select => include_str!("templates/rust/select.rs.tmpl"),
+                            Kind::Merge => include_str!("templates/rust/merge.rs.tmpl"),
+                            Kind::Ipam => include_str!("templates/rust/ipam.rs.tmpl"),
+                        },
+                    ),
+                ],
+                vendored: SDK_FILES,
+                build: "cargo build --release --target wasm32-wasip2",
+            },
+            Lang::Python => Language {
+                templates: vec![
+                    ("README.md", include_str!("templates/python/README.md.tmpl")),
+                    (
+                        "conftest.py",
+                        include_str!("templates/python/conftest.py.tmpl"),
+                    ),
+                    (
+                        "tests/test_cases.py",
+                        include_str!("templates/python/test_cases.py.tmpl"),
+                    ),
+                    (
+                        "app.py",
+                        match kind {
+                            Kind::Select => include_str!("templates/python/select.py.tmpl"),
+                            Kind::Merge => include_str!("templates/python/merge.py.tmpl"),
+                            Kind::Ipam => include_str!("templates/python/ipam.py.tmpl"),
+                        },
+                    ),
+                ],
+                vendored: PYTHON_SDK_FILES,
+                build: "componentize-py -d wit -w {{kind}} componentize --stub-wasi app -o {{name}}.wasm",
+            },
+            Lang::Javascript => Language {
+                templates: vec![
+                    (
+                        "package.json",
+                        include_str!("templates/javascript/package.json.tmpl"),
+                    ),
+                    (
+                        "README.md",
+                        include_str!("templates/javascript/README.md.tmpl"),
+                    ),
+                    (
+                        "test/policy.test.js",
+                        include_str!("templates/javascript/policy.test.js.tmpl"),
+                    ),
+                    (
+                        "src/policy.js",
+                        match kind {
+                            Kind::Select => include_str!("templates/javascript/select.js.tmpl"),
+                            Kind::Merge => include_str!("templates/javascript/merge.js.tmpl"),
+                            Kind::Ipam => include_str!("templates/javascript/ipam.js.tmpl"),
+                        },
+                    ),
+                    (
+                        "src/component.js",
+                        match kind {
+                            Kind::Select => {
+                                include_str!("templates/javascript/select-component.js.tmpl")
+                            }
+                            Kind::Merge => {
+                                include_str!("templates/javascript/merge-component.js.tmpl")
+                            }
+                            Kind::Ipam => {
+                                include_str!("templates/javascript/ipam-component.js.tmpl")
+                            }
+                        },
+                    ),
+                ],
+                vendored: JAVASCRIPT_SDK_FILES,
+                build: "npm test && npm run build",
+            },
+        }
+    }
+}
+
+/// Creates `<parent>/<name>` as a new policy project.
+pub fn new_policy(name: &str, kind: Kind, lang: Lang, parent: &Path) -> CliResult {
+    check_name(name)?;
+    let language = lang.language(kind);
+    let project = parent.join(name);
+    if project.exists() {
+        return Err(format!("{} already exists", project.display()).into());
+    }
+    let world = kind.world();
+    let fill = |template: &str| {
+        template
+            .replace("{{name}}", name)
+            .replace("{{crate}}", &name.replace('-', "_"))
+            .replace("{{kind}}", world)
+            .replace("{{key}}", kind.key())
+            .replace("{{cases}}", kind.cases().0)
     };
     let (cases_file, cases) = kind.cases();
-    let mut files: Vec<(PathBuf, String)> = vec![
-        (
-            "Cargo.toml".into(),
-            fill(include_str!("templates/Cargo.toml.tmpl"), name, kind),
-        ),
-        ("src/lib.rs".into(), fill(source, name, kind)),
-        (
-            format!("cases/{cases_file}.json").into(),
-            fill(cases, name, kind),
-        ),
-        (
-            "README.md".into(),
-            fill(include_str!("templates/README.md.tmpl"), name, kind),
-        ),
-    ];
-    files.extend(vendored(SDK_FILES));
-    (files, "cargo build --release --target wasm32-wasip2")
-}
-
-/// A JavaScript project with the JavaScript SDK and the WIT vendored; its `package.json`
-/// scripts test it with node and build it with the `jco` that `scripts/setup` installs.
-fn javascript_project(name: &str, kind: Kind) -> Project {
-    let (source, component) = match kind {
-        Kind::Select => (
-            include_str!("templates/javascript/select.js.tmpl"),
-            include_str!("templates/javascript/select-component.js.tmpl"),
-        ),
-        Kind::Merge => (
-            include_str!("templates/javascript/merge.js.tmpl"),
-            include_str!("templates/javascript/merge-component.js.tmpl"),
-        ),
-        Kind::Ipam => (
-            include_str!("templates/javascript/ipam.js.tmpl"),
-            include_str!("templates/javascript/ipam-component.js.tmpl"),
-        ),
-    };
-    let (cases_file, cases) = kind.cases();
-    let template = |path: &str, template: &str| (PathBuf::from(path), fill(template, name, kind));
-    let mut files = vec![
-        template(
-            "package.json",
-            include_str!("templates/javascript/package.json.tmpl"),
-        ),
-        template("src/policy.js", source),
-        template("src/component.js", component),
-        template(
-            "test/policy.test.js",
-            include_str!("templates/javascript/policy.test.js.tmpl"),
-        ),
-        template(&format!("cases/{cases_file}.json"), cases),
-        template(
-            "README.md",
-            include_str!("templates/javascript/README.md.tmpl"),
-        ),
-    ];
-    files.extend(vendored(JAVASCRIPT_SDK_FILES));
-    (files, "npm test && npm run build")
-}
-
-fn vendored(files: &[(&str, &str)]) -> impl Iterator<Item = (PathBuf, String)> {
-    files
+    let mut files: Vec<(PathBuf, String)> = language
+        .templates
         .iter()
-        .map(|(path, contents)| (PathBuf::from(path), (*contents).to_owned()))
+        .map(|(path, template)| (PathBuf::from(path), fill(template)))
+        .collect();
+    files.push((format!("cases/{cases_file}.json").into(), fill(cases)));
+    files.extend(
+        language
+            .vendored
+            .iter()
+            .map(|(path, contents)| (PathBuf::from(path), (*contents).to_owned())),
+    );
+    for (path, contents) in files {
+        let path = project.join(path);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|err| format!("{}: {err}", dir.display()))?;
+        }
+        fs::write(&path, contents).map_err(|err| format!("{}: {err}", path.display()))?;
+    }
+    println!("created {world} policy {}", project.display());
+    println!("  cd {} && {}", project.display(), fill(language.build));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A cargo package name that is also a safe directory name.
