@@ -431,8 +431,15 @@ impl PolicyRuntime {
             debug!(policy, %stderr, "policy wrote to stderr");
         }
         debug!(policy, elapsed = ?started.elapsed(), ok = result.is_ok(), "policy call finished");
-        let result =
-            result.map_err(|error| sandbox.failure(policy, toolchain, &error, &self.limits));
+        let result = match result {
+            // A guest refused memory may catch it and return normally, with an answer or
+            // an error of its own: the refusal is still why it failed.
+            Ok(answer) => match sandbox.memory_limit(policy, toolchain, &self.limits) {
+                Some(error) => Err(error),
+                None => Ok(answer),
+            },
+            Err(error) => Err(sandbox.failure(policy, toolchain, &error, &self.limits)),
+        };
         (result, sandbox.take_ipam())
     }
 }
