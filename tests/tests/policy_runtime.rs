@@ -155,6 +155,19 @@ fn unbounded_allocation_hits_the_memory_limit() {
 }
 
 #[test]
+fn a_policy_that_catches_the_refused_memory_still_hits_the_memory_limit() {
+    let error = hostile(&runtime(), env!("POLICY_ALLOC_CAUGHT"));
+    assert!(
+        matches!(error, PolicyError::MemoryLimit { limit, .. } if limit == 64 << 20),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("memory limit of 64 MiB"),
+        "{error}"
+    );
+}
+
+#[test]
 fn a_javascript_policy_out_of_memory_is_told_what_it_needs() {
     // ALLOC_UNBOUNDED marked as ComponentizeJS marks what it makes: a `producers`
     // section saying `language: JavaScript`.

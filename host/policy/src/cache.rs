@@ -5,8 +5,9 @@
 //! - `<wasm sha256>-<engine key>.cwasm`: wasmtime's serialized component, as wasmtime
 //!   wrote it, so that it can be mapped into memory rather than read and copied;
 //! - `<wasm sha256>-<engine key>.info`: what the artifact is (its `.wasm`, engine and own
-//!   sha256), what was learnt when compiling it (the toolchain that made the policy),
-//!   and, once the artifact has been checked whole and has [settled](FileStamp::settled),
+//!   sha256), what was learnt when compiling it (the toolchain that made the policy and
+//!   what its `metadata` returned, so that a load need not instantiate it to ask), and,
+//!   once the artifact has been checked whole and has [settled](FileStamp::settled),
 //!   its [stamp](FileStamp).
 //!
 //! And for each policy file, `<sha256 of its path>.source`: the sha256 of its content
@@ -37,11 +38,12 @@ use wasmtime::component::Component;
 
 use crate::stamp::FileStamp;
 use crate::toolchain::Toolchain;
+use crate::types::PolicyMetadata;
 
 /// Names the artifact layout; part of the engine key too, so a new layout never reads an
 /// old file. (Layout 1 wrapped the serialized component in a header and a checksum,
-/// which kept it from being mapped.)
-const FORMAT: &str = "plexus-policy-cwasm-2";
+/// which kept it from being mapped; layout 2's `.info` had no metadata.)
+const FORMAT: &str = "plexus-policy-cwasm-3";
 /// The first line of a `.source` file.
 const SOURCE_FORMAT: &str = "plexus-policy-source-1";
 /// Permission bits that would let someone else write the directory or a file in it.
@@ -57,6 +59,8 @@ pub(crate) struct Cache {
 pub(crate) struct Cached {
     pub(crate) component: Component,
     pub(crate) toolchain: Option<Toolchain>,
+    /// What its `metadata` returned when it was compiled; `None` for versions without.
+    pub(crate) metadata: Option<PolicyMetadata>,
 }
 
 /// What an artifact's `.info` says.
@@ -67,6 +71,7 @@ struct Info {
     /// The sha256 (hex) of the `.cwasm` as written.
     cwasm_sha256: String,
     toolchain: Option<Toolchain>,
+    metadata: Option<PolicyMetadata>,
     /// The `.cwasm`'s stamp, once it was checked whole and had settled.
     stamp: Option<FileStamp>,
 }
@@ -75,11 +80,12 @@ impl Info {
     fn to_text(&self) -> String {
         let optional = |value: Option<String>| value.unwrap_or_else(|| "-".to_owned());
         format!(
-            "{FORMAT}\nwasm {}\nengine {}\ncwasm {}\ntoolchain {}\nstamp {}\n",
+            "{FORMAT}\nwasm {}\nengine {}\ncwasm {}\ntoolchain {}\nmetadata {}\nstamp {}\n",
             self.wasm_sha256,
             self.engine_key,
             self.cwasm_sha256,
             optional(self.toolchain.map(|toolchain| toolchain.to_string())),
+            optional(self.metadata.as_ref().map(metadata_to_text)),
             optional(self.stamp.map(|stamp| stamp.to_string())),
         )
     }
@@ -99,10 +105,37 @@ impl Info {
                 .map(str::parse)
                 .transpose()
                 .ok()?,
+            metadata: optional(field("metadata")?)
+                .map(|text| metadata_from_text(text).ok_or(()))
+                .transpose()
+                .ok()?,
             stamp: optional(field("stamp")?).map(str::parse).transpose().ok()?,
         };
         lines.next().is_none().then_some(info)
     }
+}
+
+/// A policy's metadata on one line: its fields are the policy's own strings, which may
+/// hold spaces or line breaks, so each is hex-encoded.
+fn metadata_to_text(metadata: &PolicyMetadata) -> String {
+    let PolicyMetadata {
+        name,
+        version,
+        min_host_version,
+    } = metadata;
+    [name, version, min_host_version].map(hex::encode).join(" ")
+}
+
+fn metadata_from_text(text: &str) -> Option<PolicyMetadata> {
+    let mut fields = text
+        .split(' ')
+        .map(|field| String::from_utf8(hex::decode(field).ok()?).ok());
+    let metadata = PolicyMetadata {
+        name: fields.next()??,
+        version: fields.next()??,
+        min_host_version: fields.next()??,
+    };
+    fields.next().is_none().then_some(metadata)
 }
 
 impl Cache {
@@ -203,7 +236,7 @@ impl Cache {
                 return None;
             }
         };
-        let info = match self.info(wasm_sha256) {
+        let mut info = match self.info(wasm_sha256) {
             Ok(info) => info,
             Err(reason) => {
                 warn!(policy, path = %path.display(), reason, "ignoring cached policy; recompiling");
@@ -224,13 +257,8 @@ impl Cache {
                 }
             }
             if stamp.settled(now) {
-                self.write_info(
-                    wasm_sha256,
-                    &Info {
-                        stamp: Some(stamp),
-                        ..info
-                    },
-                );
+                info.stamp = Some(stamp);
+                self.write_info(wasm_sha256, &info);
             }
         }
         // The file we checked, not whatever the path names by now.
@@ -247,6 +275,7 @@ impl Cache {
             Ok(component) => Some(Cached {
                 component,
                 toolchain: info.toolchain,
+                metadata: info.metadata,
             }),
             Err(error) => {
                 warn!(policy, path = %path.display(), error = %format!("{error:#}"), "cannot load cached policy; recompiling");
@@ -255,7 +284,8 @@ impl Cache {
         }
     }
 
-    /// Writes `component`'s artifact and its `.info` (see [`write_atomically`]).
+    /// Writes `component`'s artifact and its `.info` (see [`write_atomically`]), with
+    /// the toolchain that made it and what its `metadata` returned.
     ///
     /// [`write_atomically`]: Self::write_atomically
     pub(crate) fn store(
@@ -263,6 +293,7 @@ impl Cache {
         wasm_sha256: &str,
         component: &Component,
         toolchain: Option<Toolchain>,
+        metadata: Option<&PolicyMetadata>,
     ) -> Result<PathBuf, String> {
         let serialized = component
             .serialize()
@@ -275,6 +306,7 @@ impl Cache {
             engine_key: self.engine_key.clone(),
             cwasm_sha256: hex::encode(Sha256::digest(&serialized)),
             toolchain,
+            metadata: metadata.cloned(),
             // Just written: it has not settled (the next loads check it whole until it has).
             stamp: None,
         };
@@ -434,7 +466,7 @@ mod tests {
 
     fn stored(cache: &Cache, engine: &Engine) -> PathBuf {
         let component = Component::new(engine, EMPTY_COMPONENT).unwrap();
-        cache.store(SHA, &component, None).unwrap()
+        cache.store(SHA, &component, None, None).unwrap()
     }
 
     #[test]
@@ -513,21 +545,27 @@ mod tests {
         // wasmtime's own compatibility check must still refuse it.
         let cache = cache(tmp.path(), &ours);
         let component = Component::new(&foreign, EMPTY_COMPONENT).unwrap();
-        cache.store(SHA, &component, None).unwrap();
+        cache.store(SHA, &component, None, None).unwrap();
         assert!(cache.load(&ours, "p", SHA).is_none());
     }
 
     #[test]
-    fn the_toolchain_is_kept_with_the_artifact() {
+    fn the_toolchain_and_metadata_are_kept_with_the_artifact() {
         let tmp = tempfile::tempdir().unwrap();
         let engine = engine();
         let cache = cache(tmp.path(), &engine);
         let component = Component::new(&engine, EMPTY_COMPONENT).unwrap();
+        let metadata = PolicyMetadata {
+            name: "by namespace\nand more".to_owned(),
+            version: "1.2.3".to_owned(),
+            min_host_version: "0.4.0".to_owned(),
+        };
         cache
-            .store(SHA, &component, Some(Toolchain::Python))
+            .store(SHA, &component, Some(Toolchain::Python), Some(&metadata))
             .unwrap();
         let cached = cache.load(&engine, "p", SHA).unwrap();
         assert_eq!(cached.toolchain, Some(Toolchain::Python));
+        assert_eq!(cached.metadata, Some(metadata));
     }
 
     #[test]
@@ -548,6 +586,11 @@ mod tests {
             engine_key: "0011223344556677".to_owned(),
             cwasm_sha256: SHA.replace('0', "e"),
             toolchain: Some(Toolchain::JavaScript),
+            metadata: Some(PolicyMetadata {
+                name: "two words".to_owned(),
+                version: "1.0.0".to_owned(),
+                min_host_version: "0.2.0".to_owned(),
+            }),
             stamp: Some(FileStamp::of(&tmp.as_file().metadata().unwrap())),
         };
         assert_eq!(Info::parse(&info.to_text()), Some(info));
@@ -556,6 +599,7 @@ mod tests {
             engine_key: "0011223344556677".to_owned(),
             cwasm_sha256: SHA.to_owned(),
             toolchain: None,
+            metadata: None,
             stamp: None,
         };
         assert_eq!(Info::parse(&bare.to_text()), Some(bare));

@@ -13,7 +13,7 @@ use tracing::{debug, warn};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Cached};
 use crate::policy::{AnyPolicy, Common, PolicyHandle};
 use crate::sandbox::{self, Sandbox};
 use crate::stamp::FileStamp;
@@ -100,8 +100,10 @@ impl PolicyRuntime {
     /// has not changed (its device, inode, size, modification and change time are the
     /// same). A cache that cannot be written only costs a warning.
     ///
-    /// A policy of a version that has `metadata` (0.2.0 on) is called once here to read
-    /// it, and refused if it needs a newer Plexus than [`HOST_VERSION`].
+    /// A policy of a version that has `metadata` (0.2.0 on) is refused if it needs a newer
+    /// Plexus than [`HOST_VERSION`]. Its `metadata` is called once when it is compiled;
+    /// the cache keeps the answer with the artifact, so a cached load never instantiates
+    /// the policy.
     ///
     /// `P` says which world the policy must implement ([`Selector`](crate::Selector),
     /// [`Merger`](crate::Merger), [`Ipam`](crate::Ipam)): a policy of another is refused
@@ -119,11 +121,7 @@ impl PolicyRuntime {
                 && let Some(cached) = cache.load(&self.engine, &name, &sha256)
             {
                 debug!(policy = %name, "loaded compiled policy from the cache");
-                let compiled = Compiled {
-                    component: cached.component,
-                    toolchain: cached.toolchain,
-                    from_cache: true,
-                };
+                let compiled = Compiled::from(cached);
                 return P::from_any(self.policy(name, sha256.into_owned(), &compiled)?);
             }
         }
@@ -163,7 +161,7 @@ impl PolicyRuntime {
         // Read, not `self.read`, which would write what it learnt into the cache.
         let wasm = Wasm::read(source)?;
         let compiled = self.component(&wasm, Caching::ReadOnly)?;
-        let (linked, metadata) = self.link(&wasm.name, &compiled)?;
+        let (linked, metadata) = self.prepare(&wasm.name, &wasm.sha256, &compiled)?;
         let (kind, version) = linked.identity();
         let component_type = compiled.component.component_type();
         let imports = component_type.imports(&self.engine);
@@ -183,7 +181,7 @@ impl PolicyRuntime {
             }),
             metadata,
             cached: match &self.cache {
-                Some(cache) if compiled.from_cache => Some(cache.artifact_path(&wasm.sha256)),
+                Some(cache) if compiled.is_cached() => Some(cache.artifact_path(&wasm.sha256)),
                 _ => None,
             },
             policy: wasm.name,
@@ -202,17 +200,13 @@ impl PolicyRuntime {
     }
 
     /// The compiled component, from the cache or compiled now; `caching` says what to do
-    /// with the cache.
+    /// with the cache once it is [`prepare`](Self::prepare)d.
     fn component(&self, wasm: &Wasm, caching: Caching) -> Result<Compiled, PolicyError> {
         if let Some(cache) = &self.cache
             && let Some(cached) = cache.load(&self.engine, &wasm.name, &wasm.sha256)
         {
             debug!(policy = %wasm.name, "loaded compiled policy from the cache");
-            return Ok(Compiled {
-                component: cached.component,
-                toolchain: cached.toolchain,
-                from_cache: true,
-            });
+            return Ok(Compiled::from(cached));
         }
         let started = Instant::now();
         let component =
@@ -222,40 +216,28 @@ impl PolicyRuntime {
             })?;
         let toolchain = Toolchain::detect(&wasm.bytes);
         debug!(policy = %wasm.name, elapsed = ?started.elapsed(), ?toolchain, "compiled policy");
-        if let Some(cache) = &self.cache
-            && caching != Caching::ReadOnly
-            && let Err(reason) = cache.store(&wasm.sha256, &component, toolchain)
-        {
-            if caching == Caching::MustStore {
-                return Err(PolicyError::Cache {
-                    policy: wasm.name.clone(),
-                    reason,
-                });
-            }
-            warn!(policy = %wasm.name, %reason, "cannot cache the compiled policy");
-        }
         Ok(Compiled {
             component,
             toolchain,
-            from_cache: false,
+            origin: Origin::Compiled { caching },
         })
     }
 
-    /// A policy this host runs: [`link`](Self::link)ed, with its metadata checked.
+    /// A policy this host runs: [`prepare`](Self::prepare)d, with its metadata checked.
     fn policy(
         &self,
         name: String,
         sha256: String,
         compiled: &Compiled,
     ) -> Result<AnyPolicy, PolicyError> {
-        let (exports, metadata) = self.link(&name, compiled)?;
+        let (exports, metadata) = self.prepare(&name, &sha256, compiled)?;
         if let Some(metadata) = &metadata {
             check_metadata(&name, metadata, &self.host_version)?;
         }
         let common = Common {
             name,
             sha256,
-            from_cache: compiled.from_cache,
+            from_cache: compiled.is_cached(),
             toolchain: compiled.toolchain,
             version: exports.identity().1,
             metadata,
@@ -263,19 +245,82 @@ impl PolicyRuntime {
         Ok(AnyPolicy::new(common, exports))
     }
 
-    /// Checks that `component` is a policy of a world and version this host serves,
-    /// prepares its instantiation once so that each call only instantiates, and reads its
-    /// metadata if its version has any.
-    fn link(
+    /// [`link`](Self::link)s a compiled policy and learns its metadata: as the cache
+    /// recorded it, or by calling `metadata` once, after which a policy compiled now is
+    /// stored in the cache with the answer (as its [`Caching`] says).
+    fn prepare(
         &self,
         policy: &str,
+        sha256: &str,
         compiled: &Compiled,
     ) -> Result<(Exports, Option<PolicyMetadata>), PolicyError> {
-        let Compiled {
-            component,
-            toolchain,
-            ..
-        } = compiled;
+        let exports = self.link(policy, &compiled.component)?;
+        let metadata = match &compiled.origin {
+            Origin::Cache { metadata } => metadata.clone(),
+            Origin::Compiled { caching } => {
+                let metadata = self.read_metadata(policy, compiled.toolchain, &exports)?;
+                self.store(policy, sha256, compiled, metadata.as_ref(), *caching)?;
+                metadata
+            }
+        };
+        Ok((exports, metadata))
+    }
+
+    /// Calls a policy's `metadata`, for the versions that export it.
+    fn read_metadata(
+        &self,
+        policy: &str,
+        toolchain: Option<Toolchain>,
+        exports: &Exports,
+    ) -> Result<Option<PolicyMetadata>, PolicyError> {
+        match exports {
+            Exports::Selector(pre) => pre
+                .metadata()
+                .map(|call| self.call(policy, toolchain, pre.engine(), call))
+                .transpose(),
+            Exports::Merger(pre) => pre
+                .metadata()
+                .map(|call| self.call(policy, toolchain, pre.engine(), call))
+                .transpose(),
+            Exports::Ipam(pre) => self
+                .call(policy, toolchain, pre.engine(), pre.metadata())
+                .map(Some),
+        }
+    }
+
+    /// Stores a policy compiled now, with its metadata, in the cache if `caching` says
+    /// to; failing to is an error only for [`Caching::MustStore`].
+    fn store(
+        &self,
+        policy: &str,
+        sha256: &str,
+        compiled: &Compiled,
+        metadata: Option<&PolicyMetadata>,
+        caching: Caching,
+    ) -> Result<(), PolicyError> {
+        let Some(cache) = &self.cache else {
+            return Ok(());
+        };
+        if caching == Caching::ReadOnly {
+            return Ok(());
+        }
+        let stored = cache.store(sha256, &compiled.component, compiled.toolchain, metadata);
+        match stored {
+            Ok(_) => Ok(()),
+            Err(reason) if caching == Caching::MustStore => Err(PolicyError::Cache {
+                policy: policy.to_owned(),
+                reason,
+            }),
+            Err(reason) => {
+                warn!(policy, %reason, "cannot cache the compiled policy");
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks that `component` is a policy of a world and version this host serves, and
+    /// prepares its instantiation once so that each call only instantiates.
+    fn link(&self, policy: &str, component: &Component) -> Result<Exports, PolicyError> {
         let invalid = |reason: String| PolicyError::Invalid {
             policy: policy.to_owned(),
             reason,
@@ -318,23 +363,13 @@ impl PolicyRuntime {
         let pre = self.linker.instantiate_pre(component).map_err(link_error)?;
         Ok(match kind {
             PolicyKind::Selector => {
-                let pre = SelectorPre::new(pre, version).map_err(link_error)?;
-                let metadata = pre
-                    .metadata()
-                    .map(|call| self.call(policy, *toolchain, pre.engine(), call))
-                    .transpose()?;
-                (Exports::Selector(pre), metadata)
+                Exports::Selector(SelectorPre::new(pre, version).map_err(link_error)?)
             }
             PolicyKind::Merger => {
-                let pre = MergerPre::new(pre, version).map_err(link_error)?;
-                let metadata = pre
-                    .metadata()
-                    .map(|call| self.call(policy, *toolchain, pre.engine(), call))
-                    .transpose()?;
-                (Exports::Merger(pre), metadata)
+                Exports::Merger(MergerPre::new(pre, version).map_err(link_error)?)
             }
-            PolicyKind::Ipam => {
-                let pre = IpamPre::new(pre, version)
+            PolicyKind::Ipam => Exports::Ipam(
+                IpamPre::new(pre, version)
                     .ok_or_else(|| {
                         invalid(format!(
                             "it is built against plexus:policy@{}, which has no ipam world; \
@@ -342,10 +377,8 @@ impl PolicyRuntime {
                             version.as_str()
                         ))
                     })?
-                    .map_err(link_error)?;
-                let metadata = self.call(policy, *toolchain, pre.engine(), pre.metadata())?;
-                (Exports::Ipam(pre), Some(metadata))
-            }
+                    .map_err(link_error)?,
+            ),
         })
     }
 
@@ -398,8 +431,15 @@ impl PolicyRuntime {
             debug!(policy, %stderr, "policy wrote to stderr");
         }
         debug!(policy, elapsed = ?started.elapsed(), ok = result.is_ok(), "policy call finished");
-        let result =
-            result.map_err(|error| sandbox.failure(policy, toolchain, &error, &self.limits));
+        let result = match result {
+            // A guest refused memory may catch it and return normally, with an answer or
+            // an error of its own: the refusal is still why it failed.
+            Ok(answer) => match sandbox.memory_limit(policy, toolchain, &self.limits) {
+                Some(error) => Err(error),
+                None => Ok(answer),
+            },
+            Err(error) => Err(sandbox.failure(policy, toolchain, &error, &self.limits)),
+        };
         (result, sandbox.take_ipam())
     }
 }
@@ -426,7 +466,8 @@ fn not_a_component_hint(bytes: &[u8]) -> &'static str {
     }
 }
 
-/// What loading a component may do with the compile cache.
+/// What loading a component may do with the compile cache, once it is compiled and its
+/// metadata read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Caching {
     /// Store a fresh compilation; failing to is only a warning (`load`).
@@ -515,7 +556,35 @@ impl Wasm {
 struct Compiled {
     component: Component,
     toolchain: Option<Toolchain>,
-    from_cache: bool,
+    origin: Origin,
+}
+
+impl Compiled {
+    fn is_cached(&self) -> bool {
+        matches!(self.origin, Origin::Cache { .. })
+    }
+}
+
+impl From<Cached> for Compiled {
+    fn from(cached: Cached) -> Self {
+        Self {
+            component: cached.component,
+            toolchain: cached.toolchain,
+            origin: Origin::Cache {
+                metadata: cached.metadata,
+            },
+        }
+    }
+}
+
+/// Where a compiled policy came from.
+enum Origin {
+    /// The compile cache, which kept what its `metadata` returned (`None`: a version
+    /// without `metadata`).
+    Cache { metadata: Option<PolicyMetadata> },
+    /// Compiled now: its `metadata` is yet to be called, and `caching` says whether to
+    /// store it then.
+    Compiled { caching: Caching },
 }
 
 /// What [`PolicyRuntime::inspect`] tells about a policy. Serializes with kebab-case keys.

@@ -126,12 +126,8 @@ impl Sandbox {
         }
         // Checked before the trap kind: a guest told "no more memory" typically aborts
         // (an `unreachable` trap), which is only the symptom.
-        if self.limiter.memory_refused {
-            return PolicyError::MemoryLimit {
-                policy,
-                limit: limits.memory_bytes,
-                toolchain,
-            };
+        if let Some(error) = self.memory_limit(&policy, toolchain, limits) {
+            return error;
         }
         if trap == Some(&Trap::StackOverflow) {
             return PolicyError::StackOverflow { policy };
@@ -147,6 +143,27 @@ impl Sandbox {
             format!("{error:#}; its stderr ends with: {stderr}")
         };
         PolicyError::Trap { policy, reason }
+    }
+}
+
+impl Sandbox {
+    /// [`PolicyError::MemoryLimit`] if the host refused the guest memory during the call.
+    /// Whatever the guest did next is only its reaction: an abort, or an error it
+    /// caught and returned as its answer (QuickJS throws `InternalError: out of memory`,
+    /// which the SDK returns as the policy's error).
+    pub(crate) fn memory_limit(
+        &self,
+        policy: &str,
+        toolchain: Option<Toolchain>,
+        limits: &Limits,
+    ) -> Option<PolicyError> {
+        self.limiter
+            .memory_refused
+            .then(|| PolicyError::MemoryLimit {
+                policy: policy.to_owned(),
+                limit: limits.memory_bytes,
+                toolchain,
+            })
     }
 }
 
