@@ -4,13 +4,13 @@
 //! `builtin:annotations` answers as the builtin does on the fuzz corpus; and every kind of
 //! `plexus policy new --lang python` project builds and passes its cases out of the box.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use plexus_policy::types::{Network, Pod, SelectRequest};
 use plexus_policy::{Limits, PolicyError, PolicyRuntime, PolicySource, Selector};
+use plexus_tests::builtin_cases::fuzz_select_requests;
 use plexus_tests::python::{self, repo};
 use plexus_tests::{plexus_cli, plexus_cli_ok};
 
@@ -172,7 +172,7 @@ fn a_python_policy_needs_its_documented_memory() {
     assert!(matches!(error, PolicyError::MemoryLimit { .. }), "{error}");
 }
 
-/// The node's networks of the fuzz target `annotations_select`.
+/// The networks of the fuzz target `annotations_select`'s node, where the examples run.
 fn node_networks() -> Vec<Network> {
     let network = |name: &str, plugin_type: &str, file: &str| Network {
         name: name.into(),
@@ -188,92 +188,6 @@ fn node_networks() -> Vec<Network> {
     ]
 }
 
-fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = repo().join("fuzz/corpus").join(target);
-    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap_or_else(|err| panic!("{}: {err}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|file| {
-            let name = format!("{target}/{}", file.file_name().unwrap().to_string_lossy());
-            (name, fs::read(file).unwrap())
-        })
-        .collect()
-}
-
-/// Every select request of the fuzz corpus: the `annotations_select` inputs made into
-/// requests as that target makes them, the Genie and Multus annotation values on a pod of
-/// its node, and the select requests of `policy_requests`.
-fn corpus_requests() -> Vec<(String, SelectRequest)> {
-    let mut requests = Vec::new();
-    for (name, data) in corpus("annotations_select") {
-        let mut fields = data
-            .splitn(5, |&byte| byte == 0)
-            .map(|field| String::from_utf8_lossy(field).into_owned());
-        let mut field = || fields.next().unwrap_or_default();
-        let (genie, multus, ifname, defaults, extra) =
-            (field(), field(), field(), field(), field());
-        let mut networks = node_networks();
-        for line in extra.lines() {
-            let mut words = line.split(' ').map(str::to_owned);
-            let mut word = || words.next().unwrap_or_default();
-            let (name, plugin_type, file) = (word(), word(), word());
-            networks.push(Network {
-                name,
-                plugin_type,
-                cni_version: "1.0.0".into(),
-                file,
-            });
-        }
-        let mut annotations = Vec::new();
-        if !genie.is_empty() {
-            annotations.push(("cni".to_owned(), genie));
-        }
-        if !multus.is_empty() {
-            annotations.push(("k8s.v1.cni.cncf.io/networks".to_owned(), multus));
-        }
-        let request = SelectRequest {
-            pod: Pod {
-                namespace: "default".into(),
-                name: "web-0".into(),
-                uid: "u-1".into(),
-                container_id: "c1".into(),
-                ifname,
-            },
-            annotations,
-            default_networks: defaults
-                .split(',')
-                .filter(|d| !d.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            networks,
-            ..SelectRequest::default()
-        };
-        requests.push((name, request));
-    }
-    for (target, key) in [
-        ("genie_annotation", "cni"),
-        ("multus_annotation", "k8s.v1.cni.cncf.io/networks"),
-    ] {
-        for (name, data) in corpus(target) {
-            let mut request = request();
-            request.annotations =
-                vec![(key.to_owned(), String::from_utf8_lossy(&data).into_owned())];
-            requests.push((name, request));
-        }
-    }
-    for (name, data) in corpus("policy_requests") {
-        // The target's first byte picks the request type; 0 is a select request.
-        if let Some((0, json)) = data.split_first() {
-            requests.push((name, serde_json::from_slice(json).unwrap()));
-        }
-    }
-    requests
-}
-
 /// The Python `annotations` answers every select request of the fuzz corpus as
 /// `builtin:annotations` does: the same attachments, or the same error.
 #[test]
@@ -286,7 +200,14 @@ fn the_python_annotations_policy_answers_as_the_builtin() {
         .unwrap();
     let wasm = python::policy(&repo().join("guest-plugins/python/annotations"), "selector");
     let python = runtime.load::<Selector>(&PolicySource::File(wasm)).unwrap();
-    let requests = corpus_requests();
+    let requests: Vec<(String, SelectRequest)> = fuzz_select_requests()
+        .into_iter()
+        .map(|(name, request)| {
+            let request = serde_json::from_value(request)
+                .unwrap_or_else(|err| panic!("{name}: not a select request: {err}"));
+            (name, request)
+        })
+        .collect();
     assert!(
         requests.len() >= 15,
         "the corpus is there: {} requests",
