@@ -90,6 +90,20 @@ pub fn plexus_cli_ok<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S
     output.stdout
 }
 
+/// Makes a policy project with `plexus policy new NAME --lang LANG --kind KIND` in
+/// `parent`, failing the test unless it succeeds: the project's directory.
+pub fn new_policy_project(parent: &Path, name: &str, lang: &str, kind: &str) -> PathBuf {
+    plexus_cli_ok(
+        [
+            "policy", "new", name, "--lang", lang, "--kind", kind, "--dir",
+        ]
+        .map(std::ffi::OsStr::new)
+        .into_iter()
+        .chain([parent.as_os_str()]),
+    );
+    parent.join(name)
+}
+
 /// A network namespace, deleted on drop.
 pub struct Netns {
     pub name: String,

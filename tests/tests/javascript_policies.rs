@@ -12,7 +12,7 @@ use plexus_policy::types::{Network, Pod, SelectRequest};
 use plexus_policy::{Limits, PolicyError, PolicyRuntime, PolicySource, Selector};
 use plexus_tests::builtin_cases::{cases_from_builtin, fuzz_select_requests};
 use plexus_tests::javascript::component;
-use plexus_tests::{plexus_cli, thread_cpu_time};
+use plexus_tests::{new_policy_project, plexus_cli, thread_cpu_time};
 
 /// How much CPU time any hostile policy may take, well above the 500 ms limit.
 const BOUND: Duration = Duration::from_secs(1);
@@ -231,23 +231,7 @@ fn new_javascript_policies_build_and_pass_their_cases() {
     let dir = tempfile::tempdir().unwrap();
     for kind in ["select", "merge", "ipam"] {
         let name = format!("js-{kind}");
-        let created = plexus_cli([
-            "policy",
-            "new",
-            &name,
-            "--lang",
-            "javascript",
-            "--kind",
-            kind,
-            "--dir",
-            dir.path().to_str().unwrap(),
-        ]);
-        assert!(
-            created.status.success(),
-            "{}",
-            String::from_utf8_lossy(&created.stderr)
-        );
-        let project = dir.path().join(&name);
+        let project = new_policy_project(dir.path(), &name, "javascript", kind);
         let npm = |script: &str| {
             let output = Command::new("npm")
                 .args(["run", "--silent", script])

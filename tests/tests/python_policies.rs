@@ -12,7 +12,7 @@ use plexus_policy::types::{Network, Pod, SelectRequest};
 use plexus_policy::{Limits, PolicyError, PolicyRuntime, PolicySource, Selector};
 use plexus_tests::builtin_cases::fuzz_select_requests;
 use plexus_tests::python::{self, repo};
-use plexus_tests::{plexus_cli, plexus_cli_ok};
+use plexus_tests::{new_policy_project, plexus_cli_ok};
 
 /// How much wall-clock time a hostile call may hold, however busy the machine is.
 const WALL_BOUND: Duration = Duration::from_secs(10);
@@ -245,23 +245,7 @@ fn every_kind_of_new_python_project_builds_and_passes_its_cases() {
         ("ipam", "ipam", 3),
     ] {
         let name = format!("py-{kind}");
-        let created = plexus_cli([
-            "policy",
-            "new",
-            &name,
-            "--lang",
-            "python",
-            "--kind",
-            kind,
-            "--dir",
-            parent.path().to_str().unwrap(),
-        ]);
-        assert!(
-            created.status.success(),
-            "{}",
-            String::from_utf8_lossy(&created.stderr)
-        );
-        let project = parent.path().join(&name);
+        let project = new_policy_project(parent.path(), &name, "python", kind);
         let native = Command::new("pytest-3")
             .arg("-q")
             .current_dir(&project)
