@@ -12,6 +12,11 @@ error. Inside a component (`sys.platform == "wasi"`, built with `--stub-wasi`) t
 also makes the sandbox's walls explicit: files, environment variables and the network raise
 `PermissionError` naming what was tried (otherwise the stubbed WASI call traps as
 `unreachable`), and stdout/stderr go to a buffer (a stubbed write would trap too).
+
+The walls go up when componentize-py makes the world, while it initialises the component,
+so they are in the snapshot every call starts from and no call pays for them; all but the
+environment's, which that initialisation reads after making the world: it goes up at the
+start of each call.
 """
 
 import builtins
@@ -68,14 +73,13 @@ class _NoEnvironment(dict):
     __setitem__ = __delitem__ = setdefault = pop = update = _refuse
 
 
-def _wall_off_the_sandbox():
-    """Replaces the ways out of the sandbox with a clear `PermissionError`."""
+def _wall_off_files_network_and_output():
+    """Replaces the ways out of the sandbox, but the environment, with a clear
+    `PermissionError`, and captures what the policy prints."""
     for module, name in ((builtins, "open"), (io, "open"), (os, "open"), (os, "listdir"), (os, "scandir")):
         refused = _refuse("files")
         refused.__name__ = name
         setattr(module, name, refused)
-    os.environ = _NoEnvironment()
-    os.getenv = _NoEnvironment()._refuse
     if socket is not None:
         for name in ("socket", "create_connection", "getaddrinfo", "gethostbyname"):
             refused = _refuse("the network")
@@ -84,17 +88,24 @@ def _wall_off_the_sandbox():
     sys.stdout = sys.stderr = _output
 
 
-# Walled off at the first call, not at import: componentize-py's initialisation, which
-# imports the policy, reads the environment after it.
-_walled = not IN_COMPONENT
+def _wall_off_the_environment():
+    os.environ = _NoEnvironment()
+    os.getenv = os.environ._refuse
+
+
+class _World:
+    """What every world's class does when componentize-py makes it (once, while it
+    initialises the component): walls off the sandbox."""
+
+    def __init__(self):
+        if IN_COMPONENT:
+            _wall_off_files_network_and_output()
 
 
 def _call(function, *args):
     """`function(*args)`, any exception raised as the world's `Err(message)`."""
-    global _walled
-    if not _walled:
-        _wall_off_the_sandbox()
-        _walled = True
+    if IN_COMPONENT and not isinstance(os.environ, _NoEnvironment):
+        _wall_off_the_environment()
     _output.seek(0)
     _output.truncate()
     try:
@@ -125,7 +136,7 @@ def selector(select, *, name, version, min_host_version=MIN_HOST_VERSION):
     `Attachment`s, the first the pod's primary interface."""
     metadata = _metadata(name, version, min_host_version)
 
-    class WitWorld:
+    class WitWorld(_World):
         def metadata(self):
             return metadata
 
@@ -139,7 +150,7 @@ def merger(merge, *, name, version, min_host_version=MIN_HOST_VERSION):
     """The `merger` world, answering `merge` with `merge(request)`: the pod's `CniResult`."""
     metadata = _metadata(name, version, min_host_version)
 
-    class WitWorld:
+    class WitWorld(_World):
         def metadata(self):
             return metadata
 
@@ -156,8 +167,9 @@ def ipam(policy, *, name, version, min_host_version=MIN_HOST_VERSION):
     world with its own, `WitWorld(store.MemoryStore())`."""
     metadata = _metadata(name, version, min_host_version)
 
-    class WitWorld:
+    class WitWorld(_World):
         def __init__(self, the_store=None):
+            super().__init__()
             # componentize-py makes the world with no argument, at initialisation, when the
             # store's import may still be made.
             self.store = the_store if the_store is not None else store.HostStore()
