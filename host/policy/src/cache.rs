@@ -42,8 +42,9 @@ use crate::types::PolicyMetadata;
 
 /// Names the artifact layout; part of the engine key too, so a new layout never reads an
 /// old file. (Layout 1 wrapped the serialized component in a header and a checksum,
-/// which kept it from being mapped; layout 2's `.info` had no metadata.)
-const FORMAT: &str = "plexus-policy-cwasm-3";
+/// which kept it from being mapped; layout 2's `.info` had no metadata; layout 3's
+/// artifacts kept the exports that `prune` now drops, so they load slower.)
+const FORMAT: &str = "plexus-policy-cwasm-4";
 /// The first line of a `.source` file.
 const SOURCE_FORMAT: &str = "plexus-policy-source-1";
 /// Permission bits that would let someone else write the directory or a file in it.

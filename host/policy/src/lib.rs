@@ -48,6 +48,7 @@ mod cache;
 mod error;
 mod output;
 mod policy;
+mod prune;
 mod runtime;
 mod sandbox;
 mod source;

@@ -15,6 +15,7 @@ use wasmtime::{Config, Engine, Store};
 
 use crate::cache::{Cache, Cached};
 use crate::policy::{AnyPolicy, Common, PolicyHandle};
+use crate::prune;
 use crate::sandbox::{self, Sandbox};
 use crate::stamp::FileStamp;
 use crate::store_access::StoreAccess;
@@ -209,17 +210,31 @@ impl PolicyRuntime {
             return Ok(Compiled::from(cached));
         }
         let started = Instant::now();
-        let component =
-            Component::new(&self.engine, &wasm.bytes).map_err(|error| PolicyError::Invalid {
-                policy: wasm.name.clone(),
-                reason: format!("{error:#}{}", not_a_component_hint(&wasm.bytes)),
-            })?;
+        let component = self.compile(wasm).map_err(|error| PolicyError::Invalid {
+            policy: wasm.name.clone(),
+            reason: format!("{error:#}{}", not_a_component_hint(&wasm.bytes)),
+        })?;
         let toolchain = Toolchain::detect(&wasm.bytes);
         debug!(policy = %wasm.name, elapsed = ?started.elapsed(), ?toolchain, "compiled policy");
         Ok(Compiled {
             component,
             toolchain,
             origin: Origin::Compiled { caching },
+        })
+    }
+
+    /// Compiles a policy without the exports its core modules never reach (see
+    /// [`prune`]); should the pruned component not compile, the policy as it is.
+    fn compile(&self, wasm: &Wasm) -> wasmtime::Result<Component> {
+        let original = || Component::new(&self.engine, &wasm.bytes);
+        let Some(pruned) = prune::unused_exports_pruned(&wasm.bytes) else {
+            return original();
+        };
+        Component::new(&self.engine, &pruned).or_else(|error| {
+            let component = original()?;
+            // The analysis missed a use: a bug, but the policy still runs as written.
+            warn!(policy = %wasm.name, error = format!("{error:#}"), "pruning broke the policy; compiled it as it is");
+            Ok(component)
         })
     }
 
