@@ -42,14 +42,23 @@ fn network_names_cannot_leave_the_root() {
 fn a_foreign_entry_is_reported_as_corrupt_with_the_network() {
     let root = tempfile::tempdir().unwrap();
     let store = FileStore::open(root.path(), "pods").unwrap();
-    std::fs::write(root.path().join("pods/ip%2F10.0.0.9"), b"not an entry").unwrap();
-    let error = store.get("ip/10.0.0.9").unwrap_err();
+    // Where the first layout kept an entry, something else: the migration refuses it.
+    let foreign = root.path().join("pods/ip%2F10.0.0.9");
+    std::fs::write(&foreign, b"not an entry").unwrap();
+    let error = FileStore::open(root.path(), "pods").unwrap_err();
     assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
     let message = error.to_string();
     assert!(
         message.contains("\"pods\"") && message.contains("ip/10.0.0.9"),
         "{message}"
     );
+    std::fs::remove_file(&foreign).unwrap();
+
+    // A journal that is not one.
+    std::fs::write(root.path().join("pods/.journal"), b"not a journal").unwrap();
+    let error = store.get("ip/10.0.0.9").unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+    assert!(error.to_string().contains("\"pods\""), "{error}");
     assert!(store.list("ip/").is_err());
     assert!(store.compare_and_swap("ip/10.0.0.9", None, b"x").is_err());
 }
