@@ -19,6 +19,16 @@
 //! revision counter and the entry, each by temp file, fsync, rename and directory
 //! fsync: four syncs, which bought nothing the checksum does not.)
 //!
+//! Deferred sync: a handle opened [`deferring_sync`](FileStore::deferring_sync) leaves
+//! out the `fdatasync` of its appends, and [`Store::sync`] does one for all of them, so
+//! `plexus-ipam` makes the writes of one policy call (an allocation writes its address
+//! and the range's last-allocated hint) durable with one `fdatasync` before it answers
+//! the runtime. Safe because only the answer acknowledges a write, and because the
+//! journal is durable as a prefix: until the sync, a power cut loses the handle's
+//! records (or tears the last one), never one acknowledged before them, and a writer
+//! that syncs its own records makes every earlier one durable too. What another
+//! process reads meanwhile may be lost by a power cut, which ends that process as well.
+//!
 //! Directory durability: the journal only ever comes into place by rename (created
 //! whole by the first write, or by compaction or migration), followed by a directory
 //! sync. A writer killed between the two leaves `.unsynced` behind, created before the
@@ -26,15 +36,15 @@
 //! cut could bring the old journal (or none) back under records acknowledged since.
 //!
 //! Crash safety: only the tail of the journal can be torn, because records are only
-//! ever appended, under the exclusive lock, and a writer answers only after
-//! `fdatasync`, which makes every byte before its record durable too. So replay stops at
-//! the first record that is cut short or fails its checksum and ignores the rest: none
-//! of it was acknowledged. (A record written by a writer killed before its
+//! ever appended, under the exclusive lock, and a write is acknowledged only after an
+//! `fdatasync`, which makes every byte before its record durable too. So replay stops
+//! at the first record that is cut short or fails its checksum and ignores the rest:
+//! none of it was acknowledged. (A record written by a writer killed before its
 //! `fdatasync` is whole in the page cache, so it counts, as the rename of a killed
 //! writer did in the first layout.) The next writer truncates the torn tail before it
-//! appends, so a record never follows garbage. Such a record's revision can only have
-//! been seen by processes on this node, which a power cut ends as well, so a revision
-//! reissued after the cut is never compared against a stale copy.
+//! appends, so a record never follows garbage. A record a power cut loses or tears can
+//! only have been seen by processes on this node, which the cut ends as well, so its
+//! revision, handed out again after the cut, is never compared against a stale copy.
 //!
 //! Revisions: each put or delete takes the revision after the last one in the journal,
 //! so revisions only grow and are never reused, deleted keys included. A record whose
@@ -42,17 +52,17 @@
 //!
 //! Compaction: once the journal is more than twice the size of the live entries plus
 //! [`COMPACT_SLACK`], the writer rewrites it as one put per live entry and a floor
-//! record (the last revision handed out, so deleted keys' revisions stay used), by temp file,
-//! fsync, rename and directory fsync. With IPAM records of a few hundred bytes that is
-//! one rewrite per several hundred writes. The append it follows is already durable, so
-//! a compaction that fails only logs a warning.
+//! record (the last revision handed out, so deleted keys' revisions stay used), by temp
+//! file, fsync, rename and directory fsync. With IPAM records of a few hundred bytes
+//! that is one rewrite per several hundred writes. The append it follows stands either
+//! way, so a compaction that fails only logs a warning.
 //!
 //! Migration: a store written by the first layout (one file per key, named by the
 //! escaped key, holding `plexus-ipam-store/1 <revision> <length>` and the value, plus
 //! `.revision`, the last revision handed out) is turned into a journal by the first
 //! `open` that sees it, under the exclusive lock: the journal is written whole (the
-//! entries, then a floor at the larger of `.revision` and every entry's revision) and renamed
-//! into place before the old files are removed. Old files found beside a journal are
+//! entries, then a floor at the larger of `.revision` and every entry's revision) and
+//! renamed into place before the old files are removed. Old files found beside a journal are
 //! what a migration killed after its rename left, and are removed. Old and new binaries
 //! must not write one node's store at the same time: an old one sees no entries.
 
@@ -61,6 +71,7 @@ use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::{
     Entry, MAX_KEY_LEN, MAX_VALUE_LEN, Revision, Store, StoreError, validate_key, validate_network,
@@ -97,6 +108,11 @@ const FLOOR: u8 = b'F';
 pub struct FileStore {
     network: String,
     dir: PathBuf,
+    /// Whether writes leave their `fdatasync` to [`Store::sync`]
+    /// (see [`deferring_sync`](Self::deferring_sync)).
+    defer_sync: bool,
+    /// Whether this handle appended since its last sync, when `defer_sync`.
+    unsynced: AtomicBool,
 }
 
 /// The entries a journal holds, and where its whole records end.
@@ -159,6 +175,8 @@ impl FileStore {
         let store = Self {
             network: network.to_owned(),
             dir: root.as_ref().join(network),
+            defer_sync: false,
+            unsynced: AtomicBool::new(false),
         };
         // Only the plugin (root) has business reading who holds which address.
         DirBuilder::new()
@@ -175,6 +193,15 @@ impl FileStore {
         }
         tracing::debug!(network, dir = %store.dir.display(), "opened file address store");
         Ok(store)
+    }
+
+    /// This handle's writes answer once written, and [`Store::sync`] makes all of them
+    /// durable with one `fdatasync`: for a caller that acknowledges a batch of writes
+    /// at once, and syncs before it does (see "Deferred sync").
+    #[must_use]
+    pub fn deferring_sync(mut self) -> Self {
+        self.defer_sync = true;
+        self
     }
 
     fn io_error(&self, action: String, source: io::Error) -> StoreError {
@@ -399,7 +426,12 @@ impl FileStore {
                 file.set_len(at)?;
             }
             file.write_all_at(&record, at)?;
-            file.sync_data()
+            if self.defer_sync {
+                self.unsynced.store(true, Ordering::SeqCst);
+                Ok(())
+            } else {
+                file.sync_data()
+            }
         })();
         if let Err(e) = written {
             // Readers must not see a record the caller is told failed; what the
@@ -493,6 +525,26 @@ impl FileStore {
 impl Store for FileStore {
     fn network(&self) -> &str {
         &self.network
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        if !self.unsynced.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        // Under the lock, so no compaction renames the journal meanwhile and a rename
+        // a killed writer left unsynced is settled first.
+        let _lock = self.lock(true)?;
+        let path = self.dir.join(JOURNAL_FILE);
+        let synced = self.settle().and_then(|()| {
+            File::open(&path)
+                .and_then(|journal| journal.sync_data())
+                .map_err(|e| self.io_error(format!("sync {}", path.display()), e))
+        });
+        if synced.is_err() {
+            // Still to be made durable: a retry syncs again.
+            self.unsynced.store(true, Ordering::SeqCst);
+        }
+        synced
     }
 
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Revision)>, StoreError> {

@@ -14,6 +14,16 @@ fn file_store_keeps_the_store_contract() {
     let store = FileStore::open(root.path(), "pods").unwrap();
     let other = FileStore::open(root.path(), "pods2").unwrap();
     crate::semantics::check(&store, &other);
+    // Leaving the fdatasync to `sync` changes when a write is durable, nothing else.
+    let store = FileStore::open(root.path(), "deferred")
+        .unwrap()
+        .deferring_sync();
+    let other = FileStore::open(root.path(), "deferred2")
+        .unwrap()
+        .deferring_sync();
+    crate::semantics::check(&store, &other);
+    store.sync().unwrap();
+    other.sync().unwrap();
 }
 
 #[test]
