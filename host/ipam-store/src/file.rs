@@ -324,6 +324,10 @@ impl FileStore {
                 .map_err(|error| self.corrupt(name, error.to_string()))?;
             let (revision, value) =
                 decode_old_entry(&bytes).map_err(|reason| self.corrupt(&key, reason))?;
+            if value.len() > MAX_VALUE_LEN {
+                // A journal record could not hold it: replay would take it for a torn tail.
+                return Err(self.corrupt(&key, "value larger than MAX_VALUE_LEN"));
+            }
             journal.last = journal.last.max(revision.0);
             journal.entries.insert(key, (value.to_vec(), revision));
         }

@@ -64,6 +64,11 @@ fn a_foreign_entry_is_reported_as_corrupt_with_the_network() {
         message.contains("\"pods\"") && message.contains("ip/10.0.0.9"),
         "{message}"
     );
+    // Or an entry of that layout no store would have written: a value over the limit.
+    let huge = "x".repeat(plexus_ipam_store::MAX_VALUE_LEN + 1);
+    write_first_layout_entry(&root.path().join("pods"), "ip%2F10.0.0.9", 1, &huge);
+    let error = FileStore::open(root.path(), "pods").unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
     std::fs::remove_file(&foreign).unwrap();
 
     // A journal that is not one.
