@@ -63,7 +63,35 @@ pub struct IpamCall<'a> {
 impl IpamCall<'_> {
     /// Starts the plugin with the configuration written to its stdin.
     pub fn spawn(&self) -> Child {
-        let mut child = Command::new(self.plugin)
+        self.spawn_command(Command::new(self.plugin))
+    }
+
+    /// Runs the plugin under `strace` and returns its answer and every call it (any of
+    /// its threads) made to make data durable, as strace prints it: the call, the file
+    /// it synced (`-y`) and what it returned.
+    pub fn run_tracing_syncs(&self) -> (Answer, Vec<String>) {
+        let log = tempfile::NamedTempFile::new().expect("a temporary file");
+        let mut strace = Command::new("strace");
+        strace
+            .args(["-f", "-y", "-qq", "-e", "signal=none", "-e"])
+            .arg("trace=fsync,fdatasync,sync_file_range,syncfs,sync,msync")
+            .arg("-o")
+            .arg(log.path())
+            .arg(self.plugin);
+        let answer = wait(self.spawn_command(strace));
+        let trace = std::fs::read_to_string(log.path()).expect("strace's log");
+        // With several threads strace splits a call into `<unfinished ...>` and
+        // `<... resumed>`: the resumed half is the same call.
+        let syncs = trace
+            .lines()
+            .filter(|line| !line.contains(" resumed>"))
+            .map(str::to_owned)
+            .collect();
+        (answer, syncs)
+    }
+
+    fn spawn_command(&self, mut command: Command) -> Child {
+        let mut child = command
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("CNI_COMMAND", self.command)
@@ -76,7 +104,7 @@ impl IpamCall<'_> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.plugin.display()));
+            .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
         child
             .stdin
             .take()

@@ -1,5 +1,6 @@
 //! `plexus-ipam` as delegates and runtimes use it: allocations under concurrency, across
-//! three "nodes" sharing a real etcd, after kill -9, held for a pod by `builtin:sticky`,
+//! three "nodes" sharing a real etcd, after kill -9, one durable write each (strace),
+//! held for a pod by `builtin:sticky`,
 //! in the same order as Debian's `host-local`, and behind a real bridge delegate.
 
 use std::collections::BTreeSet;
@@ -237,6 +238,31 @@ fn kill_9_during_allocations_leaves_a_consistent_store() {
     let address = first_address(call(&plugin, "ADD", "after-kills", &config).run());
     assert!(address.starts_with("10.21.0."), "{address}");
     call(&plugin, "CHECK", "after-kills", &config).run().ok();
+}
+
+#[test]
+fn an_allocation_and_a_release_are_each_one_durable_write() {
+    // Counted as the kernel sees them: every fsync-like call of the plugin process and
+    // its threads, traced by strace, after a first ADD has created the store and filled
+    // the compile cache.
+    let plugins = IpamPlugins::new();
+    let state = tempfile::tempdir().unwrap();
+    let config = network(
+        state.path(),
+        json!({ "ranges": [[{ "subnet": "10.23.0.0/24" }]] }),
+    );
+    let plugin = plugins.plexus_ipam();
+    call(&plugin, "ADD", "first", &config).run().ok();
+    let journal = format!("{}/ipam/{NETWORK}/.journal>", state.path().display());
+    for (command, container) in [("ADD", "second"), ("DEL", "second"), ("DEL", "first")] {
+        let (answer, syncs) = call(&plugin, command, container, &config).run_tracing_syncs();
+        answer.ok();
+        assert!(
+            syncs.len() == 1 && syncs[0].contains("fdatasync(") && syncs[0].contains(&journal),
+            "{command} {container}: not one fdatasync of the journal: {syncs:#?}"
+        );
+    }
+    assert_eq!(allocated(&file_store(state.path())), Vec::<String>::new());
 }
 
 #[test]

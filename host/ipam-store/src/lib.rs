@@ -122,6 +122,14 @@ pub trait Store: Send + Sync {
         self.delete_checked(key, expected)
     }
 
+    /// Makes every write this handle made durable. Only a store whose writes answer
+    /// before they are durable has something to do (a [`FileStore`] opened
+    /// [`deferring_sync`](FileStore::deferring_sync)); etcd commits each write before
+    /// it answers.
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// What a store does for [`compare_and_swap`](Self::compare_and_swap), given a key
     /// and value already checked. Callers call `compare_and_swap`.
     fn compare_and_swap_checked(

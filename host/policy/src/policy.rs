@@ -256,7 +256,8 @@ impl Ipam {
     /// Calls `allocate`: the attachment's addresses, routes and DNS, allocated from
     /// `store` (the network's).
     ///
-    /// All or nothing: when the call fails, whatever it wrote to `store` is undone.
+    /// All or nothing: when the call fails, whatever it wrote to `store` is undone;
+    /// when it succeeds, what it wrote is durable ([`Store::sync`](plexus_ipam_store::Store::sync)).
     /// `runtime` must be the one that loaded the policy.
     pub fn allocate(
         &self,
@@ -315,11 +316,19 @@ impl Ipam {
             self.name(),
             self.common.toolchain,
             pre.engine(),
-            Some(StoreAccess::new(store)),
+            Some(StoreAccess::new(store.clone())),
             |store| pre.call(store, call),
         );
+        // The call's writes are durable before it answers, with one sync for all of them
+        // where the store defers it (see `Store::sync`).
         let error = match result {
-            Ok(Ok(answer)) => return Ok(answer),
+            Ok(Ok(answer)) => match store.sync() {
+                Ok(()) => return Ok(answer),
+                Err(error) => PolicyError::StoreUnavailable {
+                    policy: self.common.name.clone(),
+                    reason: error.to_string(),
+                },
+            },
             Ok(Err(message)) => self.rejected(message),
             Err(error) => error,
         };
@@ -334,7 +343,11 @@ impl Ipam {
             },
             None => error,
         };
-        let left = access.undo();
+        let mut left = access.undo();
+        // Undone durably, or reported as left.
+        if let Err(error) = store.sync() {
+            left.push(error.to_string());
+        }
         if left.is_empty() {
             Err(error)
         } else {
