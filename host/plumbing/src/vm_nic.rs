@@ -22,7 +22,13 @@ use crate::{
 };
 
 /// How long planning waits for the IPv6 gateway to answer (see [`router_link_local`]).
-const ROUTER_TIMEOUT: Duration = Duration::from_secs(2);
+/// A router answers only from a link-local address that has passed duplicate address
+/// detection, and a bridge's starts it only when its first port comes up, which is this
+/// very pod's veth: Linux waits a random delay of up to `rtr_solicit_delay` (1 s) and then
+/// `dad_transmits` × `retrans_time` (1 s), later on a loaded node. Only a network with an
+/// IPv6 default route is asked, so the wait is paid in full only when its gateway is
+/// not a router at all.
+const ROUTER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One VM NIC: the veth it replaces, exactly as the delegate left it, and the devices
 /// that stand in for it. Stored by the caller (it is all detach needs) and handed to the
