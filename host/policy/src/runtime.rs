@@ -1,5 +1,5 @@
 use std::borrow::Cow;
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -117,6 +117,7 @@ impl PolicyRuntime {
             let sha256 = match source {
                 PolicySource::Builtin { sha256, .. } => Some(Cow::Borrowed(*sha256)),
                 PolicySource::File(path) => cache.source_digest(path).map(Cow::Owned),
+                PolicySource::Stored { sha256, .. } => Some(Cow::Borrowed(sha256.as_str())),
             };
             if let Some(sha256) = sha256
                 && let Some(cached) = cache.load(&self.engine, &name, &sha256)
@@ -561,6 +562,27 @@ impl Wasm {
                     bytes: Cow::Owned(bytes),
                     sha256: Cow::Owned(sha256),
                     stamp: Some(stamp),
+                }
+            }
+            PolicySource::Stored { path, sha256, .. } => {
+                let bytes = fs::read(path).map_err(|source| PolicyError::Read {
+                    policy: name.clone(),
+                    source,
+                })?;
+                let found = hex::encode(Sha256::digest(&bytes));
+                if found != *sha256 {
+                    return Err(PolicyError::Invalid {
+                        policy: name,
+                        reason: format!(
+                            "stored component sha256:{sha256} is damaged (reads as sha256:{found})"
+                        ),
+                    });
+                }
+                Self {
+                    name,
+                    bytes: Cow::Owned(bytes),
+                    sha256: Cow::Owned(found),
+                    stamp: None,
                 }
             }
         })

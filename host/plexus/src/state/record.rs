@@ -10,6 +10,7 @@ use plexus_policy::types::Attachment;
 use serde::{Deserialize, Serialize};
 
 use crate::network_status::NetworkStatus;
+use crate::policy_ref::DecidedBy;
 
 /// One plexus attachment: everything needed to undo or check it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,6 +28,19 @@ pub struct Record {
     /// Written once every delegate succeeded; empty while ADD is under way.
     #[serde(default)]
     pub network_status: Vec<NetworkStatus>,
+    /// Which policies decided; records written before it existed name none.
+    #[serde(default)]
+    pub decided_by: Decisions,
+}
+
+/// The policies that decided one ADD.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decisions {
+    /// The selection: the active policy, or the canary for a canary pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select: Option<DecidedBy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<DecidedBy>,
 }
 
 /// Records written before `created` existed count as old.
