@@ -120,6 +120,20 @@ fn truncated_file_policy_uses_last_good() {
     assert_eq!(marks[0]["reference"], policy.to_str().unwrap());
     assert_eq!(marks[0]["degraded"]["failing"], failing.as_str());
     assert_eq!(marks[0]["degraded"]["lastGood"], good.as_str());
+    let attached = log(&bench)
+        .lines()
+        .rfind(|line| line.contains("pod attached"))
+        .map(str::to_owned)
+        .unwrap();
+    for field in [
+        format!("select={}", policy.display()),
+        format!("select_sha256={good}"),
+        "select_role=active".to_owned(),
+        "select_degraded=true".to_owned(),
+        "merge=builtin:merge-all".to_owned(),
+    ] {
+        assert!(attached.contains(&field), "{field} in {attached}");
+    }
     // STATUS: the node can still add pods, so it is ready.
     assert_eq!(bench.invoke_with("STATUS", &config, &[]).ok(), Value::Null);
     bench.invoke("DEL", "c2", "eth0", &args, &config).ok();
@@ -246,4 +260,159 @@ fn failing_canary_never_fails_a_pod() {
         assert!(warnings >= 3, "one warning per pod naming {canary}");
     }
     bench.assert_clean();
+}
+
+/// The lines of `recordDir/shadow.jsonl`.
+fn shadow_lines(record_dir: &Path) -> Vec<Value> {
+    fs::read_to_string(record_dir.join("shadow.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[test]
+fn shadow_differences_recorded() {
+    let bench = Bench::new();
+    bench.write_two_networks("1.0.0");
+    let record_dir = bench.dir.path().join("recordings");
+    let same = bench.dir.path().join("same.wasm");
+    fs::copy(env!("POLICY_PICK_FIRST"), &same).unwrap();
+    let with_shadow = |shadow: &str| {
+        bench.config(
+            "1.1.0",
+            json!({ "select": env!("POLICY_PICK_FIRST"), "selectShadow": shadow, "recordDir": record_dir }),
+        )
+    };
+    let add_pods = |config: &Value, uids: &[&str]| {
+        for uid in uids {
+            let result = bench
+                .invoke("ADD", "c1", "eth0", &args_of(uid), config)
+                .ok();
+            assert!(
+                result.to_string().contains("10.11.0."),
+                "the active policy decides: {result}"
+            );
+            bench
+                .invoke("DEL", "c1", "eth0", &args_of(uid), config)
+                .ok();
+        }
+    };
+
+    // A shadow that answers the same: nothing recorded.
+    add_pods(&with_shadow(same.to_str().unwrap()), &["s1", "s2"]);
+    assert_eq!(shadow_lines(&record_dir), Vec::<Value>::new());
+
+    // One that chooses otherwise: one line per pod, both answers in it.
+    add_pods(
+        &with_shadow(env!("POLICY_PICK_SECOND")),
+        &["d1", "d2", "d3"],
+    );
+    let lines = shadow_lines(&record_dir);
+    let pods: Vec<&str> = lines
+        .iter()
+        .map(|line| line["pod"].as_str().unwrap())
+        .collect();
+    assert_eq!(pods, ["default/pod-d1", "default/pod-d2", "default/pod-d3"]);
+    let line = &lines[0];
+    assert_eq!(line["podUid"], "d1");
+    assert_eq!(line["containerId"], "c1");
+    assert_eq!(line["decided"]["policy"], env!("POLICY_PICK_FIRST"));
+    assert_eq!(line["decided"]["role"], "active");
+    assert_eq!(
+        line["decided"]["output"][0]["network-file"],
+        "10-calico.conf"
+    );
+    assert_eq!(line["shadow"]["policy"], env!("POLICY_PICK_SECOND"));
+    assert_eq!(
+        line["shadow"]["sha256"],
+        sha256_of(Path::new(env!("POLICY_PICK_SECOND"))).as_str()
+    );
+    assert_eq!(
+        line["shadow"]["output"][0]["network-file"],
+        "20-flannel.conflist"
+    );
+
+    // One that traps, or is not there: pods are fine, the error is recorded.
+    let missing = bench.dir.path().join("missing.wasm");
+    add_pods(&with_shadow(env!("POLICY_PANIC")), &["p1"]);
+    add_pods(&with_shadow(missing.to_str().unwrap()), &["m1"]);
+    let lines = shadow_lines(&record_dir);
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    let panicked = lines[3]["shadow"]["error"].as_str().unwrap();
+    assert!(panicked.contains("panicked"), "{panicked}");
+    let missing = lines[4]["shadow"]["error"].as_str().unwrap();
+    assert!(missing.contains("cannot read it"), "{missing}");
+    assert_eq!(lines[4]["shadow"]["sha256"], Value::Null);
+    bench.assert_clean();
+}
+
+#[test]
+fn replay_against_reference() {
+    let bench = Bench::new();
+    bench.write_two_networks("1.0.0");
+    let record_dir = bench.dir.path().join("recordings");
+    let config = bench.config(
+        "1.1.0",
+        json!({ "select": env!("POLICY_PICK_FIRST"), "recordDir": record_dir }),
+    );
+    for uid in ["r1", "r2", "r3"] {
+        bench
+            .invoke("ADD", "c1", "eth0", &args_of(uid), &config)
+            .ok();
+        bench
+            .invoke("DEL", "c1", "eth0", &args_of(uid), &config)
+            .ok();
+    }
+    let test = |candidate: &str, against: &str| {
+        let output = plexus_tests::plexus_cli([
+            "policy",
+            "test",
+            candidate,
+            "--replay",
+            record_dir.to_str().unwrap(),
+            "--against",
+            against,
+        ]);
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+
+    // A candidate that would move every pod: each is listed, with both answers.
+    let (code, stdout) = test(env!("POLICY_PICK_SECOND"), env!("POLICY_PICK_FIRST"));
+    assert_eq!(code, Some(1), "{stdout}");
+    for pod in ["default/pod-r1", "default/pod-r2", "default/pod-r3"] {
+        assert!(stdout.lines().any(|line| line == pod), "{pod} in {stdout}");
+    }
+    assert!(
+        stdout.contains("against:") && stdout.contains("10-calico.conf"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("now:") && stdout.contains("20-flannel.conflist"),
+        "{stdout}"
+    );
+
+    // Compared with itself as the reference, nothing differs, although it differs from
+    // what was recorded.
+    let (code, stdout) = test(env!("POLICY_PICK_SECOND"), env!("POLICY_PICK_SECOND"));
+    assert_eq!((code, stdout.as_str()), (Some(0), ""));
+    let against_recorded = plexus_tests::plexus_cli([
+        "policy",
+        "test",
+        env!("POLICY_PICK_SECOND"),
+        "--replay",
+        record_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(against_recorded.status.code(), Some(1));
+    let identical = bench.dir.path().join("identical.wasm");
+    fs::copy(env!("POLICY_PICK_FIRST"), &identical).unwrap();
+    let (code, stdout) = test(identical.to_str().unwrap(), env!("POLICY_PICK_FIRST"));
+    assert_eq!((code, stdout.as_str()), (Some(0), ""));
+
+    // A reference of another kind is refused, saying so.
+    let (code, _) = test(env!("POLICY_PICK_FIRST"), "builtin:merge-all");
+    assert_eq!(code, Some(1));
 }
