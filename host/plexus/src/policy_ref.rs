@@ -4,59 +4,19 @@
 //! served from the last version that loaded on this node, and marked degraded until the
 //! file loads again.
 
-use std::fmt;
 use std::fs;
+use std::path::Component;
 use std::path::Path;
 
 use plexus_policy::world::World;
 use plexus_policy::{Policy, PolicyError, PolicyRuntime, PolicySource};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::builtins;
+use crate::config::ConfigError;
 use crate::error::PlexusError;
-use crate::selection::check_policy_path;
-use crate::state::StateStore;
-
-/// Why a policy decided a pod's networks: as the active policy or as the canary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Active,
-    Canary,
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Active => "active",
-            Role::Canary => "canary",
-        })
-    }
-}
-
-/// Which policy decided: what records, `plexus status` and the ADD log line show.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DecidedBy {
-    /// The policy as configured: `builtin:NAME`, a path, an `oci://` reference.
-    #[serde(rename = "ref")]
-    pub reference: String,
-    /// The sha256 (hex) of the component that ran: for a built-in, the one compiled into
-    /// this binary; for a degraded path policy, its last-good version's.
-    pub sha256: String,
-    /// The digest of the OCI manifest it came from (`oci://` policies only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub manifest: Option<String>,
-    /// The id of the key its signature verified with, if it was verified.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verified_by: Option<String>,
-    pub role: Role,
-    /// Served from the last version that loaded, because the configured one does not.
-    #[serde(default)]
-    pub degraded: bool,
-}
+use crate::state::{DecidedBy, Role, StateStore};
 
 /// Loads the policy configured under `key` as `spec`, which must be of world `W`.
 ///
@@ -103,6 +63,26 @@ pub fn load<W: World>(
         }
         (Err(error), _, _) => Err(policy_error(key, error)),
     }
+}
+
+/// A policy is a built-in or an absolute path: a relative one would depend on the
+/// runtime's working directory, and `..` has no business in a node's policy path.
+fn check_policy_path(key: &'static str, spec: &str) -> Result<(), ConfigError> {
+    if spec.starts_with("builtin:") {
+        return Ok(());
+    }
+    let path = Path::new(spec);
+    let reason = if !path.is_absolute() {
+        format!("policy path {spec} is not absolute")
+    } else if path
+        .components()
+        .any(|part| matches!(part, Component::ParentDir))
+    {
+        format!("policy path {spec} must not contain `..`")
+    } else {
+        return Ok(());
+    };
+    Err(ConfigError::Key { key, reason })
 }
 
 /// A policy of another world is the key's mistake; any other failure is the policy's.
@@ -192,4 +172,19 @@ fn last_good<W: World>(
         warn!(policy = %key, error = %mark_error, "cannot mark a policy degraded");
     }
     Some(policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_or_parent_policy_paths_name_the_key() {
+        let err = check_policy_path("select", "policies/a.wasm").unwrap_err();
+        assert!(err.to_string().contains("`select`"), "{err}");
+        let err = check_policy_path("merge", "/etc/../tmp/a.wasm").unwrap_err();
+        assert!(err.to_string().contains("`merge`"), "{err}");
+        assert!(check_policy_path("select", "builtin:annotations").is_ok());
+        assert!(check_policy_path("select", "/etc/cni/policies/a.wasm").is_ok());
+    }
 }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::flock::lock_current;
-use crate::policy_ref::Role;
+use crate::state::Role;
 
 /// One recorded policy call.
 #[derive(Debug, Clone, Serialize, Deserialize)]

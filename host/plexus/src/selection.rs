@@ -3,7 +3,6 @@
 //! shows exactly what ADD would do, refusals included.
 
 use std::collections::HashSet;
-use std::path::Path;
 
 use plexus_cni::validate_ifname;
 use plexus_policy::types::Attachment;
@@ -11,11 +10,11 @@ use plexus_policy::world::World;
 use plexus_policy::{Policy, PolicyRuntime, Selector};
 use serde_json::{Map, Value};
 
-use crate::config::{ConfigError, PluginConfig};
+use crate::config::PluginConfig;
 use crate::error::PlexusError;
 use crate::networks::Network;
-use crate::policy_ref::{self, DecidedBy, Role};
-use crate::state::StateStore;
+use crate::policy_ref;
+use crate::state::{DecidedBy, Role, StateStore};
 
 /// Loads the policy configured under `key`, which must be of world `W` (a [`Selector`],
 /// `Merger` or `Ipam`), as the active policy, through [`policy_ref::load`] (with a
@@ -29,26 +28,6 @@ pub fn load_policy<W: World>(
     spec: &str,
 ) -> Result<(Policy<W>, DecidedBy), PlexusError> {
     policy_ref::load(runtime, store, key, spec, Role::Active)
-}
-
-/// A policy is a built-in or an absolute path: a relative one would depend on the
-/// runtime's working directory, and `..` has no business in a node's policy path.
-pub(crate) fn check_policy_path(key: &'static str, spec: &str) -> Result<(), ConfigError> {
-    if spec.starts_with("builtin:") {
-        return Ok(());
-    }
-    let path = Path::new(spec);
-    let reason = if !path.is_absolute() {
-        format!("policy path {spec} is not absolute")
-    } else if path
-        .components()
-        .any(|part| matches!(part, std::path::Component::ParentDir))
-    {
-        format!("policy path {spec} must not contain `..`")
-    } else {
-        return Ok(());
-    };
-    Err(ConfigError::Key { key, reason })
 }
 
 /// One chosen attachment, checked, with the network it names among those `N` offered.
@@ -145,19 +124,4 @@ pub fn check_answer<'a, N>(
             })
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relative_or_parent_policy_paths_name_the_key() {
-        let err = check_policy_path("select", "policies/a.wasm").unwrap_err();
-        assert!(err.to_string().contains("`select`"), "{err}");
-        let err = check_policy_path("merge", "/etc/../tmp/a.wasm").unwrap_err();
-        assert!(err.to_string().contains("`merge`"), "{err}");
-        assert!(check_policy_path("select", "builtin:annotations").is_ok());
-        assert!(check_policy_path("select", "/etc/cni/policies/a.wasm").is_ok());
-    }
 }

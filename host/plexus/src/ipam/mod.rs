@@ -29,9 +29,8 @@ use crate::error::PlexusError;
 use crate::flock;
 use crate::logging;
 use crate::policy_io;
-use crate::policy_ref::DecidedBy;
 use crate::selection;
-use crate::state::StateStore;
+use crate::state::{DecidedBy, StateStore};
 use config::{IpamConfig, StoreChoice};
 
 /// Runs the invocation and prints its answer; the exit status tells success.

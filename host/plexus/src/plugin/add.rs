@@ -23,11 +23,11 @@ use crate::networks;
 use crate::phase;
 use crate::pod;
 use crate::policy_io;
-use crate::policy_ref::{self, DecidedBy, Role};
+use crate::policy_ref;
 use crate::recording::{self, Recorder, Recording};
 use crate::requested;
 use crate::selection::{self, Planned, load_policy};
-use crate::state::{AttachmentRecord, Decisions, Record};
+use crate::state::{AttachmentRecord, DecidedBy, Decisions, Record, Role};
 use crate::vm;
 
 pub fn add(context: &Context) -> Result<Value, PlexusError> {

@@ -23,9 +23,8 @@ use crate::config::{Canary, ConfigError, PluginConfig};
 use crate::error::PlexusError;
 use crate::logging;
 use crate::pod::PodIdentity;
-use crate::policy_ref::DecidedBy;
 use crate::selection::load_policy;
-use crate::state::StateStore;
+use crate::state::{DecidedBy, StateStore};
 use crate::trace::{self, Notebook, Notes, TraceRecord};
 
 /// What one invocation works with.

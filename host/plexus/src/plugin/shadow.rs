@@ -11,10 +11,10 @@ use tracing::warn;
 
 use super::Context;
 use crate::networks;
-use crate::policy_ref::{self, DecidedBy, Role};
+use crate::policy_ref;
 use crate::recording::{self, Decided, Outcome, Recorder, ShadowDifference, Shadowed};
 use crate::selection;
-use crate::state::rfc3339;
+use crate::state::{DecidedBy, Role, rfc3339};
 
 /// What the shadow answered for `request`, checked as the deciding policy's answer was:
 /// the attachments the node would accept, or why there are none.

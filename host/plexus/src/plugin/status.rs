@@ -8,8 +8,8 @@ use super::{Context, add};
 use crate::config::PluginConfig;
 use crate::error::PlexusError;
 use crate::networks;
-use crate::policy_ref::DecidedBy;
 use crate::selection::load_policy;
+use crate::state::DecidedBy;
 
 /// Ready means: the stateDir can be written (ADD records before it acts), both configured
 /// policies load, at least one delegate network exists, a pod that chooses nothing gets

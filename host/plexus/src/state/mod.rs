@@ -10,7 +10,7 @@ mod record;
 pub use layout::StateLayout;
 pub(crate) use policy_files::rfc3339;
 pub use policy_files::{LastGood, PolicyState};
-pub use record::{AttachmentRecord, Decisions, Record, VmAttachment};
+pub use record::{AttachmentRecord, DecidedBy, Decisions, Record, Role, VmAttachment};
 
 use std::fs::{self, DirBuilder, File};
 use std::io::{self, Write};
