@@ -803,6 +803,37 @@ mod tests {
     }
 
     #[test]
+    fn stored_bytes_must_hash_to_their_sha256_and_are_named_by_their_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        fs::write(&path, EMPTY_COMPONENT).unwrap();
+        let stored = |sha256: String| PolicySource::Stored {
+            name: "/etc/plexus/select.wasm".into(),
+            path: path.clone(),
+            sha256,
+        };
+        let damaged = runtime()
+            .load::<AnyPolicy>(&stored("ab".repeat(32)))
+            .unwrap_err();
+        let actual = hex::encode(Sha256::digest(EMPTY_COMPONENT));
+        assert_eq!(
+            damaged.to_string(),
+            format!(
+                "policy /etc/plexus/select.wasm is not a valid Plexus policy: stored component \
+                 sha256:{} is damaged (reads as sha256:{actual})",
+                "ab".repeat(32)
+            )
+        );
+        // The right bytes go on to be loaded: this one is a component but no policy.
+        let error = runtime().load::<AnyPolicy>(&stored(actual)).unwrap_err();
+        assert!(error.to_string().contains("none of `select`"), "{error}");
+        assert!(
+            error.to_string().contains("/etc/plexus/select.wasm"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn precompile_needs_a_cache() {
         let error = runtime()
             .precompile(&builtin("empty", EMPTY_COMPONENT))
