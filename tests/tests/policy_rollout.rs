@@ -7,6 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+use plexus_tests::ipam::{IpamCall, IpamPlugins};
 use plexus_tests::{Bench, plexus_cli_ok};
 use serde_json::{Value, json};
 
@@ -415,4 +416,58 @@ fn replay_against_reference() {
     // A reference of another kind is refused, saying so.
     let (code, _) = test(env!("POLICY_PICK_FIRST"), "builtin:merge-all");
     assert_eq!(code, Some(1));
+}
+
+#[test]
+fn plexus_ipam_serves_a_truncated_policy_from_its_last_good_version() {
+    let plugins = IpamPlugins::new();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("range.wasm");
+    replace_by_rename(env!("POLICY_BUILTIN_RANGE"), &policy);
+    let good = sha256_of(&policy);
+    let log_file = dir.path().join("ipam.log");
+    let config = json!({
+        "cniVersion": "1.0.0", "name": "pods", "type": "bridge",
+        "ipam": { "type": "plexus-ipam", "policy": policy, "stateDir": dir.path().join("state"),
+                  "logFile": log_file, "ranges": [[{ "subnet": "10.30.0.0/24" }]] },
+    });
+    let add = |container_id: &str| {
+        IpamCall {
+            plugin: &plugins.plexus_ipam(),
+            command: "ADD",
+            container_id,
+            args: "",
+            config: &config,
+        }
+        .run()
+        .ok()
+    };
+    let allocated = |log: &str| {
+        log.lines()
+            .rfind(|line| line.contains("addresses allocated"))
+            .map(str::to_owned)
+            .unwrap()
+    };
+
+    add("c1");
+    let line = allocated(&fs::read_to_string(&log_file).unwrap());
+    assert!(
+        line.contains(&format!("policy={}", policy.display()))
+            && line.contains(&format!("sha256={good}"))
+            && line.contains("role=active")
+            && line.contains("degraded=false"),
+        "{line}"
+    );
+
+    let bytes = fs::read(&policy).unwrap();
+    fs::write(&policy, &bytes[..bytes.len() / 2]).unwrap();
+    let result = add("c2");
+    assert!(result.to_string().contains("10.30.0."), "{result}");
+    let log = fs::read_to_string(&log_file).unwrap();
+    assert!(log.contains("using its last good version"), "{log}");
+    let line = allocated(&log);
+    assert!(
+        line.contains(&format!("sha256={good}")) && line.contains("degraded=true"),
+        "{line}"
+    );
 }
