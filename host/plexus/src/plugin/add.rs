@@ -77,7 +77,7 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
         network_status: Vec::new(),
         decided_by: Decisions {
             select: Some(selected_by.clone()),
-            merge: Some(merged_by),
+            merge: Some(merged_by.clone()),
         },
     };
     // Recorded before the first delegate runs, so that a DEL after a crash finds it.
@@ -164,11 +164,7 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
             return Err(error.with_rollback(rollback));
         }
     };
-    let (select, merge) = (&record.decided_by.select, &record.decided_by.merge);
-    let (select, merge) = (
-        select.as_ref().expect("ADD records its selection"),
-        merge.as_ref().expect("ADD records its merge"),
-    );
+    let (select, merge) = (selected_by, &merged_by);
     info!(
         container = container_id,
         attachments = record.attachments.len(),
