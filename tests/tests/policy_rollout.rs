@@ -139,6 +139,28 @@ fn truncated_file_policy_uses_last_good() {
     assert_eq!(bench.invoke_with("STATUS", &config, &[]).ok(), Value::Null);
     bench.invoke("DEL", "c2", "eth0", &args, &config).ok();
 
+    // Renamed in, but of the other world or too new for this host: the same fallback,
+    // the mark naming the new failing version.
+    for wrong in [env!("POLICY_ECHO_MERGE"), env!("POLICY_NEEDS_NEWER_HOST")] {
+        replace_by_rename(wrong, &policy);
+        let result = bench.invoke("ADD", "c2", "eth0", &args, &config).ok();
+        assert!(result.to_string().contains("10.11.0."), "{wrong}: {result}");
+        let decided = &status(&bench, "c2")["decided-by"]["select"];
+        assert_eq!(
+            (&decided["sha256"], &decided["degraded"]),
+            (&json!(good), &json!(true))
+        );
+        let mark_file = fs::read_dir(bench.state_dir().join("policies/state"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let mark: Value = serde_json::from_slice(&fs::read(mark_file).unwrap()).unwrap();
+        assert_eq!(mark["degraded"]["failing"], sha256_of(&policy).as_str());
+        bench.invoke("DEL", "c2", "eth0", &args, &config).ok();
+    }
+
     // Restored the right way: by rename. No longer degraded, mark gone.
     replace_by_rename(env!("POLICY_PICK_SECOND"), &policy);
     let result = bench.invoke("ADD", "c3", "eth0", &args, &config).ok();
