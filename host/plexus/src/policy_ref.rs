@@ -5,8 +5,7 @@
 //! file loads again.
 
 use std::fs;
-use std::path::Component;
-use std::path::Path;
+use std::path::{Component, Path};
 
 use plexus_policy::world::World;
 use plexus_policy::{Policy, PolicyError, PolicyRuntime, PolicySource};
@@ -23,7 +22,8 @@ use crate::state::{DecidedBy, Role, StateStore};
 /// With a `store`, a path policy that loads is remembered as the last good version (once
 /// per new version), and one that fails to load for a reason a new file can cause is
 /// replaced by its last good version, with a warning and a degraded mark. Without one
-/// (the CLI, a canary), a failure is the answer.
+/// (the CLI; a canary or shadow candidate, which must never stand in for itself), a
+/// failure is the answer.
 pub fn load<W: World>(
     runtime: &PolicyRuntime,
     store: Option<&StateStore>,
