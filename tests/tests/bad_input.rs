@@ -188,6 +188,20 @@ fn every_bad_input_gets_a_clear_error_and_nothing_is_written_elsewhere() {
             "vm.mode",
         ),
         case(
+            "canary percent beyond 100",
+            add_env("c1", "eth0"),
+            config(json!({"selectCanary": {"policy": "builtin:annotations", "percent": 150}})),
+            7,
+            "`selectCanary.percent`: 150 is not between 0 and 100",
+        ),
+        case(
+            "shadow without recordDir",
+            add_env("c1", "eth0"),
+            config(json!({"selectShadow": "builtin:annotations"})),
+            7,
+            "`selectShadow`: needs recordDir",
+        ),
+        case(
             "vm queues beyond a tap's",
             add_env("c1", "eth0"),
             config(json!({"vm": {"mode": "always", "queues": 257}})),

@@ -419,7 +419,7 @@ fn network_status_names(bench: &Bench, container: &str) -> Vec<String> {
         bench.state_dir().to_str().unwrap(),
     ]);
     let statuses: Value = serde_json::from_slice(&output).unwrap();
-    statuses
+    statuses["network-status"]
         .as_array()
         .unwrap()
         .iter()

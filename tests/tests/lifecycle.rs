@@ -129,6 +129,9 @@ fn status_prints_the_network_status_of_an_attachment() {
         state_dir.as_os_str(),
     ]);
     let status: Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!(status["decided-by"]["select"]["ref"], "builtin:annotations");
+    assert_eq!(status["decided-by"]["select"]["role"], "active");
+    let status = &status["network-status"];
     assert_eq!(status[0]["name"], "calico");
     assert_eq!(status[0]["interface"], "eth0");
     assert_eq!(status[0]["default"], true);

@@ -85,7 +85,7 @@ fn a_vm_pod_gets_taps_bridges_dhcp_and_loses_them_on_del() {
         &["status", "vm1"],
     )))
     .unwrap();
-    assert_eq!(taps[0]["mac"], status[0]["mac"]);
+    assert_eq!(taps[0]["mac"], status["network-status"][0]["mac"]);
     assert_eq!(
         interfaces[delegate_eth0]["mac"].as_str(),
         Some(bench.pod.mac("eth0").as_str())

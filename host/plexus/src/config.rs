@@ -40,6 +40,11 @@ pub struct PluginConfig {
     pub default_networks: Vec<String>,
     pub select: String,
     pub merge: String,
+    /// `selectCanary`: a candidate selection policy deciding for a share of the pods.
+    pub select_canary: Option<Canary>,
+    /// `selectShadow`: a candidate selection policy run beside `select` on every ADD,
+    /// whose differing answers are recorded under `recordDir`, never acted on.
+    pub select_shadow: Option<String>,
     /// `policyConfig`, handed to every policy as JSON text.
     pub policy_config: String,
     pub parallel: bool,
@@ -74,6 +79,10 @@ struct RawConfig {
     genie_default_plugin: Option<NetworkList>,
     select: Option<String>,
     merge: Option<String>,
+    /// Checked by hand (`canary_settings`) so that a bad value names
+    /// `selectCanary.percent` or `selectCanary.policy`.
+    select_canary: Option<Value>,
+    select_shadow: Option<String>,
     policy_config: Option<Value>,
     #[serde(default)]
     parallel: bool,
@@ -210,6 +219,54 @@ pub struct VmSettings {
 /// "tapOwner": UID, "tapGroup": GID}`; absent (or without a key) it is `never`, an hour,
 /// one queue and taps only root opens. Other keys in it are ignored, like unknown keys
 /// anywhere.
+/// `selectCanary`: `{"policy": REF, "percent": 0..=100}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Canary {
+    pub policy: String,
+    /// The share of pods, by UID, whose networks the canary chooses.
+    pub percent: u8,
+}
+
+fn canary_settings(canary: Option<&Value>) -> Result<Option<Canary>, ConfigError> {
+    let canary = match canary {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(canary)) => canary,
+        Some(other) => {
+            return Err(ConfigError::Key {
+                key: "selectCanary",
+                reason: format!(
+                    "must be an object such as {{\"policy\": \"/etc/cni/policies/next.wasm\", \"percent\": 10}}, not {other}"
+                ),
+            });
+        }
+    };
+    let policy = match canary.get("policy") {
+        Some(Value::String(policy)) => policy.clone(),
+        other => {
+            return Err(ConfigError::Key {
+                key: "selectCanary.policy",
+                reason: format!(
+                    "must be the candidate policy (a path, builtin:NAME), not {}",
+                    other.unwrap_or(&Value::Null)
+                ),
+            });
+        }
+    };
+    let percent = canary.get("percent");
+    let percent = percent
+        .and_then(Value::as_u64)
+        .and_then(|percent| u8::try_from(percent).ok())
+        .filter(|percent| *percent <= 100)
+        .ok_or_else(|| ConfigError::Key {
+            key: "selectCanary.percent",
+            reason: format!(
+                "{} is not between 0 and 100",
+                percent.unwrap_or(&Value::Null)
+            ),
+        })?;
+    Ok(Some(Canary { policy, percent }))
+}
+
 fn vm_settings(vm: Option<&Value>) -> Result<VmSettings, ConfigError> {
     let vm = match vm {
         None | Some(Value::Null) => None,
@@ -366,6 +423,13 @@ impl PluginConfig {
             check_absolute("recordDir", record_dir)?;
         }
         let vm = vm_settings(raw.vm.as_ref())?;
+        let select_canary = canary_settings(raw.select_canary.as_ref())?;
+        if raw.select_shadow.is_some() && raw.record_dir.is_none() {
+            return Err(ConfigError::Key {
+                key: "selectShadow",
+                reason: "needs recordDir: the shadow's differing answers are recorded there".into(),
+            });
+        }
         let max_attachments = at_least_one(
             "maxAttachments",
             raw.max_attachments,
@@ -390,6 +454,8 @@ impl PluginConfig {
             default_networks,
             select,
             merge,
+            select_canary,
+            select_shadow: raw.select_shadow,
             policy_config: raw
                 .policy_config
                 .unwrap_or_else(|| Value::Object(Map::new()))
@@ -570,6 +636,66 @@ mod tests {
             mode(r#","vm":{"mode":"always","bridge":"x"}"#),
             VmMode::Always
         );
+    }
+
+    #[test]
+    fn canary_and_shadow_are_checked_and_name_their_key() {
+        let config = parse(
+            r#"{"cniVersion":"1.1.0","selectCanary":{"policy":"builtin:annotations","percent":25}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.select_canary,
+            Some(Canary {
+                policy: "builtin:annotations".into(),
+                percent: 25
+            })
+        );
+        for (canary, key, says) in [
+            (
+                r#"{"policy":"/a.wasm","percent":150}"#,
+                "`selectCanary.percent`",
+                "150 is not between 0 and 100",
+            ),
+            (
+                r#"{"policy":"/a.wasm","percent":-1}"#,
+                "`selectCanary.percent`",
+                "-1 is not",
+            ),
+            (
+                r#"{"policy":"/a.wasm","percent":2.5}"#,
+                "`selectCanary.percent`",
+                "2.5 is not",
+            ),
+            (
+                r#"{"policy":"/a.wasm"}"#,
+                "`selectCanary.percent`",
+                "null is not",
+            ),
+            (r#"{"percent":5}"#, "`selectCanary.policy`", "not null"),
+            (r#""/a.wasm""#, "`selectCanary`", "must be an object"),
+        ] {
+            let err = parse(&format!(
+                r#"{{"cniVersion":"1.1.0","selectCanary":{canary}}}"#
+            ))
+            .unwrap_err();
+            assert!(matches!(err, ConfigError::Key { .. }), "code 7: {err:?}");
+            assert!(
+                err.to_string().contains(key) && err.to_string().contains(says),
+                "{err}"
+            );
+        }
+        let err =
+            parse(r#"{"cniVersion":"1.1.0","selectShadow":"builtin:annotations"}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("`selectShadow`: needs recordDir"),
+            "{err}"
+        );
+        let config = parse(
+            r#"{"cniVersion":"1.1.0","selectShadow":"builtin:annotations","recordDir":"/tmp/r"}"#,
+        )
+        .unwrap();
+        assert_eq!(config.select_shadow.as_deref(), Some("builtin:annotations"));
     }
 
     #[test]

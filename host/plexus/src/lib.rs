@@ -7,6 +7,7 @@
 
 pub mod agent;
 mod builtins;
+mod canary;
 pub mod cli;
 mod cni_io;
 pub mod config;
@@ -23,6 +24,7 @@ mod phase;
 pub mod plugin;
 pub mod pod;
 mod policy_io;
+pub mod policy_ref;
 mod recording;
 mod requested;
 mod selection;

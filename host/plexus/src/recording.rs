@@ -2,9 +2,11 @@
 //!
 //! With `recordDir` set, every policy call of a real invocation appends one JSON line to
 //! `<recordDir>/<select|merge>.jsonl`: which policy, which pod, its input and its output
-//! or error. Nothing is added beyond what the runtime passed the plugin. A file that would
-//! grow past its bound is rotated to `<kind>.1.jsonl` (replacing the previous one), so a
-//! node keeps at most two bounds' worth per kind.
+//! or error. Nothing is added beyond what the runtime passed the plugin. With
+//! `selectShadow`, each ADD where the shadow answered otherwise than the deciding policy
+//! appends one line to `<recordDir>/shadow.jsonl`. A file that would grow past its bound
+//! is rotated to `<name>.1.jsonl` (replacing the previous one), so a node keeps at most
+//! two bounds' worth per file.
 
 use std::fmt::Display;
 use std::fs::{self, DirBuilder, File};
@@ -17,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::flock::lock_current;
+use crate::state::Role;
 
 /// One recorded policy call.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,6 +44,39 @@ pub enum Outcome {
     Error(String),
 }
 
+/// One ADD where the shadow policy answered otherwise than the policy that decided.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShadowDifference {
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// `namespace/name`, or the container id when the runtime gave no pod.
+    pub pod: String,
+    pub pod_uid: String,
+    pub container_id: String,
+    pub decided: Decided,
+    pub shadow: Shadowed,
+}
+
+/// What the deciding policy chose (checked by the node).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Decided {
+    pub policy: String,
+    pub sha256: String,
+    pub role: Role,
+    pub output: Value,
+}
+
+/// What the shadow answered: its checked choice, or why it has none.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Shadowed {
+    pub policy: String,
+    /// `None` when the shadow did not even load.
+    pub sha256: Option<String>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
 /// Appends recordings under one directory.
 pub struct Recorder {
     dir: PathBuf,
@@ -55,23 +91,33 @@ impl Recorder {
         }
     }
 
-    /// Appends one recording. Concurrent invocations take turns on a lock, so lines never
-    /// interleave and rotation happens once.
+    /// Appends one recording.
     pub fn append(&self, kind: PolicyKind, recording: &Recording) -> io::Result<()> {
+        self.append_line(kind.export(), recording)
+    }
+
+    /// Appends one difference between a shadow policy and the deciding one.
+    pub fn append_shadow(&self, difference: &ShadowDifference) -> io::Result<()> {
+        self.append_line(SHADOW, difference)
+    }
+
+    /// Appends `value` as one line of `<name>.jsonl`. Concurrent invocations take turns
+    /// on a lock, so lines never interleave and rotation happens once.
+    fn append_line(&self, name: &str, value: &impl Serialize) -> io::Result<()> {
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)?;
-        let mut line = serde_json::to_vec(recording).map_err(io::Error::other)?;
+        let mut line = serde_json::to_vec(value).map_err(io::Error::other)?;
         line.push(b'\n');
-        let path = current_file(&self.dir, kind);
+        let path = current_file(&self.dir, name);
         loop {
             let mut file = lock_current(&path)?;
             let size = file.metadata()?.len();
             if size > 0 && size + line.len() as u64 > self.max_bytes {
                 // Whoever waits on the old file finds it renamed and moves on to the new
                 // one, as this writer does.
-                fs::rename(&path, rotated_file(&self.dir, kind))?;
+                fs::rename(&path, rotated_file(&self.dir, name))?;
                 continue;
             }
             return file.write_all(&line);
@@ -92,7 +138,10 @@ pub fn outcome<O: Serialize, E: Display>(policy: &str, answer: &Result<O, E>) ->
 /// cut short by a full disk, say) are skipped.
 pub fn read_all(dir: &Path, kind: PolicyKind) -> io::Result<Vec<Recording>> {
     let mut recordings = Vec::new();
-    for path in [rotated_file(dir, kind), current_file(dir, kind)] {
+    for path in [
+        rotated_file(dir, kind.export()),
+        current_file(dir, kind.export()),
+    ] {
         let file = match File::open(&path) {
             Ok(file) => file,
             Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
@@ -107,12 +156,15 @@ pub fn read_all(dir: &Path, kind: PolicyKind) -> io::Result<Vec<Recording>> {
     Ok(recordings)
 }
 
-fn current_file(dir: &Path, kind: PolicyKind) -> PathBuf {
-    dir.join(format!("{}.jsonl", kind.export()))
+/// The file the differences of a shadow policy go to: `shadow.jsonl`.
+const SHADOW: &str = "shadow";
+
+fn current_file(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.jsonl"))
 }
 
-fn rotated_file(dir: &Path, kind: PolicyKind) -> PathBuf {
-    dir.join(format!("{}.1.jsonl", kind.export()))
+fn rotated_file(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.1.jsonl"))
 }
 
 #[cfg(test)]

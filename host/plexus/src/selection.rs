@@ -3,55 +3,31 @@
 //! shows exactly what ADD would do, refusals included.
 
 use std::collections::HashSet;
-use std::path::Path;
 
 use plexus_cni::validate_ifname;
 use plexus_policy::types::Attachment;
-use plexus_policy::{PolicyError, PolicyHandle, PolicyRuntime, PolicySource, Selector};
+use plexus_policy::world::World;
+use plexus_policy::{Policy, PolicyRuntime, Selector};
 use serde_json::{Map, Value};
 
-use crate::builtins;
-use crate::config::{ConfigError, PluginConfig};
+use crate::config::PluginConfig;
 use crate::error::PlexusError;
 use crate::networks::Network;
+use crate::policy_ref;
+use crate::state::{DecidedBy, Role, StateStore};
 
-/// Loads the policy configured under `key`, which must be a `P` (a [`Selector`],
-/// `Merger` or `Ipam`). Policy keys are checked here, where a policy is used, not when
-/// the configuration is read: DEL never loads a policy and must not fail because a policy
-/// key became invalid.
-pub fn load_policy<P: PolicyHandle>(
+/// Loads the policy configured under `key`, which must be of world `W` (a [`Selector`],
+/// `Merger` or `Ipam`), as the active policy, through [`policy_ref::load`] (with a
+/// `store`, a path policy that stops loading is served from its last good version).
+/// Policy keys are checked here, where a policy is used, not when the configuration is
+/// read: DEL never loads a policy and must not fail because a policy key became invalid.
+pub fn load_policy<W: World>(
     runtime: &PolicyRuntime,
+    store: Option<&StateStore>,
     key: &'static str,
     spec: &str,
-) -> Result<P, PlexusError> {
-    check_policy_path(key, spec)?;
-    let in_key = |source| PlexusError::PolicySpec { key, source };
-    let source = PolicySource::parse(spec, &builtins::table()).map_err(in_key)?;
-    // A policy of another world is the key's mistake; any other failure is the policy's.
-    runtime.load(&source).map_err(|error| match error {
-        PolicyError::WrongWorld { .. } => in_key(error),
-        error => PlexusError::Policy(error),
-    })
-}
-
-/// A policy is a built-in or an absolute path: a relative one would depend on the
-/// runtime's working directory, and `..` has no business in a node's policy path.
-fn check_policy_path(key: &'static str, spec: &str) -> Result<(), ConfigError> {
-    if spec.starts_with("builtin:") {
-        return Ok(());
-    }
-    let path = Path::new(spec);
-    let reason = if !path.is_absolute() {
-        format!("policy path {spec} is not absolute")
-    } else if path
-        .components()
-        .any(|part| matches!(part, std::path::Component::ParentDir))
-    {
-        format!("policy path {spec} must not contain `..`")
-    } else {
-        return Ok(());
-    };
-    Err(ConfigError::Key { key, reason })
+) -> Result<(Policy<W>, DecidedBy), PlexusError> {
+    policy_ref::load(runtime, store, key, spec, Role::Active)
 }
 
 /// One chosen attachment, checked, with the network it names among those `N` offered.
@@ -148,19 +124,4 @@ pub fn check_answer<'a, N>(
             })
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relative_or_parent_policy_paths_name_the_key() {
-        let err = check_policy_path("select", "policies/a.wasm").unwrap_err();
-        assert!(err.to_string().contains("`select`"), "{err}");
-        let err = check_policy_path("merge", "/etc/../tmp/a.wasm").unwrap_err();
-        assert!(err.to_string().contains("`merge`"), "{err}");
-        assert!(check_policy_path("select", "builtin:annotations").is_ok());
-        assert!(check_policy_path("select", "/etc/cni/policies/a.wasm").is_ok());
-    }
 }

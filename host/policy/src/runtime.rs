@@ -1,5 +1,5 @@
 use std::borrow::Cow;
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -117,6 +117,7 @@ impl PolicyRuntime {
             let sha256 = match source {
                 PolicySource::Builtin { sha256, .. } => Some(Cow::Borrowed(*sha256)),
                 PolicySource::File(path) => cache.source_digest(path).map(Cow::Owned),
+                PolicySource::Stored { sha256, .. } => Some(Cow::Borrowed(sha256.as_str())),
             };
             if let Some(sha256) = sha256
                 && let Some(cached) = cache.load(&self.engine, &name, &sha256)
@@ -563,6 +564,27 @@ impl Wasm {
                     stamp: Some(stamp),
                 }
             }
+            PolicySource::Stored { path, sha256, .. } => {
+                let bytes = fs::read(path).map_err(|source| PolicyError::Read {
+                    policy: name.clone(),
+                    source,
+                })?;
+                let found = hex::encode(Sha256::digest(&bytes));
+                if found != *sha256 {
+                    return Err(PolicyError::Invalid {
+                        policy: name,
+                        reason: format!(
+                            "stored component sha256:{sha256} is damaged (reads as sha256:{found})"
+                        ),
+                    });
+                }
+                Self {
+                    name,
+                    bytes: Cow::Owned(bytes),
+                    sha256: Cow::Owned(found),
+                    stamp: None,
+                }
+            }
         })
     }
 }
@@ -778,6 +800,37 @@ mod tests {
             .load::<AnyPolicy>(&builtin("junk", b"not wasm at all"))
             .unwrap_err();
         assert!(matches!(error, PolicyError::Invalid { .. }), "{error}");
+    }
+
+    #[test]
+    fn stored_bytes_must_hash_to_their_sha256_and_are_named_by_their_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        fs::write(&path, EMPTY_COMPONENT).unwrap();
+        let stored = |sha256: String| PolicySource::Stored {
+            name: "/etc/plexus/select.wasm".into(),
+            path: path.clone(),
+            sha256,
+        };
+        let damaged = runtime()
+            .load::<AnyPolicy>(&stored("ab".repeat(32)))
+            .unwrap_err();
+        let actual = hex::encode(Sha256::digest(EMPTY_COMPONENT));
+        assert_eq!(
+            damaged.to_string(),
+            format!(
+                "policy /etc/plexus/select.wasm is not a valid Plexus policy: stored component \
+                 sha256:{} is damaged (reads as sha256:{actual})",
+                "ab".repeat(32)
+            )
+        );
+        // The right bytes go on to be loaded: this one is a component but no policy.
+        let error = runtime().load::<AnyPolicy>(&stored(actual)).unwrap_err();
+        assert!(error.to_string().contains("none of `select`"), "{error}");
+        assert!(
+            error.to_string().contains("/etc/plexus/select.wasm"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -16,6 +16,15 @@ pub enum PolicySource {
     },
     /// A `.wasm` component on disk, read (and hashed) each time it is loaded.
     File(PathBuf),
+    /// A component kept by Plexus itself (a node's policy store: a pulled `oci://`
+    /// policy, or the last version of a path policy that loaded), whose bytes must hash
+    /// to `sha256` (hex): anything else there is damage, refused. Named `name` (the
+    /// reference it stands for) in errors and logs.
+    Stored {
+        name: String,
+        path: PathBuf,
+        sha256: String,
+    },
 }
 
 impl PolicySource {
@@ -55,6 +64,7 @@ impl fmt::Display for PolicySource {
         match self {
             Self::Builtin { name, .. } => write!(f, "{BUILTIN_PREFIX}{name}"),
             Self::File(path) => write!(f, "{}", path.display()),
+            Self::Stored { name, .. } => write!(f, "{name}"),
         }
     }
 }

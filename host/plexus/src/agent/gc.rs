@@ -159,6 +159,7 @@ mod tests {
             cni_version: CniVersion::V1_1_0,
             attachments: Vec::new(),
             network_status: Vec::new(),
+            decided_by: Default::default(),
         };
         store.save(&record).unwrap();
         let grace = Duration::from_secs(60);

@@ -38,7 +38,8 @@ enum CliCommand {
     /// The node agent: restores lost VM DHCP servers, serves metrics from the invocation
     /// trace; runs until killed.
     Agent(agent::AgentArgs),
-    /// Print the recorded network-status of a container's attachments.
+    /// Print the recorded network-status of a container's attachments and the policies
+    /// that decided them.
     Status {
         container_id: String,
         /// The `stateDir` of the plexus configuration.
@@ -172,7 +173,12 @@ fn status(container_id: &str, state_dir: &std::path::Path) -> CliResult {
         .iter()
         .flat_map(|record| record.network_status.iter())
         .collect();
-    let json = serde_json::to_string_pretty(&statuses)?;
+    // One record per interface the runtime asked for, all made by the same policies
+    // bar a configuration change in between: the first one's say which.
+    let json = serde_json::to_string_pretty(&serde_json::json!({
+        "network-status": statuses,
+        "decided-by": records[0].decided_by,
+    }))?;
     println!("{json}");
     Ok(ExitCode::SUCCESS)
 }

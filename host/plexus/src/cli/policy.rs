@@ -50,6 +50,10 @@ pub enum PolicyCommand {
         /// output would differ, and nothing else.
         #[arg(long, value_name = "DIR", conflicts_with = "cases")]
         replay: Option<PathBuf>,
+        /// With --replay: compare against what this policy answers now (the active one,
+        /// say), not against what was recorded, and print the pods where they differ.
+        #[arg(long, value_name = "REF", requires = "replay")]
+        against: Option<String>,
         /// Print the outcome as one JSON document, for CI.
         #[arg(long)]
         json: bool,
@@ -102,13 +106,15 @@ pub fn run(command: PolicyCommand) -> CliResult {
             cases,
             replay: None,
             json,
+            ..
         } => test(&policy, &cases, json),
         PolicyCommand::Test {
             policy,
             replay: Some(dir),
+            against,
             json,
             ..
-        } => replay(&policy, &dir, json),
+        } => replay(&policy, &dir, against.as_deref(), json),
         PolicyCommand::New {
             name,
             kind,
@@ -420,25 +426,49 @@ fn test(spec: &str, paths: &[PathBuf], json: bool) -> CliResult {
 }
 
 /// Runs the recorded calls of one kind through `spec` and prints, per pod (its latest
-/// recorded call), where the new policy's answer differs from the recorded one. The
-/// recordings hold what the policy answered before the node checked it, so the answers
-/// are compared unchecked.
-fn replay(spec: &str, dir: &Path, json: bool) -> CliResult {
+/// recorded call), where the new policy's answer differs from the recorded one, or with
+/// `against` from what that policy answers to the same call. The recordings hold what
+/// the policy answered before the node checked it, so the answers are compared unchecked.
+fn replay(spec: &str, dir: &Path, against: Option<&str>, json: bool) -> CliResult {
     let (runtime, policy) = load(spec, None)?;
+    let reference = against.map(|against| load(against, None)).transpose()?;
+    if let Some((_, reference)) = &reference
+        && reference.kind() != policy.kind()
+    {
+        return Err(format!(
+            "--against {}: it is a {}, {spec} a {}: compare policies of one kind",
+            reference.name(),
+            reference.kind(),
+            policy.kind()
+        )
+        .into());
+    }
     let recordings = recording::read_all(dir, policy.kind())
         .map_err(|err| format!("recordings in {}: {err}", dir.display()))?;
     let mut latest: BTreeMap<String, Recording> = BTreeMap::new();
     for recorded in recordings {
         latest.insert(recorded.pod.clone(), recorded);
     }
+    let outcome = |runtime: &PolicyRuntime, policy: &AnyPolicy, input: &Value| {
+        let answer = Request::shape(policy, input.clone())
+            .map_err(CallError::from)
+            .and_then(|request| to_json(call(runtime, &request)?));
+        recording::outcome(policy.name(), &answer)
+    };
+    let baseline = if against.is_some() {
+        "against"
+    } else {
+        "recorded"
+    };
     let mut changes = Vec::new();
     for (pod, recorded) in &latest {
-        let answer = Request::shape(&policy, recorded.input.clone())
-            .map_err(CallError::from)
-            .and_then(|request| to_json(call(&runtime, &request)?));
-        let now = recording::outcome(policy.name(), &answer);
-        if now != recorded.outcome {
-            changes.push(json!({ "pod": pod, "recorded": recorded.outcome, "now": now }));
+        let now = outcome(&runtime, &policy, &recorded.input);
+        let before = match &reference {
+            Some((runtime, reference)) => outcome(runtime, reference, &recorded.input),
+            None => recorded.outcome.clone(),
+        };
+        if now != before {
+            changes.push(json!({ "pod": pod, baseline: before, "now": now }));
         }
     }
     if json {
@@ -446,12 +476,13 @@ fn replay(spec: &str, dir: &Path, json: bool) -> CliResult {
     } else {
         for change in &changes {
             println!("{}", change["pod"].as_str().unwrap_or_default());
-            println!("  recorded: {}", change["recorded"]);
+            println!("  {:<10}{}", format!("{baseline}:"), change[baseline]);
             println!("  now:      {}", change["now"]);
         }
     }
+    let compared = against.map_or_else(String::new, |against| format!(" against {against}"));
     eprintln!(
-        "replayed {} pod(s) through {spec}: {} would change",
+        "replayed {} pod(s) through {spec}{compared}: {} would change",
         latest.len(),
         changes.len()
     );

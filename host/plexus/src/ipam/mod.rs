@@ -20,7 +20,7 @@ use plexus_ipam_store::{EtcdStore, FileStore, Store};
 use plexus_policy::types as wit;
 use plexus_policy::{Ipam, PolicyRuntime};
 use serde_json::Value;
-use tracing::debug;
+use tracing::{debug, info, warn};
 
 use crate::cni_io;
 use crate::config::ConfigError;
@@ -30,6 +30,7 @@ use crate::flock;
 use crate::logging;
 use crate::policy_io;
 use crate::selection;
+use crate::state::{DecidedBy, StateStore};
 use config::{IpamConfig, StoreChoice};
 
 /// Runs the invocation and prints its answer; the exit status tells success.
@@ -67,11 +68,24 @@ fn run(invocation: Invocation, stdin: &[u8]) -> Result<Option<Value>, PlexusErro
         config.common.policy_limits,
     )
     .map_err(|error| in_network(error.into()))?;
-    let policy: Ipam =
-        selection::load_policy(&runtime, "ipam.policy", &config.policy).map_err(in_network)?;
+    // The stateDir keeps the last good version of a path policy; one that cannot be
+    // opened only loses that fallback.
+    let policy_store = StateStore::open(&config.common.state_dir)
+        .inspect_err(
+            |error| warn!(%error, "no last good policy versions: stateDir cannot be opened"),
+        )
+        .ok();
+    let (policy, decided_by): (Ipam, _) = selection::load_policy(
+        &runtime,
+        policy_store.as_ref(),
+        "ipam.policy",
+        &config.policy,
+    )
+    .map_err(in_network)?;
     let call = Call {
         runtime: &runtime,
         policy: &policy,
+        decided_by: &decided_by,
         store,
         config: &config,
     };
@@ -128,6 +142,8 @@ fn network_lock(config: &IpamConfig) -> Result<Flock<File>, PlexusError> {
 struct Call<'a> {
     runtime: &'a PolicyRuntime,
     policy: &'a Ipam,
+    /// Which policy that is, for the log line of an allocation.
+    decided_by: &'a DecidedBy,
     store: Arc<dyn Store>,
     config: &'a IpamConfig,
 }
@@ -143,6 +159,15 @@ impl Call<'_> {
             policy: self.policy.name().to_owned(),
             reason,
         })?;
+        info!(
+            network = %self.config.network,
+            container = invocation.container_id.as_deref().unwrap_or_default(),
+            policy = %self.decided_by.reference,
+            sha256 = %self.decided_by.sha256,
+            role = %self.decided_by.role,
+            degraded = self.decided_by.degraded,
+            "addresses allocated"
+        );
         Ok(result.to_json(self.config.cni_version))
     }
 

@@ -1,6 +1,7 @@
 //! ADD: select the pod's networks, run their delegates, merge their results, record it all.
 
 use std::collections::HashMap;
+use std::thread;
 use std::time::SystemTime;
 
 use plexus_cni::RuntimeConf;
@@ -13,6 +14,7 @@ use tracing::{info, warn};
 
 use super::Context;
 use super::delegates;
+use super::shadow;
 use crate::config::DEFAULT_SELECT;
 use crate::crash_point;
 use crate::error::{PlexusError, TeardownFailure};
@@ -21,10 +23,11 @@ use crate::networks;
 use crate::phase;
 use crate::pod;
 use crate::policy_io;
+use crate::policy_ref;
 use crate::recording::{self, Recorder, Recording};
 use crate::requested;
 use crate::selection::{self, Planned, load_policy};
-use crate::state::{AttachmentRecord, Record};
+use crate::state::{AttachmentRecord, DecidedBy, Decisions, Record, Role};
 use crate::vm;
 
 pub fn add(context: &Context) -> Result<Value, PlexusError> {
@@ -43,17 +46,23 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
     {
         warn!(container = container_id, "no pod annotations: {reason}");
     }
-    let (runtime, selector, merger) = phase::run("policies", || {
+    let (runtime, active, (merger, merged_by)) = phase::run("policies", || {
         let runtime = context.policy_runtime()?;
-        let selector = context.selector(&runtime)?;
+        let active = context.selector(&runtime)?;
         // The merge policy is loaded before any delegate runs: a broken one must fail
         // the pod before anything is made, not after.
-        let merger: Merger = load_policy(&runtime, "merge", &context.config.merge)?;
-        Ok::<_, PlexusError>((runtime, selector, merger))
+        let merger: (Merger, _) = load_policy(
+            &runtime,
+            Some(&context.store),
+            "merge",
+            &context.config.merge,
+        )?;
+        Ok::<_, PlexusError>((runtime, active, merger))
     })?;
-    context.notes.policy(selector.name(), selector.sha256());
     context.notes.policy(merger.name(), merger.sha256());
-    let (request, planned) = phase::run("select", || choose(context, &runtime, &selector))?;
+    let (request, planned, selected_by) =
+        phase::run("select", || decide(context, &runtime, &active))?;
+    let selected_by = &selected_by;
     for attachment in &planned {
         context.notes.network(&attachment.network);
     }
@@ -66,16 +75,49 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
         cni_version: context.config.cni_version,
         attachments: planned,
         network_status: Vec::new(),
+        decided_by: Decisions {
+            select: Some(selected_by.clone()),
+            merge: Some(merged_by.clone()),
+        },
     };
     // Recorded before the first delegate runs, so that a DEL after a crash finds it.
     phase::run("record", || context.store.save(&record))?;
     crash_point::reached("add:recorded");
 
-    let outcomes = delegates::add_all(
-        &record.attachments,
-        context.delegates(),
-        context.config.parallel,
-    );
+    // The shadow runs while the delegates do, and is waited for before ADD answers.
+    let outcomes = thread::scope(|scope| {
+        let shadow = context.config.select_shadow.as_deref().map(|spec| {
+            let request = &request;
+            let runtime = &runtime;
+            scope.spawn(move || shadow::run(context, runtime, spec, request))
+        });
+        let outcomes = delegates::add_all(
+            &record.attachments,
+            context.delegates(),
+            context.config.parallel,
+        );
+        if let Some(shadow) = shadow {
+            match shadow.join() {
+                Ok(shadowed) => shadow::record_difference(
+                    context,
+                    &request,
+                    selected_by,
+                    shadow::attachments_json(
+                        record
+                            .attachments
+                            .iter()
+                            .map(|planned| planned.selected.clone()),
+                    ),
+                    shadowed,
+                ),
+                Err(_) => warn!(
+                    container = container_id,
+                    "the shadow policy's thread panicked"
+                ),
+            }
+        }
+        outcomes
+    });
     let attempted = outcomes.len();
     let mut failure = None;
     for (attachment, outcome) in record.attachments.iter_mut().zip(outcomes) {
@@ -122,12 +164,58 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
             return Err(error.with_rollback(rollback));
         }
     };
+    let (select, merge) = (selected_by, &merged_by);
     info!(
         container = container_id,
         attachments = record.attachments.len(),
+        select = %select.reference,
+        select_sha256 = %select.sha256,
+        select_role = %select.role,
+        select_degraded = select.degraded,
+        merge = %merge.reference,
+        merge_sha256 = %merge.sha256,
+        merge_degraded = merge.degraded,
         "pod attached"
     );
     Ok(merged.to_json(context.config.cni_version))
+}
+
+/// Chooses this pod's networks: by the canary when the pod is in its share and the
+/// canary gives an answer the node accepts, else by the active policy (`active`, with
+/// which policy it is). A canary's failure, whatever it is, costs a warning, never the
+/// pod. Returns the request, the planned attachments and which policy decided.
+pub(super) fn decide(
+    context: &Context,
+    runtime: &PolicyRuntime,
+    active: &(Selector, DecidedBy),
+) -> Result<(SelectRequest, Vec<AttachmentRecord>, DecidedBy), PlexusError> {
+    if let Some(canary) = context.canary() {
+        let tried = policy_ref::load(
+            runtime,
+            None,
+            "selectCanary.policy",
+            &canary.policy,
+            Role::Canary,
+        )
+        .and_then(|(selector, decided_by): (Selector, _)| {
+            let (request, planned) = choose(context, runtime, &selector)?;
+            context.notes.policy(selector.name(), selector.sha256());
+            Ok((request, planned, decided_by))
+        });
+        match tried {
+            Ok(decided) => return Ok(decided),
+            Err(error) => warn!(
+                container = context.container_id(),
+                canary = %canary.policy,
+                %error,
+                "the canary policy failed for a pod in its share: the active policy decides"
+            ),
+        }
+    }
+    let (selector, decided_by) = active;
+    context.notes.policy(selector.name(), selector.sha256());
+    let (request, planned) = choose(context, runtime, selector)?;
+    Ok((request, planned, decided_by.clone()))
 }
 
 /// Runs the selection policy for this invocation and plans the attachments it chose,

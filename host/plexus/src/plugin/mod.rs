@@ -5,6 +5,7 @@ mod add;
 mod check;
 mod delegates;
 mod gc;
+mod shadow;
 mod status;
 mod teardown;
 
@@ -16,12 +17,14 @@ use plexus_policy::{PolicyRuntime, Selector};
 use serde_json::Value;
 use tracing::debug;
 
+use crate::canary;
 use crate::cni_io;
-use crate::config::{ConfigError, PluginConfig};
+use crate::config::{Canary, ConfigError, PluginConfig};
 use crate::error::PlexusError;
 use crate::logging;
+use crate::pod::PodIdentity;
 use crate::selection::load_policy;
-use crate::state::StateStore;
+use crate::state::{DecidedBy, StateStore};
 use crate::trace::{self, Notebook, Notes, TraceRecord};
 
 /// What one invocation works with.
@@ -43,9 +46,17 @@ impl Context {
         )?)
     }
 
-    /// The configured selection policy (`select`).
-    fn selector(&self, runtime: &PolicyRuntime) -> Result<Selector, PlexusError> {
-        load_policy(runtime, "select", &self.config.select)
+    /// The configured selection policy (`select`), and which it is.
+    fn selector(&self, runtime: &PolicyRuntime) -> Result<(Selector, DecidedBy), PlexusError> {
+        load_policy(runtime, Some(&self.store), "select", &self.config.select)
+    }
+
+    /// `selectCanary`, when this pod is in its share (by pod UID): the same answer for
+    /// every invocation of the pod.
+    fn canary(&self) -> Option<&Canary> {
+        let canary = self.config.select_canary.as_ref()?;
+        let uid = PodIdentity::from_args(&self.invocation.args).uid;
+        canary::is_canary(Some(&uid), canary.percent).then_some(canary)
     }
 
     /// How this invocation runs delegates: from its `CNI_PATH`, each call bounded by

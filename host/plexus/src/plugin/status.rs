@@ -1,13 +1,15 @@
 //! STATUS: can this node add pods.
 
 use plexus_cni::Invocation;
-use plexus_policy::{Merger, PolicyHandle, PolicyRuntime};
+use plexus_policy::world::{self, World};
+use plexus_policy::{Policy, PolicyRuntime, Selector};
 
 use super::{Context, add};
 use crate::config::PluginConfig;
 use crate::error::PlexusError;
 use crate::networks;
 use crate::selection::load_policy;
+use crate::state::DecidedBy;
 
 /// Ready means: the stateDir can be written (ADD records before it acts), both configured
 /// policies load, at least one delegate network exists, a pod that chooses nothing gets
@@ -21,8 +23,10 @@ pub fn status(context: &Context) -> Result<(), PlexusError> {
         ))
     })?;
     let runtime = context.policy_runtime()?;
-    let selector = loads(&runtime, "select", &context.config.select)?;
-    loads::<Merger>(&runtime, "merge", &context.config.merge)?;
+    // A policy served from its last good version can serve ADD: ready, with the warning
+    // its load logged (a failing STATUS would make the node NotReady and evict its pods).
+    let (selector, _): (Selector, _) = loads(context, &runtime, "select", &context.config.select)?;
+    loads::<world::Merger>(context, &runtime, "merge", &context.config.merge)?;
     let networks = networks::scan(&context.config.networks_dir)
         .map_err(|error| not_available(error.to_string()))?;
     if networks.usable.is_empty() {
@@ -64,12 +68,13 @@ pub fn status(context: &Context) -> Result<(), PlexusError> {
 
 /// The policy configured under `key`; one that does not load means not ready, with the
 /// key named.
-fn loads<P: PolicyHandle>(
+fn loads<W: World>(
+    context: &Context,
     runtime: &PolicyRuntime,
     key: &'static str,
     spec: &str,
-) -> Result<P, PlexusError> {
-    load_policy(runtime, key, spec).map_err(|error| {
+) -> Result<(Policy<W>, DecidedBy), PlexusError> {
+    load_policy(runtime, Some(&context.store), key, spec).map_err(|error| {
         PlexusError::NotAvailable(match error {
             PlexusError::PolicySpec { .. } => error.to_string(),
             other => format!("configuration key `{key}`: {other}"),

@@ -97,11 +97,10 @@ fn reselect(context: &Context) -> Option<Vec<AttachmentRecord>> {
     let chosen = context
         .policy_runtime()
         .and_then(|runtime| {
-            let selector = context.selector(&runtime)?;
-            context.notes.policy(selector.name(), selector.sha256());
-            add::choose(context, &runtime, &selector)
+            let active = context.selector(&runtime)?;
+            add::decide(context, &runtime, &active)
         })
-        .map(|(_, attachments)| attachments);
+        .map(|(_, attachments, _)| attachments);
     match chosen {
         Ok(attachments) => {
             let networks: Vec<&str> = attachments.iter().map(|a| a.network.as_str()).collect();

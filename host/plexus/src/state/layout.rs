@@ -10,6 +10,9 @@
 //! cache/                                     policies compiled for this node
 //! ipam/                                      plexus-ipam's file store
 //! trace/invocations.jsonl (+ .1)              one line per plugin invocation, for the agent
+//! policies/blobs/sha256/<hex>                policy components kept by content (0600)
+//! policies/files/<sha256(path)>.json         the last version of a path policy that loaded
+//! policies/state/<sha256(key)>.json          a policy's degraded mark (absent: not degraded)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -120,10 +123,42 @@ impl StateLayout {
         self.trace_dir().join("invocations.jsonl")
     }
 
+    /// The node's policy store.
+    pub fn policies_dir(&self) -> PathBuf {
+        self.root.join("policies")
+    }
+
+    /// A policy component kept by its sha256 (hex).
+    pub fn policy_blob(&self, sha256: &str) -> PathBuf {
+        self.policies_dir().join("blobs/sha256").join(sha256)
+    }
+
+    /// The record of the last version of the path policy `path` that loaded on this node.
+    pub fn policy_file_record(&self, path: &Path) -> PathBuf {
+        self.policies_dir().join("files").join(format!(
+            "{}.json",
+            hashed_name(path.as_os_str().as_encoded_bytes())
+        ))
+    }
+
+    /// The degraded mark of the policy configured as `key` (a path or a reference).
+    pub fn policy_state(&self, key: &str) -> PathBuf {
+        self.policies_dir()
+            .join("state")
+            .join(format!("{}.json", hashed_name(key.as_bytes())))
+    }
+
     /// The trace file before the last rotation (replaced at the next one).
     pub fn trace_rotated(&self) -> PathBuf {
         self.trace_dir().join("invocations.jsonl.1")
     }
+}
+
+/// A file name for anything a user names (paths, references): its sha256 in hex, so no
+/// character of it ever reaches the file system.
+fn hashed_name(key: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(key))
 }
 
 #[cfg(test)]
@@ -143,6 +178,9 @@ mod tests {
             layout.ipam_dir(),
             layout.trace_file(),
             layout.trace_rotated(),
+            layout.policy_blob("ab"),
+            layout.policy_file_record(Path::new("/etc/plexus/select.wasm")),
+            layout.policy_state("/etc/plexus/select.wasm"),
         ];
         for path in paths {
             assert!(path.starts_with(layout.root()), "{}", path.display());
@@ -154,6 +192,14 @@ mod tests {
         assert_eq!(
             layout.ipam_network_lock("pods"),
             Path::new("/var/lib/plexus/locks/ipam/pods.lock")
+        );
+        // `printf %s /etc/plexus/select.wasm | sha256sum`
+        assert_eq!(
+            layout.policy_file_record(Path::new("/etc/plexus/select.wasm")),
+            Path::new(
+                "/var/lib/plexus/policies/files/\
+                 e43a05550c21bc309b42b6f878591f94960029200d01ed968775aec6a0a8797d.json"
+            )
         );
     }
 }

@@ -4,10 +4,13 @@
 //! root-only.
 
 mod layout;
+mod policy_files;
 mod record;
 
 pub use layout::StateLayout;
-pub use record::{AttachmentRecord, Record, VmAttachment};
+pub(crate) use policy_files::rfc3339;
+pub use policy_files::{LastGood, PolicyState};
+pub use record::{AttachmentRecord, DecidedBy, Decisions, Record, Role, VmAttachment};
 
 use std::fs::{self, DirBuilder, File};
 use std::io::{self, Write};

@@ -1,6 +1,7 @@
 //! The records ADD writes: one per plexus attachment, all that DEL, CHECK, GC and
 //! `plexus status` need, whatever happened to the configuration since.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -27,11 +28,63 @@ pub struct Record {
     /// Written once every delegate succeeded; empty while ADD is under way.
     #[serde(default)]
     pub network_status: Vec<NetworkStatus>,
+    /// Which policies decided; records written before it existed name none.
+    #[serde(default)]
+    pub decided_by: Decisions,
+}
+
+/// The policies that decided one ADD.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decisions {
+    /// The selection: the active policy, or the canary for a canary pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select: Option<DecidedBy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<DecidedBy>,
 }
 
 /// Records written before `created` existed count as old.
 fn unknown_time() -> SystemTime {
     SystemTime::UNIX_EPOCH
+}
+
+/// Why a policy decided a pod's networks: as the active policy or as the canary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Active,
+    Canary,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Active => "active",
+            Role::Canary => "canary",
+        })
+    }
+}
+
+/// Which policy decided: what records, `plexus status` and the ADD log line show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecidedBy {
+    /// The policy as configured: `builtin:NAME`, a path, an `oci://` reference.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// The sha256 (hex) of the component that ran: for a built-in, the one compiled into
+    /// this binary; for a degraded path policy, its last-good version's.
+    pub sha256: String,
+    /// The digest of the OCI manifest it came from (`oci://` policies only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
+    /// The id of the key its signature verified with, if it was verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_by: Option<String>,
+    pub role: Role,
+    /// Served from the last version that loaded, because the configured one does not.
+    #[serde(default)]
+    pub degraded: bool,
 }
 
 /// One delegate attachment as ADD ran it.
