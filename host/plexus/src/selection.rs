@@ -11,9 +11,12 @@ use plexus_policy::{PolicyError, PolicyHandle, PolicyRuntime, PolicySource, Sele
 use serde_json::{Map, Value};
 
 use crate::builtins;
-use crate::config::{ConfigError, PluginConfig};
+use plexus_oci::OciRef;
+
+use crate::config::{CommonSettings, ConfigError, PluginConfig};
 use crate::error::PlexusError;
 use crate::networks::Network;
+use crate::stored_policy;
 
 /// Loads the policy configured under `key`, which must be a `P` (a [`Selector`],
 /// `Merger` or `Ipam`). Policy keys are checked here, where a policy is used, not when
@@ -21,9 +24,13 @@ use crate::networks::Network;
 /// key became invalid.
 pub fn load_policy<P: PolicyHandle>(
     runtime: &PolicyRuntime,
+    common: &CommonSettings,
     key: &'static str,
     spec: &str,
 ) -> Result<P, PlexusError> {
+    if OciRef::is_oci(spec) {
+        return stored_policy::load(runtime, common, key, spec).map(|(policy, _)| policy);
+    }
     check_policy_path(key, spec)?;
     let in_key = |source| PlexusError::PolicySpec { key, source };
     let source = PolicySource::parse(spec, &builtins::table()).map_err(in_key)?;

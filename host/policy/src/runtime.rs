@@ -117,6 +117,7 @@ impl PolicyRuntime {
             let sha256 = match source {
                 PolicySource::Builtin { sha256, .. } => Some(Cow::Borrowed(*sha256)),
                 PolicySource::File(path) => cache.source_digest(path).map(Cow::Owned),
+                PolicySource::Stored { sha256, .. } => Some(Cow::Borrowed(sha256.as_str())),
             };
             if let Some(sha256) = sha256
                 && let Some(cached) = cache.load(&self.engine, &name, &sha256)
@@ -561,6 +562,26 @@ impl Wasm {
                     bytes: Cow::Owned(bytes),
                     sha256: Cow::Owned(sha256),
                     stamp: Some(stamp),
+                }
+            }
+            PolicySource::Stored { path, sha256, .. } => {
+                let bytes = std::fs::read(path).map_err(|source| PolicyError::Read {
+                    policy: name.clone(),
+                    source,
+                })?;
+                let actual = hex::encode(Sha256::digest(&bytes));
+                if actual != *sha256 {
+                    return Err(PolicyError::Damaged {
+                        policy: name,
+                        expected: sha256.clone(),
+                        actual,
+                    });
+                }
+                Self {
+                    name,
+                    bytes: Cow::Owned(bytes),
+                    sha256: Cow::Owned(actual),
+                    stamp: None,
                 }
             }
         })

@@ -16,6 +16,16 @@ pub enum PolicySource {
     },
     /// A `.wasm` component on disk, read (and hashed) each time it is loaded.
     File(PathBuf),
+    /// A component kept by content in a node's policy store: `name` is how errors and
+    /// logs call it (an `oci://` reference), `path` the blob, `sha256` (hex) what its
+    /// bytes must hash to. Its sha256 being known, a compiled copy in the cache is used
+    /// without reading the blob; a blob read that hashes otherwise is
+    /// [`PolicyError::Damaged`].
+    Stored {
+        name: String,
+        path: PathBuf,
+        sha256: String,
+    },
 }
 
 impl PolicySource {
@@ -55,6 +65,7 @@ impl fmt::Display for PolicySource {
         match self {
             Self::Builtin { name, .. } => write!(f, "{BUILTIN_PREFIX}{name}"),
             Self::File(path) => write!(f, "{}", path.display()),
+            Self::Stored { name, .. } => f.write_str(name),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `plexus` without `CNI_COMMAND`: tools for operators and policy authors.
 
+mod activate;
 mod agent;
 pub mod cases;
 mod demo;
@@ -7,6 +8,8 @@ mod dhcp;
 mod explain;
 mod install;
 mod policy;
+mod pull;
+mod push;
 mod scaffold;
 mod vm;
 

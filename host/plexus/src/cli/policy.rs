@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::cases;
-use super::{CliError, CliResult, scaffold};
+use super::{CliError, CliResult, pull, push, scaffold};
 use crate::builtins;
 use crate::config::{DEFAULT_MAX_ATTACHMENTS, DEFAULT_STATE_DIR};
 use crate::error::PlexusError;
@@ -78,6 +78,38 @@ pub enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Publish a policy to an OCI registry (optionally signed as cosign signs); prints
+    /// the artifact's digest.
+    Push {
+        /// `builtin:NAME` or a path to a `.wasm` component.
+        policy: String,
+        /// `oci://HOST[:PORT]/REPO:TAG`.
+        reference: String,
+        /// Sign with this ECDSA P-256 private key (PEM, unencrypted).
+        #[arg(long, value_name = "PRIVATE.pem")]
+        key: Option<PathBuf>,
+        /// Case files that must pass, embedded in the artifact for every pull to run.
+        #[arg(long, value_name = "DIR")]
+        cases: Option<PathBuf>,
+        /// Speak plain HTTP to the registry (a test or loopback registry).
+        #[arg(long)]
+        plain_http: bool,
+    },
+    /// Bring a policy from a registry into this node's policy store: verified (with
+    /// `--verify-key`), checked, precompiled, its embedded cases run, then activated.
+    Pull {
+        /// `oci://HOST[:PORT]/REPO:TAG` or `oci://HOST[:PORT]/REPO@sha256:…`.
+        reference: String,
+        /// Refuse it unless a cosign signature by this P-256 public key (PEM) signs it.
+        #[arg(long, value_name = "PUB.pem")]
+        verify_key: Option<PathBuf>,
+        /// The `stateDir` of the plexus configuration.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Speak plain HTTP to the registry.
+        #[arg(long)]
+        plain_http: bool,
+    },
     /// Precompile a policy into the node's cache.
     Compile {
         wasm: String,
@@ -120,6 +152,25 @@ pub fn run(command: PolicyCommand) -> CliResult {
             state_dir,
             json,
         } => inspect(&policy, &state_dir, json),
+        PolicyCommand::Push {
+            policy,
+            reference,
+            key,
+            cases,
+            plain_http,
+        } => push::run(&push::PushArgs {
+            policy: &policy,
+            reference: &reference,
+            key: key.as_deref(),
+            cases: cases.as_deref(),
+            plain_http,
+        }),
+        PolicyCommand::Pull {
+            reference,
+            verify_key,
+            state_dir,
+            plain_http,
+        } => pull::run(&reference, verify_key.as_deref(), &state_dir, plain_http),
         PolicyCommand::Compile { wasm, state_dir } => {
             let source = source(&wasm)?;
             let runtime = PolicyRuntime::new(
@@ -348,39 +399,17 @@ fn to_json(answer: Answer) -> Result<Value, CallError> {
 
 /// One case's verdict.
 #[derive(Serialize)]
-struct Verdict {
-    name: String,
-    passed: bool,
+pub(super) struct Verdict {
+    pub name: String,
+    pub passed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
+    pub reason: Option<String>,
 }
 
 fn test(spec: &str, paths: &[PathBuf], json: bool) -> CliResult {
     let (runtime, policy) = load(spec, None)?;
-    // Every case is read, and its input shaped, before any runs: a case file with a
-    // mistake is an error of the run, never a case that passes or fails for it.
-    let mut cases = Vec::new();
-    for file in case_files(paths)? {
-        let in_file = |err: String| format!("case file {}: {err}", file.display());
-        for (index, case) in cases::parse(read_json(&file)?)
-            .map_err(in_file)?
-            .into_iter()
-            .enumerate()
-        {
-            let label = match &case.name {
-                Some(name) => format!("case {} ({name})", index + 1),
-                None => format!("case {}", index + 1),
-            };
-            let request = Request::shape(&policy, case.input.clone())
-                .map_err(|err| in_file(format!("{label}: input: {err}")))?;
-            let name = case
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("{}#{}", file.display(), index + 1));
-            cases.push((name, case, request));
-        }
-    }
-    if cases.is_empty() {
+    let values = case_values(paths)?;
+    if values.is_empty() {
         return Err(format!(
             "no cases: {} hold no case",
             paths
@@ -391,18 +420,7 @@ fn test(spec: &str, paths: &[PathBuf], json: bool) -> CliResult {
         )
         .into());
     }
-    let verdicts: Vec<Verdict> = cases
-        .into_iter()
-        .map(|(name, case, request)| {
-            let outcome = answer(&runtime, &policy, &request).map_err(|error| error.to_string());
-            let reason = case.judge(outcome).err();
-            Verdict {
-                name,
-                passed: reason.is_none(),
-                reason,
-            }
-        })
-        .collect();
+    let verdicts = run_cases(&runtime, &policy, &values)?;
     let failed = verdicts.iter().filter(|verdict| !verdict.passed).count();
     let passed = verdicts.len() - failed;
     if json {
@@ -417,6 +435,82 @@ fn test(spec: &str, paths: &[PathBuf], json: bool) -> CliResult {
         println!("{passed} passed, {failed} failed");
     }
     Ok(exit_code(failed == 0))
+}
+
+/// A case's JSON, with its `name`, and the file it came from.
+pub(super) struct NamedCase {
+    pub file: String,
+    pub case: Value,
+}
+
+/// The cases of case files (or directories of them), each one's JSON with its `name`
+/// (`FILE#N` when it has none), checked: a file with a mistake is an error naming it.
+/// `plexus policy push` embeds these in the artifact.
+pub(super) fn case_values(paths: &[PathBuf]) -> Result<Vec<NamedCase>, CliError> {
+    let mut values = Vec::new();
+    for file in case_files(paths)? {
+        let in_file = |err: String| format!("case file {}: {err}", file.display());
+        let document = read_json(&file)?;
+        cases::parse(document.clone()).map_err(in_file)?;
+        let listed = match document {
+            Value::Object(mut object) if object.contains_key("cases") => {
+                match object.remove("cases") {
+                    Some(Value::Array(list)) => list,
+                    _ => Vec::new(),
+                }
+            }
+            single => vec![single],
+        };
+        for (index, mut case) in listed.into_iter().enumerate() {
+            if let Value::Object(object) = &mut case
+                && !object.contains_key("name")
+            {
+                object.insert(
+                    "name".into(),
+                    Value::String(format!("{}#{}", file.display(), index + 1)),
+                );
+            }
+            values.push(NamedCase {
+                file: file.display().to_string(),
+                case,
+            });
+        }
+    }
+    Ok(values)
+}
+
+/// Runs named cases (as [`case_values`] gives them) against a policy. Every input is
+/// shaped before any runs: a case with a mistake is an error of the run, never a case
+/// that passes or fails for it.
+pub(super) fn run_cases(
+    runtime: &PolicyRuntime,
+    policy: &AnyPolicy,
+    values: &[NamedCase],
+) -> Result<Vec<Verdict>, CliError> {
+    let mut shaped = Vec::new();
+    for named in values {
+        let in_file = |err: String| format!("case file {}: {err}", named.file);
+        let case = cases::parse(named.case.clone())
+            .map_err(in_file)?
+            .pop()
+            .ok_or_else(|| in_file("no case".into()))?;
+        let name = case.name.clone().unwrap_or_default();
+        let request = Request::shape(policy, case.input.clone())
+            .map_err(|err| in_file(format!("case {name}: input: {err}")))?;
+        shaped.push((name, case, request));
+    }
+    Ok(shaped
+        .into_iter()
+        .map(|(name, case, request)| {
+            let outcome = answer(runtime, policy, &request).map_err(|error| error.to_string());
+            let reason = case.judge(outcome).err();
+            Verdict {
+                name,
+                passed: reason.is_none(),
+                reason,
+            }
+        })
+        .collect())
 }
 
 /// Runs the recorded calls of one kind through `spec` and prints, per pod (its latest

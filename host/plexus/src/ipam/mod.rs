@@ -68,7 +68,8 @@ fn run(invocation: Invocation, stdin: &[u8]) -> Result<Option<Value>, PlexusErro
     )
     .map_err(|error| in_network(error.into()))?;
     let policy: Ipam =
-        selection::load_policy(&runtime, "ipam.policy", &config.policy).map_err(in_network)?;
+        selection::load_policy(&runtime, &config.common, "ipam.policy", &config.policy)
+            .map_err(in_network)?;
     let call = Call {
         runtime: &runtime,
         policy: &policy,

@@ -48,7 +48,12 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
         let selector = context.selector(&runtime)?;
         // The merge policy is loaded before any delegate runs: a broken one must fail
         // the pod before anything is made, not after.
-        let merger: Merger = load_policy(&runtime, "merge", &context.config.merge)?;
+        let merger: Merger = load_policy(
+            &runtime,
+            &context.config.common,
+            "merge",
+            &context.config.merge,
+        )?;
         Ok::<_, PlexusError>((runtime, selector, merger))
     })?;
     context.notes.policy(selector.name(), selector.sha256());

@@ -45,7 +45,7 @@ impl Context {
 
     /// The configured selection policy (`select`).
     fn selector(&self, runtime: &PolicyRuntime) -> Result<Selector, PlexusError> {
-        load_policy(runtime, "select", &self.config.select)
+        load_policy(runtime, &self.config.common, "select", &self.config.select)
     }
 
     /// How this invocation runs delegates: from its `CNI_PATH`, each call bounded by

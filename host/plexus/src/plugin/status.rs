@@ -4,7 +4,7 @@ use plexus_cni::Invocation;
 use plexus_policy::{Merger, PolicyHandle, PolicyRuntime};
 
 use super::{Context, add};
-use crate::config::PluginConfig;
+use crate::config::{CommonSettings, PluginConfig};
 use crate::error::PlexusError;
 use crate::networks;
 use crate::selection::load_policy;
@@ -21,8 +21,9 @@ pub fn status(context: &Context) -> Result<(), PlexusError> {
         ))
     })?;
     let runtime = context.policy_runtime()?;
-    let selector = loads(&runtime, "select", &context.config.select)?;
-    loads::<Merger>(&runtime, "merge", &context.config.merge)?;
+    let common = &context.config.common;
+    let selector = loads(&runtime, common, "select", &context.config.select)?;
+    loads::<Merger>(&runtime, common, "merge", &context.config.merge)?;
     let networks = networks::scan(&context.config.networks_dir)
         .map_err(|error| not_available(error.to_string()))?;
     if networks.usable.is_empty() {
@@ -66,10 +67,11 @@ pub fn status(context: &Context) -> Result<(), PlexusError> {
 /// key named.
 fn loads<P: PolicyHandle>(
     runtime: &PolicyRuntime,
+    common: &CommonSettings,
     key: &'static str,
     spec: &str,
 ) -> Result<P, PlexusError> {
-    load_policy(runtime, key, spec).map_err(|error| {
+    load_policy(runtime, common, key, spec).map_err(|error| {
         PlexusError::NotAvailable(match error {
             PlexusError::PolicySpec { .. } => error.to_string(),
             other => format!("configuration key `{key}`: {other}"),

@@ -10,6 +10,11 @@
 //! cache/                                     policies compiled for this node
 //! ipam/                                      plexus-ipam's file store
 //! trace/invocations.jsonl (+ .1)              one line per plugin invocation, for the agent
+//! policies/blobs/sha256/<hex>                 policy artifacts' blobs, by content (0600)
+//! policies/refs/<sha256(ref)>.json            an oci:// reference's activation record
+//! policies/files/<sha256(path)>.json          the last version of a path policy that loaded
+//! policies/state/<sha256(key)>.json           a policy's degraded mark
+//! locks/policies.lock                         serialises the policy store's writers
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -120,10 +125,65 @@ impl StateLayout {
         self.trace_dir().join("invocations.jsonl")
     }
 
+    /// The node's policy store: what `plexus policy pull` activated, by content.
+    pub fn policies_dir(&self) -> PathBuf {
+        self.root.join("policies")
+    }
+
+    pub fn policy_blobs_dir(&self) -> PathBuf {
+        self.policies_dir().join("blobs/sha256")
+    }
+
+    /// The blob whose sha256 is `hex`.
+    pub fn policy_blob(&self, hex: &str) -> PathBuf {
+        self.policy_blobs_dir().join(hex)
+    }
+
+    pub fn policy_refs_dir(&self) -> PathBuf {
+        self.policies_dir().join("refs")
+    }
+
+    /// The activation record of an `oci://` reference (as written canonically).
+    pub fn policy_ref_record(&self, reference: &str) -> PathBuf {
+        self.policy_refs_dir()
+            .join(format!("{}.json", hashed_name(reference)))
+    }
+
+    pub fn policy_files_dir(&self) -> PathBuf {
+        self.policies_dir().join("files")
+    }
+
+    /// The last-good record of the path policy `path`.
+    pub fn policy_file_record(&self, path: &str) -> PathBuf {
+        self.policy_files_dir()
+            .join(format!("{}.json", hashed_name(path)))
+    }
+
+    pub fn policy_states_dir(&self) -> PathBuf {
+        self.policies_dir().join("state")
+    }
+
+    /// The degraded mark of the policy `key` (a path or an `oci://` reference).
+    pub fn policy_state(&self, key: &str) -> PathBuf {
+        self.policy_states_dir()
+            .join(format!("{}.json", hashed_name(key)))
+    }
+
+    /// Taken by whoever writes the policy store; readers never take it.
+    pub fn policies_lock(&self) -> PathBuf {
+        self.locks_dir().join("policies.lock")
+    }
+
     /// The trace file before the last rotation (replaced at the next one).
     pub fn trace_rotated(&self) -> PathBuf {
         self.trace_dir().join("invocations.jsonl.1")
     }
+}
+
+/// A file name for any string: its sha256, in hex.
+fn hashed_name(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(key.as_bytes()))
 }
 
 #[cfg(test)]
@@ -143,6 +203,11 @@ mod tests {
             layout.ipam_dir(),
             layout.trace_file(),
             layout.trace_rotated(),
+            layout.policy_blob("ab"),
+            layout.policy_ref_record("oci://h/r:t"),
+            layout.policy_file_record("/etc/p.wasm"),
+            layout.policy_state("/etc/p.wasm"),
+            layout.policies_lock(),
         ];
         for path in paths {
             assert!(path.starts_with(layout.root()), "{}", path.display());
@@ -150,6 +215,13 @@ mod tests {
         assert_eq!(
             layout.record("c1", "eth0"),
             Path::new("/var/lib/plexus/attachments/c1/eth0.json")
+        );
+        assert_eq!(
+            layout.policy_file_record("/etc/p.wasm"),
+            Path::new("/var/lib/plexus/policies/files").join(format!(
+                "{}.json",
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"/etc/p.wasm"))
+            ))
         );
         assert_eq!(
             layout.ipam_network_lock("pods"),

@@ -4,6 +4,7 @@
 //! root-only.
 
 mod layout;
+pub mod policies;
 mod record;
 
 pub use layout::StateLayout;
