@@ -1,0 +1,738 @@
+//! Policies distributed as signed OCI artifacts: pushed to a real registry (Debian's
+//! docker-registry on loopback), read back by a real OCI client (skopeo), signatures
+//! checked by openssl as cosign checks them, pulled into a node's store and used by ADD in
+//! real namespaces without the network.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use plexus_tests::registry::Registry;
+use plexus_tests::{Bench, plexus_cli, pod_args};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const PICK_FIRST: &str = env!("POLICY_PICK_FIRST");
+const PICK_SECOND: &str = env!("POLICY_PICK_SECOND");
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `plexus ARGS`, asserting success; its stdout.
+fn plexus_ok(args: &[&str]) -> String {
+    let output = plexus_cli(args);
+    assert!(
+        output.status.success(),
+        "plexus {args:?} failed: {}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+/// Runs `plexus ARGS`, asserting failure; its stderr.
+fn plexus_fails(args: &[&str]) -> String {
+    let output = plexus_cli(args);
+    assert!(
+        !output.status.success(),
+        "plexus {args:?} must fail: {}",
+        text(&output.stdout)
+    );
+    text(&output.stderr)
+}
+
+fn run_ok(command: &mut Command) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?} (scripts/setup installs it): {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?}: {}",
+        text(&output.stderr)
+    );
+    output
+}
+
+/// An `openssl ecparam -genkey` key pair in `dir`: (private, public).
+fn keypair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let private = dir.join(format!("{name}.pem"));
+    let public = dir.join(format!("{name}.pub"));
+    run_ok(
+        Command::new("openssl")
+            .args(["ecparam", "-name", "prime256v1", "-genkey", "-out"])
+            .arg(&private),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args(["ec", "-pubout", "-in"])
+            .arg(&private)
+            .arg("-out")
+            .arg(&public),
+    );
+    (private, public)
+}
+
+/// `sha256:` of the key's SPKI DER, as openssl computes it.
+fn key_id(public: &Path) -> String {
+    let der = run_ok(
+        Command::new("openssl")
+            .args(["pkey", "-pubin", "-outform", "DER", "-in"])
+            .arg(public),
+    )
+    .stdout;
+    format!("sha256:{}", sha256_hex(&der))
+}
+
+/// `plexus policy push POLICY REF --plain-http EXTRA…`; the digest it printed.
+fn push(policy: &str, reference: &str, extra: &[&str]) -> String {
+    let args = [
+        &["policy", "push", policy, reference, "--plain-http"][..],
+        extra,
+    ]
+    .concat();
+    let digest = plexus_ok(&args).trim().to_owned();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
+    digest
+}
+
+fn pull_args<'a>(reference: &'a str, state_dir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    [
+        &[
+            "policy",
+            "pull",
+            reference,
+            "--plain-http",
+            "--state-dir",
+            state_dir,
+        ][..],
+        extra,
+    ]
+    .concat()
+}
+
+/// `skopeo inspect --raw [--config] docker://…`.
+fn skopeo_raw(reference: &str, config: bool) -> Vec<u8> {
+    let mut command = Command::new("skopeo");
+    command.args(["inspect", "--raw", "--tls-verify=false"]);
+    if config {
+        command.arg("--config");
+    }
+    command.arg(format!(
+        "docker://{}",
+        reference.trim_start_matches("oci://")
+    ));
+    run_ok(&mut command).stdout
+}
+
+/// Copies an artifact to an `oci:` directory with skopeo; the directory.
+fn skopeo_copy_to_dir(reference: &str, dir: &Path) -> PathBuf {
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--src-tls-verify=false"])
+            .arg(format!(
+                "docker://{}",
+                reference.trim_start_matches("oci://")
+            ))
+            .arg(format!("oci:{}:copy", dir.display())),
+    );
+    dir.join("blobs/sha256")
+}
+
+/// Pushes a hand-made policy artifact (with skopeo, from an `oci:` directory): what
+/// `plexus policy push` would refuse to publish.
+fn push_raw(reference: &str, config: &Value, wasm: &[u8], cases: Option<&Value>) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = dir.path().join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let mut descriptor = |media_type: &str, bytes: &[u8]| {
+        let hex = sha256_hex(bytes);
+        fs::write(blobs.join(&hex), bytes).unwrap();
+        json!({"mediaType": media_type, "digest": format!("sha256:{hex}"), "size": bytes.len()})
+    };
+    let config = descriptor(
+        "application/vnd.plexus.policy.config.v1+json",
+        config.to_string().as_bytes(),
+    );
+    let mut layers = vec![descriptor("application/wasm", wasm)];
+    if let Some(cases) = cases {
+        layers.push(descriptor(
+            "application/vnd.plexus.policy.cases.v1+json",
+            cases.to_string().as_bytes(),
+        ));
+    }
+    let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.plexus.policy.v1", "config": config, "layers": layers});
+    let manifest = descriptor(
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest.to_string().as_bytes(),
+    );
+    fs::write(
+        dir.path().join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let mut entry = manifest.clone();
+    entry["annotations"] = json!({"org.opencontainers.image.ref.name": "raw"});
+    fs::write(
+        dir.path().join("index.json"),
+        json!({"schemaVersion": 2, "manifests": [entry]}).to_string(),
+    )
+    .unwrap();
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:raw", dir.path().display()))
+            .arg(format!(
+                "docker://{}",
+                reference.trim_start_matches("oci://")
+            )),
+    );
+    manifest["digest"].as_str().unwrap().to_owned()
+}
+
+/// The select-request `Bench::write_two_networks` offers a pod.
+fn select_input() -> Value {
+    json!({
+        "pod": {"namespace": "default", "name": "web-0", "uid": "uid-web-0", "container-id": "c1", "ifname": "eth0"},
+        "networks": [
+            {"name": "calico", "plugin-type": "bridge", "cni-version": "1.0.0", "file": "10-calico.conf"},
+            {"name": "flannel", "plugin-type": "ptp", "cni-version": "1.0.0", "file": "20-flannel.conflist"},
+        ],
+    })
+}
+
+/// A case directory whose one case expects the pod on `network_file`.
+fn cases_dir(parent: &Path, network_file: &str) -> PathBuf {
+    let dir = parent.join(format!("cases-{network_file}"));
+    fs::create_dir_all(&dir).unwrap();
+    let case = json!({"cases": [{"name": "picks", "input": select_input(), "match": "subset",
+        "output": [{"network-file": network_file, "ifname": "eth0"}]}]});
+    fs::write(dir.join("select.json"), case.to_string()).unwrap();
+    dir
+}
+
+/// The activation record of `reference` in `state_dir`.
+fn record(state_dir: &Path, reference: &str) -> Option<Value> {
+    let path = state_dir
+        .join("policies/refs")
+        .join(format!("{}.json", sha256_hex(reference.as_bytes())));
+    fs::read(path)
+        .ok()
+        .map(|bytes| serde_json::from_slice(&bytes).unwrap())
+}
+
+/// ADDs a pod `id` with `select` and returns its addresses, or the CNI error.
+fn add(bench: &Bench, id: &str, config: &Value) -> Result<Vec<String>, Value> {
+    let answer = bench.invoke(
+        "ADD",
+        id,
+        "eth0",
+        &pod_args("default", id, &json!({})),
+        config,
+    );
+    if answer.success {
+        Ok(plexus_tests::result_addresses(&answer.json))
+    } else {
+        Err(answer.err())
+    }
+}
+
+fn del(bench: &Bench, id: &str, config: &Value) {
+    bench
+        .invoke(
+            "DEL",
+            id,
+            "eth0",
+            &pod_args("default", id, &json!({})),
+            config,
+        )
+        .ok();
+}
+
+/// A bench with calico (10.11.0.0/24, bridge) and flannel (10.12.0.0/24, ptp), and a
+/// plexus configuration selecting with `select`.
+fn bench_with(select: &str, extra: Value) -> (Bench, Value) {
+    let bench = Bench::new();
+    bench.write_two_networks("1.0.0");
+    let mut keys = json!({"select": select});
+    if let (Some(keys), Value::Object(extra)) = (keys.as_object_mut(), extra) {
+        keys.extend(extra);
+    }
+    let config = bench.config("1.1.0", keys);
+    (bench, config)
+}
+
+fn on_calico(addresses: &[String]) -> bool {
+    addresses.iter().all(|a| a.starts_with("10.11.0.")) && !addresses.is_empty()
+}
+
+fn on_flannel(addresses: &[String]) -> bool {
+    addresses.iter().all(|a| a.starts_with("10.12.0.")) && !addresses.is_empty()
+}
+
+#[test]
+fn push_is_read_by_skopeo() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let reference = registry.reference("policies/select", ":v1");
+    let digest = push(
+        PICK_FIRST,
+        &reference,
+        &[
+            "--cases",
+            cases_dir(dir.path(), "10-calico.conf").to_str().unwrap(),
+        ],
+    );
+    let raw = skopeo_raw(&reference, false);
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&raw)),
+        digest,
+        "the printed digest is the manifest's"
+    );
+    let manifest: Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(manifest["artifactType"], "application/vnd.plexus.policy.v1");
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.plexus.policy.config.v1+json"
+    );
+    assert_eq!(manifest["layers"][0]["mediaType"], "application/wasm");
+    let wasm = fs::read(PICK_FIRST).unwrap();
+    assert_eq!(
+        manifest["layers"][0]["digest"],
+        format!("sha256:{}", sha256_hex(&wasm))
+    );
+    assert_eq!(manifest["layers"][0]["size"], wasm.len());
+    assert_eq!(
+        manifest["layers"][1]["mediaType"],
+        "application/vnd.plexus.policy.cases.v1+json"
+    );
+    let config: Value = serde_json::from_slice(&skopeo_raw(&reference, true)).unwrap();
+    assert_eq!(config["kind"], "selector");
+    assert_eq!(config["sha256"], sha256_hex(&wasm));
+    assert_eq!(config["cases"], 1);
+    assert!(
+        config["world"]
+            .as_str()
+            .unwrap()
+            .starts_with("plexus:policy/selector@"),
+        "{config}"
+    );
+
+    // Built-ins publish too; a policy failing its own cases does not.
+    let builtin = registry.reference("policies/annotations", ":v1");
+    push("builtin:annotations", &builtin, &[]);
+    let config: Value = serde_json::from_slice(&skopeo_raw(&builtin, true)).unwrap();
+    assert_eq!(config["metadata"]["name"], "annotations");
+    let error = plexus_fails(&[
+        "policy",
+        "push",
+        PICK_SECOND,
+        &registry.reference("policies/select", ":bad"),
+        "--plain-http",
+        "--cases",
+        cases_dir(dir.path(), "10-calico.conf").to_str().unwrap(),
+    ]);
+    assert!(error.contains("1 of 1 cases fail"), "{error}");
+}
+
+#[test]
+fn signature_is_cosign_format() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = keypair(dir.path(), "signer");
+    let reference = registry.reference("policies/select", ":v1");
+    let digest = push(
+        PICK_FIRST,
+        &reference,
+        &["--key", private.to_str().unwrap()],
+    );
+    let sig_tag = registry.reference(
+        "policies/select",
+        &format!(":{}.sig", digest.replace(':', "-")),
+    );
+    let sig: Value = serde_json::from_slice(&skopeo_raw(&sig_tag, false)).unwrap();
+    assert_eq!(
+        sig["config"]["mediaType"],
+        "application/vnd.oci.image.config.v1+json"
+    );
+    let layers = sig["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1);
+    assert_eq!(
+        layers[0]["mediaType"],
+        "application/vnd.dev.cosign.simplesigning.v1+json"
+    );
+    // The payload, byte for byte what cosign's Go json.Marshal writes.
+    let blobs = skopeo_copy_to_dir(&sig_tag, &dir.path().join("sig"));
+    let payload_hex = layers[0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let payload = fs::read(blobs.join(payload_hex)).unwrap();
+    let expected = format!(
+        r#"{{"critical":{{"identity":{{"docker-reference":"{}/policies/select"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"cosign container image signature"}},"optional":null}}"#,
+        registry.address()
+    );
+    assert_eq!(text(&payload), expected);
+    // openssl verifies the annotation's signature over the payload, as cosign does.
+    use base64::Engine as _;
+    let signature = layers[0]["annotations"]["dev.cosignproject.cosign/signature"]
+        .as_str()
+        .unwrap();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(signature)
+        .unwrap();
+    fs::write(dir.path().join("sig.der"), der).unwrap();
+    fs::write(dir.path().join("payload"), &payload).unwrap();
+    let verify = |key: &Path| {
+        Command::new("openssl")
+            .args(["dgst", "-sha256", "-verify"])
+            .arg(key)
+            .arg("-signature")
+            .arg(dir.path().join("sig.der"))
+            .arg(dir.path().join("payload"))
+            .output()
+            .unwrap()
+    };
+    let verified = verify(&public);
+    assert_eq!(text(&verified.stdout).trim(), "Verified OK");
+    let (other_private, other_public) = keypair(dir.path(), "other");
+    assert!(
+        !verify(&other_public).status.success(),
+        "another key does not verify it"
+    );
+    // A second signer appends a layer; the first signature stays.
+    push(
+        PICK_FIRST,
+        &reference,
+        &["--key", other_private.to_str().unwrap()],
+    );
+    let sig: Value = serde_json::from_slice(&skopeo_raw(&sig_tag, false)).unwrap();
+    assert_eq!(sig["layers"].as_array().unwrap().len(), 2);
+    assert_eq!(sig["layers"][0], layers[0]);
+}
+
+#[test]
+fn pulled_policy_decides_add_and_registry_down_changes_nothing() {
+    let mut registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = keypair(dir.path(), "signer");
+    let reference = registry.reference("policies/select", ":v1");
+    let digest = push(
+        PICK_SECOND,
+        &reference,
+        &[
+            "--key",
+            private.to_str().unwrap(),
+            "--cases",
+            cases_dir(dir.path(), "20-flannel.conflist")
+                .to_str()
+                .unwrap(),
+        ],
+    );
+    let (bench, config) = bench_with(&reference, json!({}));
+    let state_dir = bench.state_dir();
+    let state = state_dir.to_str().unwrap();
+    let pulled = plexus_ok(&pull_args(
+        &reference,
+        state,
+        &["--verify-key", public.to_str().unwrap()],
+    ));
+    let wasm = format!("sha256:{}", sha256_hex(&fs::read(PICK_SECOND).unwrap()));
+    assert!(
+        pulled.starts_with(&format!(
+            "activated {reference} {digest} (wasm {wasm}, verified by {})",
+            key_id(&public)
+        )),
+        "{pulled}"
+    );
+    let record_before = record(&state_dir, &reference).expect("the pull wrote the record");
+    assert_eq!(record_before["manifest"], digest);
+    assert_eq!(record_before["wasm"], wasm);
+    assert_eq!(record_before["verifiedBy"]["key"], key_id(&public));
+    assert_eq!(record_before["cases"]["passed"], 1);
+    // A pinned configuration resolves to the same version.
+    assert_eq!(
+        record(
+            &state_dir,
+            &registry.reference("policies/select", &format!("@{digest}"))
+        )
+        .unwrap()["wasm"],
+        wasm
+    );
+
+    let addresses = add(&bench, "c1", &config).unwrap();
+    assert!(
+        on_flannel(&addresses),
+        "the pulled policy (pick-second) decided: {addresses:?}"
+    );
+    let log = fs::read_to_string(bench.log_file()).unwrap();
+    assert!(
+        log.contains(&digest) && log.contains(wasm.trim_start_matches("sha256:")),
+        "the log names the version: {log}"
+    );
+    let status = bench.invoke_with("STATUS", &config, &[]);
+    assert!(status.success, "STATUS: {}", status.stdout);
+
+    del(&bench, "c1", &config);
+
+    // The registry gone: a new pod still gets its networks; a pull fails and changes nothing.
+    registry.stop();
+    let addresses = add(&bench, "c2", &config).unwrap();
+    assert!(on_flannel(&addresses), "{addresses:?}");
+    let error = plexus_fails(&pull_args(
+        &reference,
+        state,
+        &["--verify-key", public.to_str().unwrap()],
+    ));
+    assert!(
+        error.contains(&format!(
+            "registry {}: connection refused",
+            registry.address()
+        )),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!("nothing changed (active: {digest})")),
+        "{error}"
+    );
+    assert_eq!(record(&state_dir, &reference).unwrap(), record_before);
+    del(&bench, "c2", &config);
+}
+
+#[test]
+fn tampered_unsigned_and_wrongly_signed_artifacts_are_refused() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = keypair(dir.path(), "signer");
+    let (other_private, _) = keypair(dir.path(), "other");
+    let state_dir = dir.path().join("state");
+    let state = state_dir.to_str().unwrap();
+    let public = public.to_str().unwrap();
+    let reference = registry.reference("policies/select", ":v1");
+    let v1 = push(
+        PICK_FIRST,
+        &reference,
+        &["--key", private.to_str().unwrap()],
+    );
+    plexus_ok(&pull_args(&reference, state, &["--verify-key", public]));
+    let active = fs::read(
+        state_dir
+            .join("policies/refs")
+            .join(format!("{}.json", sha256_hex(reference.as_bytes()))),
+    )
+    .unwrap();
+    let unchanged = || {
+        let now = fs::read(
+            state_dir
+                .join("policies/refs")
+                .join(format!("{}.json", sha256_hex(reference.as_bytes()))),
+        )
+        .unwrap();
+        assert_eq!(
+            text(&now),
+            text(&active),
+            "the active version's record is untouched"
+        );
+    };
+
+    // Unsigned: the tag moved to an artifact nobody signed.
+    let unsigned = push(PICK_SECOND, &reference, &[]);
+    let error = plexus_fails(&pull_args(&reference, state, &["--verify-key", public]));
+    assert!(
+        error.contains(&format!(
+            "not signed: no {}.sig in",
+            unsigned.replace(':', "-")
+        )),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!("nothing changed (active: {v1})")),
+        "{error}"
+    );
+    unchanged();
+
+    // Signed by another key.
+    push(
+        PICK_SECOND,
+        &reference,
+        &["--key", other_private.to_str().unwrap()],
+    );
+    let error = plexus_fails(&pull_args(&reference, state, &["--verify-key", public]));
+    assert!(
+        error.contains(&format!("no signature verifies with {public}")),
+        "{error}"
+    );
+    assert!(error.contains("1 checked"), "{error}");
+    unchanged();
+
+    // Signed right, but its component altered in the registry's storage.
+    push(
+        PICK_SECOND,
+        &reference,
+        &["--key", private.to_str().unwrap()],
+    );
+    let wasm = fs::read(PICK_SECOND).unwrap();
+    let wasm_digest = format!("sha256:{}", sha256_hex(&wasm));
+    let mut tampered = wasm.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0xff;
+    fs::write(registry.blob_path(&wasm_digest), &tampered).unwrap();
+    let error = plexus_fails(&pull_args(&reference, state, &["--verify-key", public]));
+    assert!(error.contains(&format!("blob {wasm_digest} (application/wasm) does not match its digest (content is sha256:{})", sha256_hex(&tampered))), "{error}");
+    unchanged();
+    let blobs: Vec<String> = fs::read_dir(state_dir.join("policies/blobs/sha256"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !blobs.contains(&sha256_hex(&wasm)),
+        "nothing of the refused version is stored"
+    );
+
+    // A node using it keeps the verified version.
+    let (bench, config) = bench_with(&reference, json!({"stateDir": state_dir}));
+    assert!(on_calico(&add(&bench, "c1", &config).unwrap()));
+    del(&bench, "c1", &config);
+}
+
+#[test]
+fn policy_verify_key_is_enforced_on_add() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = keypair(dir.path(), "signer");
+    let reference = registry.reference("policies/select", ":v1");
+    push(
+        PICK_FIRST,
+        &reference,
+        &["--key", private.to_str().unwrap()],
+    );
+    let (bench, config) = bench_with(&reference, json!({"policyVerifyKey": public}));
+    let state = bench.state_dir();
+    let state = state.to_str().unwrap();
+    plexus_ok(&pull_args(&reference, state, &[]));
+    let error = add(&bench, "c1", &config).unwrap_err();
+    assert_eq!(error["code"], 100, "{error}");
+    let message = error["msg"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "policy {reference} (select) is not verified with policyVerifyKey {} ({})",
+            public.display(),
+            key_id(&public)
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("it was pulled without --verify-key"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "pull it again with --verify-key {}",
+            public.display()
+        )),
+        "{message}"
+    );
+    assert_eq!(bench.pod.links(), ["lo"]);
+
+    plexus_ok(&pull_args(
+        &reference,
+        state,
+        &["--verify-key", public.to_str().unwrap()],
+    ));
+    assert!(on_calico(&add(&bench, "c1", &config).unwrap()));
+    del(&bench, "c1", &config);
+
+    // A key file that is not a P-256 public key is the configuration's mistake.
+    let (private, _) = keypair(dir.path(), "not-public");
+    let wrong = bench.config(
+        "1.1.0",
+        json!({"select": reference, "policyVerifyKey": private}),
+    );
+    let error = add(&bench, "c2", &wrong).unwrap_err();
+    assert_eq!(error["code"], 7, "{error}");
+    assert!(
+        error["msg"].as_str().unwrap().contains("policyVerifyKey"),
+        "{error}"
+    );
+}
+
+#[test]
+fn absent_or_malformed_reference_fails_add_and_status() {
+    let registry = Registry::start();
+    let reference = registry.reference("policies/select", ":v1");
+    let (bench, config) = bench_with(&reference, json!({}));
+    let error = add(&bench, "c1", &config).unwrap_err();
+    assert_eq!(error["code"], 100, "{error}");
+    let message = error["msg"].as_str().unwrap();
+    let state = bench.state_dir();
+    assert!(
+        message.contains(&format!(
+            "policy {reference} (select) is not in this node's policy store"
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "pull it: plexus policy pull {reference} --state-dir {}",
+            state.display()
+        )),
+        "{message}"
+    );
+    let status = bench.invoke_with("STATUS", &config, &[]).err();
+    assert_eq!(status["code"], 50, "{status}");
+    assert!(
+        status["msg"]
+            .as_str()
+            .unwrap()
+            .contains("plexus policy pull"),
+        "{status}"
+    );
+
+    for (bad, why) in [
+        (
+            format!("oci://{}/policies/Select:v1", registry.address()),
+            "repository must be lowercase",
+        ),
+        (
+            format!("oci://{}/policies/select", registry.address()),
+            "needs a :TAG",
+        ),
+    ] {
+        let config = bench.config("1.1.0", json!({"select": bad}));
+        let error = add(&bench, "c1", &config).unwrap_err();
+        assert_eq!(error["code"], 7, "{error}");
+        let message = error["msg"].as_str().unwrap();
+        assert!(
+            message.contains("`select`") && message.contains(why),
+            "{message}"
+        );
+    }
+    assert_eq!(bench.pod.links(), ["lo"]);
+}
+
+/// The CNI path never names the registry client: ADD, STATUS and plexus-ipam read the
+/// store only.
+#[test]
+fn nothing_on_the_cni_path_names_the_registry() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/plexus/src");
+    let mut files = vec![src.join("selection.rs"), src.join("stored_policy.rs")];
+    for dir in ["plugin", "ipam", "state"] {
+        for entry in fs::read_dir(src.join(dir)).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+    }
+    for file in files {
+        let source = fs::read_to_string(&file).unwrap();
+        for name in ["registry::", "Registry", "oci_client", "cli::"] {
+            assert!(!source.contains(name), "{} names {name}", file.display());
+        }
+    }
+}
