@@ -152,7 +152,7 @@ fn push_raw(reference: &str, config: &Value, wasm: &[u8], cases: Option<&Value>)
     let dir = tempfile::tempdir().unwrap();
     let blobs = dir.path().join("blobs/sha256");
     fs::create_dir_all(&blobs).unwrap();
-    let mut descriptor = |media_type: &str, bytes: &[u8]| {
+    let descriptor = |media_type: &str, bytes: &[u8]| {
         let hex = sha256_hex(bytes);
         fs::write(blobs.join(&hex), bytes).unwrap();
         json!({"mediaType": media_type, "digest": format!("sha256:{hex}"), "size": bytes.len()})
@@ -735,4 +735,171 @@ fn nothing_on_the_cni_path_names_the_registry() {
             assert!(!source.contains(name), "{} names {name}", file.display());
         }
     }
+}
+
+/// Writes `config` where `plexus policy sync --config` reads it.
+fn config_file(bench: &Bench, config: &Value) -> PathBuf {
+    let path = bench.dir.path().join("00-plexus.conf");
+    fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+fn sync_once(config: &Path) -> Output {
+    plexus_cli([
+        "policy",
+        "sync",
+        "--once",
+        "--plain-http",
+        "--config",
+        config.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn sync_once_activates_a_moved_tag() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = keypair(dir.path(), "signer");
+    let key = ["--key", private.to_str().unwrap()];
+    let reference = registry.reference("policies/select", ":stable");
+    let v1 = push(PICK_FIRST, &reference, &key);
+    let (bench, config) = bench_with(&reference, json!({"policyVerifyKey": public}));
+    let file = config_file(&bench, &config);
+    let first = sync_once(&file);
+    assert!(
+        first.status.success(),
+        "{}{}",
+        text(&first.stdout),
+        text(&first.stderr)
+    );
+    assert!(
+        text(&first.stdout).starts_with(&format!("activated {reference} {v1}")),
+        "{}",
+        text(&first.stdout)
+    );
+    assert!(on_calico(&add(&bench, "c1", &config).unwrap()));
+    del(&bench, "c1", &config);
+
+    let v2 = push(PICK_SECOND, &reference, &key);
+    let moved = sync_once(&file);
+    assert!(moved.status.success(), "{}", text(&moved.stderr));
+    let line = text(&moved.stdout);
+    assert!(
+        line.starts_with(&format!("activated {reference} {v2}"))
+            && line.trim_end().ends_with(&format!("(was {v1})")),
+        "{line}"
+    );
+    assert!(
+        on_flannel(&add(&bench, "c2", &config).unwrap()),
+        "the new version decides"
+    );
+    del(&bench, "c2", &config);
+    let again = sync_once(&file);
+    assert_eq!(
+        text(&again.stdout).trim(),
+        format!("unchanged {reference} {v2}")
+    );
+}
+
+#[test]
+fn sync_once_keeps_the_active_version_when_the_new_one_is_broken() {
+    let registry = Registry::start();
+    let reference = registry.reference("policies/select", ":stable");
+    let v1 = push(PICK_FIRST, &reference, &[]);
+    let (bench, config) = bench_with(&reference, json!({}));
+    let file = config_file(&bench, &config);
+    assert!(sync_once(&file).status.success());
+    let second = fs::read(PICK_SECOND).unwrap();
+    let inspected: Value =
+        serde_json::from_str(&plexus_ok(&["policy", "inspect", PICK_SECOND, "--json"])).unwrap();
+    let selector = |wasm: &[u8]| {
+        json!({"kind": "selector", "world": inspected["world"], "wit-version": inspected["wit-version"],
+        "sha256": sha256_hex(wasm), "size": wasm.len(), "metadata": null, "cases": 1})
+    };
+    // A version failing the cases it carries, and one that is a core module, not a component.
+    let failing_cases = json!({"cases": [{"name": "stays on calico", "input": select_input(), "match": "subset",
+        "output": [{"network-file": "10-calico.conf"}]}]});
+    let core_module = b"\0asm\x01\0\0\0".to_vec();
+    for (wasm, cases, why) in [
+        (
+            second.clone(),
+            Some(&failing_cases),
+            "1 of 1 embedded cases fail: stays on calico",
+        ),
+        (core_module, None, "is not a valid Plexus policy"),
+    ] {
+        push_raw(&reference, &selector(&wasm), &wasm, cases);
+        let output = sync_once(&file);
+        assert!(!output.status.success(), "{}", text(&output.stdout));
+        let line = text(&output.stdout);
+        assert!(
+            line.starts_with(&format!("FAILED {reference}: ")) && line.contains(why),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!("nothing changed (active: {v1})")),
+            "{line}"
+        );
+        assert_eq!(
+            record(&bench.state_dir(), &reference).unwrap()["manifest"],
+            v1
+        );
+        assert!(
+            on_calico(&add(&bench, "c1", &config).unwrap()),
+            "the active version still decides"
+        );
+        del(&bench, "c1", &config);
+    }
+}
+
+/// The shipped systemd unit's command, paths substituted, runs a round against the test
+/// registry; the DaemonSet runs the very same command.
+#[test]
+fn shipped_sync_unit_and_daemonset_run_the_sync_command() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let unit = fs::read_to_string(repo.join("deploy/systemd/plexus-policy-sync.service")).unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|line| line.strip_prefix("ExecStart="))
+        .expect("the unit has an ExecStart");
+    let argv: Vec<&str> = exec.split_whitespace().collect();
+    let yaml = run_ok(
+        Command::new("python3")
+            .args([
+                "-c",
+                "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+            ])
+            .arg(repo.join("deploy/kubernetes/plexus-policy-sync.yaml")),
+    )
+    .stdout;
+    let daemonset: Value = serde_json::from_slice(&yaml).unwrap();
+    assert_eq!(daemonset["kind"], "DaemonSet");
+    assert_eq!(daemonset["spec"]["template"]["spec"]["hostNetwork"], true);
+    assert_eq!(
+        daemonset["spec"]["template"]["spec"]["containers"][0]["command"],
+        json!(argv)
+    );
+
+    let registry = Registry::start();
+    let reference = registry.reference("policies/select", ":stable");
+    let digest = push(PICK_FIRST, &reference, &[]);
+    let (bench, config) = bench_with(&reference, json!({}));
+    let file = config_file(&bench, &config);
+    let binary = plexus_tests::plexus_binary();
+    let substituted: Vec<String> = argv
+        .iter()
+        .map(|arg| match *arg {
+            "/opt/cni/bin/plexus" => binary.display().to_string(),
+            "/etc/cni/net.d/00-plexus.conflist" => file.display().to_string(),
+            "--interval" => "--once".to_owned(),
+            "300" => "--plain-http".to_owned(),
+            other => other.to_owned(),
+        })
+        .collect();
+    let output = run_ok(Command::new(&substituted[0]).args(&substituted[1..]));
+    assert!(
+        text(&output.stdout).starts_with(&format!("activated {reference} {digest}")),
+        "{}",
+        text(&output.stdout)
+    );
 }

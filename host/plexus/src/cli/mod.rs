@@ -11,6 +11,7 @@ mod policy;
 mod pull;
 mod push;
 mod scaffold;
+mod sync;
 mod vm;
 
 use std::ffi::OsString;

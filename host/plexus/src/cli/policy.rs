@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::cases;
-use super::{CliError, CliResult, pull, push, scaffold};
+use super::{CliError, CliResult, pull, push, scaffold, sync};
 use crate::builtins;
 use crate::config::{DEFAULT_MAX_ATTACHMENTS, DEFAULT_STATE_DIR};
 use crate::error::PlexusError;
@@ -110,6 +110,28 @@ pub enum PolicyCommand {
         #[arg(long)]
         plain_http: bool,
     },
+    /// Keep this node's policy store in step with the `oci://` policies a plexus
+    /// configuration names (and its plexus-ipam delegates): pull what moved, verify,
+    /// check, activate; on failure keep the active version and say why.
+    Sync {
+        /// The plexus configuration (`.conflist` or the plugin's `.conf`).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Run a round every SECONDS (±10 %) until SIGTERM.
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            required_unless_present = "once",
+            conflicts_with = "once"
+        )]
+        interval: Option<u64>,
+        /// Run one round; exit non-zero if any reference could not be brought in step.
+        #[arg(long)]
+        once: bool,
+        /// Speak plain HTTP to the registries.
+        #[arg(long)]
+        plain_http: bool,
+    },
     /// Precompile a policy into the node's cache.
     Compile {
         wasm: String,
@@ -171,6 +193,12 @@ pub fn run(command: PolicyCommand) -> CliResult {
             state_dir,
             plain_http,
         } => pull::run(&reference, verify_key.as_deref(), &state_dir, plain_http),
+        PolicyCommand::Sync {
+            config,
+            interval,
+            once: _,
+            plain_http,
+        } => sync::run(&config, interval, plain_http),
         PolicyCommand::Compile { wasm, state_dir } => {
             let source = source(&wasm)?;
             let runtime = PolicyRuntime::new(
