@@ -903,3 +903,206 @@ fn shipped_sync_unit_and_daemonset_run_the_sync_command() {
         text(&output.stdout)
     );
 }
+
+#[test]
+fn save_and_load_carry_a_policy_to_a_node_without_registry() {
+    let mut registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = keypair(dir.path(), "signer");
+    let public = public.to_str().unwrap();
+    let reference = registry.reference("policies/select", ":v1");
+    let digest = push(
+        PICK_SECOND,
+        &reference,
+        &["--key", private.to_str().unwrap()],
+    );
+    let connected = dir.path().join("connected");
+    plexus_ok(&pull_args(
+        &reference,
+        connected.to_str().unwrap(),
+        &["--verify-key", public],
+    ));
+    let tarball = dir.path().join("select.tar");
+    plexus_ok(&[
+        "policy",
+        "save",
+        &reference,
+        "-o",
+        tarball.to_str().unwrap(),
+        "--state-dir",
+        connected.to_str().unwrap(),
+    ]);
+    // A real OCI tool reads it.
+    let raw = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!(
+                "oci-archive:{}:{}",
+                tarball.display(),
+                reference.trim_start_matches("oci://")
+            )),
+    )
+    .stdout;
+    assert_eq!(format!("sha256:{}", sha256_hex(&raw)), digest);
+
+    // An air-gapped node: no registry, the tarball verified with the key.
+    registry.stop();
+    let (bench, config) = bench_with(&reference, json!({"policyVerifyKey": public}));
+    let state = bench.state_dir();
+    let loaded = plexus_ok(&[
+        "policy",
+        "load",
+        tarball.to_str().unwrap(),
+        "--verify-key",
+        public,
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert!(
+        loaded.starts_with(&format!("activated {reference} {digest}"))
+            && loaded.contains("verified by"),
+        "{loaded}"
+    );
+    assert_eq!(record(&state, &reference).unwrap()["source"], "layout");
+    assert!(on_flannel(&add(&bench, "c1", &config).unwrap()));
+    del(&bench, "c1", &config);
+
+    // A tarball skopeo made names the image by its tag only: --as names the policy.
+    registry.restart();
+    let copied = dir.path().join("copied.tar");
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--src-tls-verify=false"])
+            .arg(format!(
+                "docker://{}",
+                reference.trim_start_matches("oci://")
+            ))
+            .arg(format!("oci-archive:{}:v1", copied.display())),
+    );
+    let other = dir.path().join("other");
+    let as_ref = registry.reference("mirror/select", ":v1");
+    let loaded = plexus_ok(&[
+        "policy",
+        "load",
+        copied.to_str().unwrap(),
+        "--as",
+        &as_ref,
+        "--state-dir",
+        other.to_str().unwrap(),
+    ]);
+    assert!(
+        loaded.starts_with(&format!("activated {as_ref} {digest}")),
+        "{loaded}"
+    );
+
+    // An altered blob and a path outside the layout are refused; nothing is stored.
+    let wasm = fs::read(PICK_SECOND).unwrap();
+    let mut bytes = fs::read(&tarball).unwrap();
+    let at = bytes
+        .windows(wasm.len())
+        .position(|window| window == wasm.as_slice())
+        .unwrap()
+        + wasm.len() / 2;
+    bytes[at] ^= 0xff;
+    let flipped = dir.path().join("flipped.tar");
+    fs::write(&flipped, bytes).unwrap();
+    let fresh = dir.path().join("fresh");
+    let error = plexus_fails(&[
+        "policy",
+        "load",
+        flipped.to_str().unwrap(),
+        "--state-dir",
+        fresh.to_str().unwrap(),
+    ]);
+    assert!(
+        error.contains(&format!(
+            "load: {}: blob sha256:{} does not match its content",
+            flipped.display(),
+            sha256_hex(&wasm)
+        )),
+        "{error}"
+    );
+    let hostile = dir.path().join("hostile.tar");
+    run_ok(Command::new("python3").args(["-c",
+        "import io, sys, tarfile\nt = tarfile.open(sys.argv[1], 'w')\ni = tarfile.TarInfo('blobs/sha256/../x')\ni.size = 1\nt.addfile(i, io.BytesIO(b'x'))\nt.close()"])
+        .arg(&hostile));
+    let error = plexus_fails(&[
+        "policy",
+        "load",
+        hostile.to_str().unwrap(),
+        "--state-dir",
+        fresh.to_str().unwrap(),
+    ]);
+    assert!(
+        error.contains(&format!(
+            "load: {}: entry blobs/sha256/../x refused",
+            hostile.display()
+        )),
+        "{error}"
+    );
+    assert!(
+        !fresh.join("policies/refs").exists()
+            || fs::read_dir(fresh.join("policies/refs")).unwrap().count() == 0
+    );
+}
+
+/// Every blob of the store, by hex.
+fn stored_blobs(state_dir: &Path) -> Vec<String> {
+    fs::read_dir(state_dir.join("policies/blobs/sha256"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn gc_keeps_the_current_and_previous_versions_only() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state");
+    let state = state_dir.to_str().unwrap();
+    let reference = registry.reference("policies/select", ":stable");
+    let versions = [PICK_FIRST, PICK_SECOND, "builtin:annotations"];
+    let mut wasm_hex = Vec::new();
+    for policy in versions {
+        push(policy, &reference, &[]);
+        plexus_ok(&pull_args(&reference, state, &[]));
+        let record = record(&state_dir, &reference).unwrap();
+        wasm_hex.push(
+            record["wasm"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("sha256:")
+                .to_owned(),
+        );
+        // What a pull writes is kept for a grace period (a concurrent writer may not
+        // have written its record yet): age it past that.
+        for blob in stored_blobs(&state_dir) {
+            run_ok(
+                Command::new("touch")
+                    .args(["-d", "1 hour ago"])
+                    .arg(state_dir.join("policies/blobs/sha256").join(blob)),
+            );
+        }
+    }
+    let blobs = stored_blobs(&state_dir);
+    assert!(
+        !blobs.contains(&wasm_hex[0]),
+        "the first version is collected"
+    );
+    assert!(
+        blobs.contains(&wasm_hex[1]) && blobs.contains(&wasm_hex[2]),
+        "previous and current are kept"
+    );
+    let compiled: Vec<String> = fs::read_dir(state_dir.join("cache"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !compiled.iter().any(|name| name.starts_with(&wasm_hex[0])),
+        "{compiled:?}"
+    );
+    assert!(
+        compiled.iter().any(|name| name.starts_with(&wasm_hex[2])),
+        "{compiled:?}"
+    );
+}

@@ -2,6 +2,7 @@
 
 mod activate;
 mod agent;
+mod archive;
 pub mod cases;
 mod demo;
 mod dhcp;

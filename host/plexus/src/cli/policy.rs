@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::cases;
-use super::{CliError, CliResult, pull, push, scaffold, sync};
+use super::{CliError, CliResult, archive, pull, push, scaffold, sync};
 use crate::builtins;
 use crate::config::{DEFAULT_MAX_ATTACHMENTS, DEFAULT_STATE_DIR};
 use crate::error::PlexusError;
@@ -132,6 +132,32 @@ pub enum PolicyCommand {
         #[arg(long)]
         plain_http: bool,
     },
+    /// Write a stored policy (and its signatures) as an OCI layout tarball, for nodes
+    /// without a registry.
+    Save {
+        /// The `oci://` reference as it was pulled.
+        reference: String,
+        #[arg(short = 'o', long = "output", value_name = "FILE.tar")]
+        output: PathBuf,
+        /// The `stateDir` whose store holds it.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+    /// Bring the policies of an OCI layout tarball into this node's store, with the same
+    /// checks as a pull.
+    Load {
+        file: PathBuf,
+        /// Refuse it unless a cosign signature by this P-256 public key (PEM) signs it.
+        #[arg(long, value_name = "PUB.pem")]
+        verify_key: Option<PathBuf>,
+        /// The `stateDir` of the plexus configuration.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// The reference to store its one policy as, when the tarball names it by a tag
+        /// only (as `skopeo copy … oci-archive:` does).
+        #[arg(long = "as", value_name = "oci://HOST/REPO:TAG")]
+        as_ref: Option<String>,
+    },
     /// Precompile a policy into the node's cache.
     Compile {
         wasm: String,
@@ -199,6 +225,17 @@ pub fn run(command: PolicyCommand) -> CliResult {
             once: _,
             plain_http,
         } => sync::run(&config, interval, plain_http),
+        PolicyCommand::Save {
+            reference,
+            output,
+            state_dir,
+        } => archive::save(&reference, &output, &state_dir),
+        PolicyCommand::Load {
+            file,
+            verify_key,
+            state_dir,
+            as_ref,
+        } => archive::load(&file, verify_key.as_deref(), &state_dir, as_ref.as_deref()),
         PolicyCommand::Compile { wasm, state_dir } => {
             let source = source(&wasm)?;
             let runtime = PolicyRuntime::new(
