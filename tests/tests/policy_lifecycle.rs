@@ -1106,3 +1106,94 @@ fn gc_keeps_the_current_and_previous_versions_only() {
         "{compiled:?}"
     );
 }
+
+#[test]
+fn policies_lists_configured_stored_and_degraded_policies() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = keypair(dir.path(), "signer");
+    let select = registry.reference("policies/select", ":v1");
+    let merge = registry.reference("policies/merge", ":v1");
+    let (bench, _) = bench_with(&select, json!({}));
+    let state = bench.state_dir();
+    let state_arg = state.to_str().unwrap();
+    let v1 = push(PICK_FIRST, &select, &["--key", private.to_str().unwrap()]);
+    plexus_ok(&pull_args(
+        &select,
+        state_arg,
+        &["--verify-key", public.to_str().unwrap()],
+    ));
+    let v2 = push(PICK_SECOND, &select, &["--key", private.to_str().unwrap()]);
+    plexus_ok(&pull_args(
+        &select,
+        state_arg,
+        &["--verify-key", public.to_str().unwrap()],
+    ));
+    // A path policy with a last-good and a degraded mark, in the formats ADD writes them.
+    let path = dir.path().join("select.wasm");
+    fs::write(&path, b"\0asm truncated").unwrap();
+    let path_text = path.to_str().unwrap();
+    let good = sha256_hex(&fs::read(PICK_FIRST).unwrap());
+    fs::create_dir_all(state.join("policies/files")).unwrap();
+    fs::create_dir_all(state.join("policies/state")).unwrap();
+    fs::write(
+        state
+            .join("policies/files")
+            .join(format!("{}.json", sha256_hex(path_text.as_bytes()))),
+        json!({"path": path_text, "sha256": good}).to_string(),
+    )
+    .unwrap();
+    fs::write(state.join("policies/state").join(format!("{}.json", sha256_hex(path_text.as_bytes()))),
+        json!({"reference": path_text, "degraded": {"failing": sha256_hex(b"\0asm truncated"), "lastGood": good,
+            "since": "2026-12-01T08:00:00Z", "reason": "not a component"}}).to_string()).unwrap();
+
+    let listed: Value = serde_json::from_str(&plexus_ok(&[
+        "policies",
+        "--state-dir",
+        state_arg,
+        "--json",
+    ]))
+    .unwrap();
+    let rows = listed.as_array().unwrap();
+    let oci = rows
+        .iter()
+        .find(|row| row["reference"] == select.as_str())
+        .expect("the pulled reference");
+    assert_eq!(oci["kind"], "selector");
+    assert_eq!(oci["active"], v2);
+    assert_eq!(oci["lastGood"], v1);
+    assert_eq!(oci["verifiedBy"], key_id(&public));
+    assert_eq!(oci["state"], "active");
+    let file = rows
+        .iter()
+        .find(|row| row["reference"] == path_text)
+        .expect("the path policy");
+    assert_eq!(file["state"], "degraded");
+    assert_eq!(file["lastGood"], format!("sha256:{good}"));
+    assert!(
+        file["reason"].as_str().unwrap().contains("not a component"),
+        "{file}"
+    );
+
+    // With a configuration: exactly its policies, a missing one and an unverified one said so.
+    let (_, other_public) = keypair(dir.path(), "other");
+    let config = bench.config(
+        "1.1.0",
+        json!({"select": select, "merge": merge, "policyVerifyKey": other_public}),
+    );
+    let file = config_file(&bench, &config);
+    let table = plexus_ok(&["policies", "--config", file.to_str().unwrap()]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("REFERENCE") && lines[0].trim_end().ends_with("STATE"),
+        "{table}"
+    );
+    assert_eq!(lines.len(), 3, "{table}");
+    let merge_line = lines.iter().find(|line| line.starts_with(&merge)).unwrap();
+    assert!(merge_line.trim_end().ends_with("not pulled"), "{table}");
+    let select_line = lines.iter().find(|line| line.starts_with(&select)).unwrap();
+    assert!(
+        select_line.contains(&v2) && select_line.contains("unverified"),
+        "{table}"
+    );
+}

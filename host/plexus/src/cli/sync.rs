@@ -30,6 +30,14 @@ struct Wanted {
     verify_key: Option<PathBuf>,
 }
 
+/// A policy a configuration names (any form: path, builtin, `oci://`), with the store
+/// and key of the configuration naming it.
+pub(super) struct Configured {
+    pub spec: String,
+    pub state_dir: PathBuf,
+    pub verify_key: Option<PathBuf>,
+}
+
 pub fn run(config: &Path, interval: Option<u64>, plain_http: bool) -> CliResult {
     let registry = Registry::new(plain_http)?;
     let Some(seconds) = interval else {
@@ -69,7 +77,17 @@ fn jittered(interval: Duration) -> Duration {
 /// One pass over every reference; whether all are in step.
 fn round(config: &Path, registry: &Registry) -> Result<bool, CliError> {
     let mut all_good = true;
-    for wanted in wanted(config)? {
+    let mut wanted = Vec::new();
+    for configured in configured(config)? {
+        if OciRef::is_oci(&configured.spec) {
+            wanted.push(Wanted {
+                reference: configured.spec.parse()?,
+                state_dir: configured.state_dir,
+                verify_key: configured.verify_key,
+            });
+        }
+    }
+    for wanted in wanted {
         let store = PolicyStore::new(crate::state::StateLayout::new(&wanted.state_dir));
         match sync_one(&store, &wanted, registry) {
             Ok(line) => println!("{line}"),
@@ -121,10 +139,10 @@ fn sync_one(store: &PolicyStore, wanted: &Wanted, registry: &Registry) -> Result
     Ok(outcome.describe(&wanted.reference))
 }
 
-/// The `oci://` references of a plexus configuration file (a `.conflist` holding the
-/// plexus plugin, or the plugin's own `.conf`) and of the plexus-ipam delegates in its
+/// The policies of a plexus configuration file (a `.conflist` holding the plexus
+/// plugin, or the plugin's own `.conf`) and of the plexus-ipam delegates in its
 /// `networksDir`, each once.
-fn wanted(path: &Path) -> Result<Vec<Wanted>, CliError> {
+pub(super) fn configured(path: &Path) -> Result<Vec<Configured>, CliError> {
     let bytes = fs::read(path).map_err(|error| format!("{}: {error}", path.display()))?;
     let document: Value =
         serde_json::from_slice(&bytes).map_err(|error| format!("{}: {error}", path.display()))?;
@@ -134,29 +152,27 @@ fn wanted(path: &Path) -> Result<Vec<Wanted>, CliError> {
     let config = PluginConfig::from_slice(&plugin_bytes)
         .map_err(|error| format!("{}: {error}", path.display()))?;
     let mut found = BTreeMap::new();
-    let mut add = |spec: Option<&str>, common: &CommonSettings| -> Result<(), CliError> {
-        if let Some(spec) = spec.filter(|spec| OciRef::is_oci(spec)) {
-            let reference: OciRef = spec.parse()?;
-            found.entry(reference.to_string()).or_insert(Wanted {
-                reference,
+    let mut add = |spec: Option<&str>, common: &CommonSettings| {
+        if let Some(spec) = spec {
+            found.entry(spec.to_owned()).or_insert(Configured {
+                spec: spec.to_owned(),
                 state_dir: common.state_dir.clone(),
                 verify_key: common.policy_verify_key.clone(),
             });
         }
-        Ok(())
     };
-    add(Some(&config.select), &config.common)?;
-    add(Some(&config.merge), &config.common)?;
+    add(Some(&config.select), &config.common);
+    add(Some(&config.merge), &config.common);
     add(
         plugin
             .pointer("/selectCanary/policy")
             .and_then(Value::as_str),
         &config.common,
-    )?;
+    );
     add(
         plugin.get("selectShadow").and_then(Value::as_str),
         &config.common,
-    )?;
+    );
     let delegates = networks::scan(&config.networks_dir)?;
     for network in &delegates.usable {
         for delegate in &network.config.plugins {
@@ -169,7 +185,7 @@ fn wanted(path: &Path) -> Result<Vec<Wanted>, CliError> {
             // Only the store and the key are used here, not the time limit's default.
             let common = CommonSettings::read(ipam, "ipam", 1)
                 .map_err(|error| format!("network {}: {error}", network.config.name))?;
-            add(ipam.get("policy").and_then(Value::as_str), &common)?;
+            add(ipam.get("policy").and_then(Value::as_str), &common);
         }
     }
     Ok(found.into_values().collect())
