@@ -75,7 +75,7 @@ pub fn run(args: &PushArgs) -> CliResult {
         wit_version: info.wit_version.to_owned(),
         sha256: info.sha256,
         size: info.size as u64,
-        metadata: info.metadata.map(|m| serde_json::to_value(m)).transpose()?,
+        metadata: info.metadata.map(serde_json::to_value).transpose()?,
         cases: cases.as_ref().map_or(0, Vec::len),
     };
     let cases_layer = cases
