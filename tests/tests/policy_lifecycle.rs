@@ -1197,3 +1197,91 @@ fn policies_lists_configured_stored_and_degraded_policies() {
         "{table}"
     );
 }
+
+/// Activation is one rename: a reader resolving the reference while versions alternate
+/// always finds a whole version (record and blobs), never a failure.
+#[test]
+fn readers_never_fail_while_versions_are_activated() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state");
+    let state = state_dir.to_str().unwrap();
+    let reference = registry.reference("policies/select", ":stable");
+    push(PICK_FIRST, &reference, &[]);
+    plexus_ok(&pull_args(&reference, state, &[]));
+    let input = dir.path().join("input.json");
+    fs::write(&input, select_input().to_string()).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut runs = 0;
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        let output = plexus_cli([
+                            "policy",
+                            "run",
+                            &reference,
+                            "--state-dir",
+                            state,
+                            "--input",
+                            input.to_str().unwrap(),
+                        ]);
+                        assert!(
+                            output.status.success(),
+                            "a reader failed: {}",
+                            text(&output.stderr)
+                        );
+                        let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+                        let file = answer[0]["network-file"].as_str().unwrap().to_owned();
+                        assert!(
+                            file == "10-calico.conf" || file == "20-flannel.conflist",
+                            "{answer}"
+                        );
+                        runs += 1;
+                    }
+                    runs
+                })
+            })
+            .collect();
+        for round in 0..50 {
+            let policy = if round % 2 == 0 {
+                PICK_SECOND
+            } else {
+                PICK_FIRST
+            };
+            push(policy, &reference, &[]);
+            plexus_ok(&pull_args(&reference, state, &[]));
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        for reader in readers {
+            assert!(reader.join().unwrap() > 0, "every reader ran");
+        }
+    });
+}
+
+#[test]
+fn a_damaged_stored_component_fails_add_saying_to_pull_again() {
+    let registry = Registry::start();
+    let reference = registry.reference("policies/select", ":v1");
+    push(PICK_FIRST, &reference, &[]);
+    let (bench, config) = bench_with(&reference, json!({}));
+    let state = bench.state_dir();
+    plexus_ok(&pull_args(&reference, state.to_str().unwrap(), &[]));
+    // The compiled copy gone and the stored component altered on disk.
+    fs::remove_dir_all(state.join("cache")).unwrap();
+    let wasm = fs::read(PICK_FIRST).unwrap();
+    let blob = state.join("policies/blobs/sha256").join(sha256_hex(&wasm));
+    let mut damaged = wasm.clone();
+    damaged[10] ^= 0xff;
+    fs::write(&blob, &damaged).unwrap();
+    let error = add(&bench, "c1", &config).unwrap_err();
+    assert_eq!(error["code"], 100, "{error}");
+    let expected = format!(
+        "policy {reference} (select): stored component sha256:{} is damaged (reads as sha256:{}); pull it again",
+        sha256_hex(&wasm),
+        sha256_hex(&damaged)
+    );
+    assert_eq!(error["msg"], expected.as_str());
+    assert_eq!(bench.pod.links(), ["lo"]);
+}

@@ -38,9 +38,10 @@ fn record_key(oci: &OciRef) -> OciRef {
 }
 
 /// Resolves the `oci://` reference `spec` (configured under `key`) from the store under
-/// `common.state_dir`, checking `policyVerifyKey` when it is set.
+/// `state_dir`, checking `policyVerifyKey` (`verify_key`) when it is set.
 pub fn resolve(
-    common: &CommonSettings,
+    state_dir: &Path,
+    verify_key: Option<&Path>,
     key: &'static str,
     spec: &str,
 ) -> Result<StoredPolicy, PlexusError> {
@@ -50,9 +51,9 @@ pub fn resolve(
             key,
             reason: error.to_string(),
         })?;
-    let layout = common.state_layout();
-    let record = read_record(&layout, &oci, key, &common.state_dir)?;
-    if let Some(key_path) = &common.policy_verify_key {
+    let layout = StateLayout::new(state_dir);
+    let record = read_record(&layout, &oci, key, state_dir)?;
+    if let Some(key_path) = verify_key {
         check_verified(&record, key_path, key, spec)?;
     }
     Ok(StoredPolicy {
@@ -76,12 +77,20 @@ pub fn load<P: PolicyHandle>(
     key: &'static str,
     spec: &str,
 ) -> Result<(P, StoredPolicy), PlexusError> {
-    let mut stored = resolve(common, key, spec)?;
+    let lookup = || {
+        resolve(
+            &common.state_dir,
+            common.policy_verify_key.as_deref(),
+            key,
+            spec,
+        )
+    };
+    let mut stored = lookup()?;
     let mut loaded = runtime.load(&stored.source);
     if let Err(PolicyError::Read { source, .. }) = &loaded
         && source.kind() == io::ErrorKind::NotFound
     {
-        stored = resolve(common, key, spec)?;
+        stored = lookup()?;
         loaded = runtime.load(&stored.source);
     }
     match loaded {

@@ -97,6 +97,16 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_policy_is_named_by_its_reference() {
+        let source = PolicySource::Stored {
+            name: "oci://h/r:t".into(),
+            path: "/var/lib/plexus/policies/blobs/sha256/ab".into(),
+            sha256: "ab".into(),
+        };
+        assert_eq!(source.to_string(), "oci://h/r:t");
+    }
+
+    #[test]
     fn anything_else_is_a_path() {
         let source = PolicySource::parse("/etc/plexus/select.wasm", BUILTINS).unwrap();
         assert_eq!(source, PolicySource::File("/etc/plexus/select.wasm".into()));

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 use plexus_ipam_store::MemoryStore;
+use plexus_oci::OciRef;
 use plexus_policy::types::{
     self as wit, Attachment, GcRequest, IpamRequest, MergeRequest, SelectRequest,
 };
@@ -24,7 +25,7 @@ use crate::config::{DEFAULT_MAX_ATTACHMENTS, DEFAULT_STATE_DIR};
 use crate::error::PlexusError;
 use crate::recording::{self, Recording};
 use crate::state::StateLayout;
-use crate::{policy_io, selection};
+use crate::{policy_io, selection, stored_policy};
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {
@@ -38,6 +39,10 @@ pub enum PolicyCommand {
         /// and the store afterwards), as JSON.
         #[arg(long)]
         input: PathBuf,
+        /// The `stateDir` whose policy store an `oci://` POLICY is resolved from (as ADD
+        /// resolves it: never from a registry).
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
     },
     /// Run table-driven cases against a policy, or replay recorded calls through it;
     /// exits non-zero if any case fails or any replayed pod would change.
@@ -169,8 +174,16 @@ pub enum PolicyCommand {
 
 pub fn run(command: PolicyCommand) -> CliResult {
     match command {
-        PolicyCommand::Run { policy, input } => {
-            let (runtime, policy) = load(&policy, None)?;
+        PolicyCommand::Run {
+            policy,
+            input,
+            state_dir,
+        } => {
+            let (runtime, policy) = if OciRef::is_oci(&policy) {
+                load_stored(&policy, &state_dir)?
+            } else {
+                load(&policy, None)?
+            };
             let request = Request::shape(&policy, read_json(&input)?)
                 .map_err(|err| format!("{}: {err}", input.display()))?;
             let output = answer(&runtime, &policy, &request)?;
@@ -257,6 +270,18 @@ fn source(spec: &str) -> Result<PolicySource, CliError> {
 fn load(spec: &str, cache: Option<PathBuf>) -> Result<(PolicyRuntime, AnyPolicy), CliError> {
     let runtime = PolicyRuntime::new(cache, Limits::default())?;
     let policy = runtime.load(&source(spec)?)?;
+    Ok((runtime, policy))
+}
+
+/// An `oci://` policy from a node's store, with the node's compile cache (the pull
+/// precompiled it there).
+fn load_stored(spec: &str, state_dir: &Path) -> Result<(PolicyRuntime, AnyPolicy), CliError> {
+    let stored = stored_policy::resolve(state_dir, None, "policy", spec)?;
+    let runtime = PolicyRuntime::new(
+        Some(StateLayout::new(state_dir).cache_dir()),
+        Limits::default(),
+    )?;
+    let policy = runtime.load(&stored.source)?;
     Ok((runtime, policy))
 }
 
