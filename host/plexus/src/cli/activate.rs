@@ -281,20 +281,19 @@ fn verify_signature(
     })?;
     let sig_manifest = Manifest::parse(&sig_bytes)?;
     let layers = cosign::signature_layers(&sig_manifest);
+    let payloads = layers
+        .iter()
+        .map(|layer| source.blob(&sig_ref, &layer.payload, MAX_MANIFEST_BYTES))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut other_digest = None;
-    for layer in &layers {
-        let payload = source.blob(&sig_ref, &layer.payload, MAX_MANIFEST_BYTES)?;
-        if !key.key.verifies(&payload, &layer.signature) {
+    for (layer, payload) in layers.iter().zip(&payloads) {
+        if !key.key.verifies(payload, &layer.signature) {
             continue;
         }
-        match cosign::signed_digest(&payload) {
+        match cosign::signed_digest(payload) {
             Some(signed) if signed == digest => {
                 let config = source.blob(&sig_ref, &sig_manifest.config, MAX_MANIFEST_BYTES)?;
-                let mut kept = vec![sig_bytes, config];
-                for layer in &layers {
-                    kept.push(source.blob(&sig_ref, &layer.payload, MAX_MANIFEST_BYTES)?);
-                }
-                return Ok(kept);
+                return Ok([vec![sig_bytes, config], payloads].concat());
             }
             signed => other_digest = signed.or(other_digest),
         }
