@@ -573,6 +573,30 @@ fn tampered_unsigned_and_wrongly_signed_artifacts_are_refused() {
     assert!(error.contains("1 checked"), "{error}");
     unchanged();
 
+    // A good signature of another version, copied to this version's signature tag.
+    let replayed = push(PICK_SECOND, &reference, &[]);
+    let sig_tag = |digest: &str| {
+        registry
+            .reference(
+                "policies/select",
+                &format!(":{}.sig", digest.replace(':', "-")),
+            )
+            .trim_start_matches("oci://")
+            .to_owned()
+    };
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--src-tls-verify=false", "--dest-tls-verify=false"])
+            .arg(format!("docker://{}", sig_tag(&v1)))
+            .arg(format!("docker://{}", sig_tag(&replayed))),
+    );
+    let error = plexus_fails(&pull_args(&reference, state, &["--verify-key", public]));
+    assert!(
+        error.contains(&format!("signature is for {v1}, not {replayed}")),
+        "{error}"
+    );
+    unchanged();
+
     // Signed right, but its component altered in the registry's storage.
     push(
         PICK_SECOND,
