@@ -118,8 +118,10 @@ pub struct PolicyStore {
     layout: StateLayout,
 }
 
-/// Held while writing the store.
-pub struct PolicyStoreLock(#[allow(dead_code)] Flock<File>);
+/// Held while writing the store; dropping it lets the next writer in.
+pub struct PolicyStoreLock {
+    _held: Flock<File>,
+}
 
 impl PolicyStore {
     pub fn new(layout: StateLayout) -> Self {
@@ -147,9 +149,9 @@ impl PolicyStore {
                 .map_err(io_error(&dir))?;
         }
         let path = self.layout.policies_lock();
-        Ok(PolicyStoreLock(
-            lock_current(&path).map_err(io_error(&path))?,
-        ))
+        Ok(PolicyStoreLock {
+            _held: lock_current(&path).map_err(io_error(&path))?,
+        })
     }
 
     /// The activation record of `reference`, if it was pulled.
