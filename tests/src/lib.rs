@@ -11,6 +11,7 @@ pub mod ipam;
 pub mod javascript;
 pub mod prometheus;
 pub mod python;
+pub mod registry;
 pub mod vm;
 
 use std::fs;

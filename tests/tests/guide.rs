@@ -64,6 +64,56 @@ fn the_first_policy_guide_runs_verbatim() {
     );
 }
 
+/// docs/rolling-out-a-policy.md, executed against a real registry on loopback: push,
+/// pull, the configuration, sync, save and load, as an operator would type them.
+#[test]
+fn the_rollout_guide_runs_verbatim() {
+    let guide_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/rolling-out-a-policy.md");
+    let script = sh_blocks(&std::fs::read_to_string(&guide_path).unwrap());
+    let registry = plexus_tests::registry::Registry::start();
+    let workdir = tempfile::tempdir().unwrap();
+    let bin_dir = plexus_binary().parent().unwrap().to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(workdir.path())
+        .env("PATH", path)
+        .env("REGISTRY", registry.address())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the guide failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reference = registry.reference("policies/select", ":v1");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let digest = lines[0];
+    assert!(
+        digest.starts_with("sha256:"),
+        "push prints the digest first: {stdout}"
+    );
+    for expected in [
+        format!("activated {reference} {digest}"),
+        format!("unchanged {reference} {digest}"),
+        format!("saved {reference} {digest}"),
+    ] {
+        assert!(stdout.contains(&expected), "{expected:?} in {stdout}");
+    }
+    assert_eq!(
+        stdout
+            .matches(&format!("activated {reference} {digest}"))
+            .count(),
+        2,
+        "pulled, then loaded on the air-gapped node: {stdout}"
+    );
+}
+
 /// The contents of every fenced block marked `sh`, in order.
 fn sh_blocks(markdown: &str) -> String {
     let mut script = String::new();

@@ -110,6 +110,7 @@ struct CommonKeys {
     policy_timeout_ms: Option<u64>,
     #[serde(rename = "policyMemoryMiB")]
     policy_memory_mib: Option<usize>,
+    policy_verify_key: Option<PathBuf>,
 }
 
 /// The validated keys both plugins share.
@@ -120,6 +121,9 @@ pub struct CommonSettings {
     pub log_level: String,
     /// `policyTimeoutMs` and `policyMemoryMiB`.
     pub policy_limits: Limits,
+    /// `policyVerifyKey`: the public key every `oci://` policy must have been verified
+    /// with when it was pulled.
+    pub policy_verify_key: Option<PathBuf>,
 }
 
 impl CommonSettings {
@@ -145,6 +149,9 @@ impl CommonSettings {
         if let Some(log_file) = &raw.log_file {
             check_absolute(&key("logFile"), log_file)?;
         }
+        if let Some(verify_key) = &raw.policy_verify_key {
+            check_absolute(&key("policyVerifyKey"), verify_key)?;
+        }
         let policy_timeout_ms = at_least_one(
             &key("policyTimeoutMs"),
             raw.policy_timeout_ms,
@@ -163,6 +170,7 @@ impl CommonSettings {
                 timeout: Duration::from_millis(policy_timeout_ms),
                 memory_bytes: policy_memory_mib.saturating_mul(1 << 20),
             },
+            policy_verify_key: raw.policy_verify_key,
         })
     }
 }

@@ -57,6 +57,40 @@ pub enum PlexusError {
     },
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// An `oci://` policy this node's store does not hold: ADD never fetches one.
+    #[error(
+        "policy {policy} ({key}) is not in this node's policy store ({store}); pull it: \
+         plexus policy pull {policy} --state-dir {state_dir}"
+    )]
+    PolicyNotPulled {
+        policy: String,
+        key: &'static str,
+        store: String,
+        state_dir: String,
+    },
+    /// `policyVerifyKey` is set and the stored version was not verified with that key.
+    #[error(
+        "policy {policy} ({key}) is not verified with policyVerifyKey {key_path} ({key_id}): \
+         {why}; pull it again with --verify-key {key_path}"
+    )]
+    PolicyUnverified {
+        policy: String,
+        key: &'static str,
+        key_path: String,
+        key_id: String,
+        why: String,
+    },
+    /// A stored component whose bytes no longer hash to its digest.
+    #[error(
+        "policy {policy} ({key}): stored component sha256:{expected} is damaged \
+         (reads as sha256:{actual}); pull it again"
+    )]
+    StoredPolicyDamaged {
+        policy: String,
+        key: &'static str,
+        expected: String,
+        actual: String,
+    },
     #[error("policy {policy} gave an answer that cannot be used: {reason}")]
     InvalidAnswer { policy: String, reason: String },
     #[error("{}", delegate_message(network, source, rollback))]
@@ -199,6 +233,9 @@ impl PlexusError {
             PlexusError::Pod(_) => code::DECODE,
             PlexusError::State(_) => code::IO_FAILURE,
             PlexusError::Policy(error) => policy_code(error),
+            PlexusError::PolicyNotPulled { .. }
+            | PlexusError::PolicyUnverified { .. }
+            | PlexusError::StoredPolicyDamaged { .. } => plexus_code::POLICY_LOAD,
             PlexusError::InvalidAnswer { .. } => plexus_code::INVALID_ANSWER,
             PlexusError::Delegate { .. } => plexus_code::DELEGATE_FAILED,
             PlexusError::Teardown(_) => plexus_code::TEARDOWN_INCOMPLETE,
@@ -244,6 +281,7 @@ fn policy_code(error: &PolicyError) -> u32 {
         | PolicyError::Invalid { .. }
         | PolicyError::WrongWorld { .. }
         | PolicyError::NeedsNewerHost { .. }
+        | PolicyError::Damaged { .. }
         | PolicyError::Cache { .. } => plexus_code::POLICY_LOAD,
     }
 }
@@ -324,6 +362,9 @@ impl PlexusError {
             PlexusError::PolicySpec { source, .. } | PlexusError::Policy(source) => {
                 policy_cause(source)
             }
+            PlexusError::PolicyNotPulled { .. }
+            | PlexusError::PolicyUnverified { .. }
+            | PlexusError::StoredPolicyDamaged { .. } => Cause::PolicyLoad,
             PlexusError::InvalidAnswer { .. } => Cause::InvalidAnswer,
             PlexusError::Delegate { source, .. } => match source.kind {
                 plexus_cni::DelegateErrorKind::TimedOut { .. } => Cause::DelegateTimeout,
@@ -355,6 +396,7 @@ fn policy_cause(error: &PolicyError) -> Cause {
         | PolicyError::Invalid { .. }
         | PolicyError::WrongWorld { .. }
         | PolicyError::NeedsNewerHost { .. }
+        | PolicyError::Damaged { .. }
         | PolicyError::Cache { .. } => Cause::PolicyLoad,
     }
 }

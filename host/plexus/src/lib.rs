@@ -29,6 +29,7 @@ mod recording;
 mod requested;
 mod selection;
 pub mod state;
+mod stored_policy;
 pub mod trace;
 mod vm;
 

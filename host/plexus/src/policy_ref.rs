@@ -1,5 +1,7 @@
 //! Loading a configured policy, and saying which policy that was: the reference, the
-//! sha256 of the component that ran, and in what role. A path policy whose file stops
+//! sha256 of the component that ran (and for an `oci://` policy, resolved from the
+//! node's policy store, the manifest digest and the key its pull verified), and in what
+//! role. A path policy whose file stops
 //! loading (half copied, not a component, another world, too new for this host) is
 //! served from the last version that loaded on this node, and marked degraded until the
 //! file loads again.
@@ -7,17 +9,21 @@
 use std::fs;
 use std::path::{Component, Path};
 
+use plexus_oci::OciRef;
 use plexus_policy::world::World;
 use plexus_policy::{Policy, PolicyError, PolicyRuntime, PolicySource};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::builtins;
-use crate::config::ConfigError;
+use crate::config::{CommonSettings, ConfigError};
 use crate::error::PlexusError;
 use crate::state::{DecidedBy, Role, StateStore};
+use crate::stored_policy;
 
-/// Loads the policy configured under `key` as `spec`, which must be of world `W`.
+/// Loads the policy configured under `key` as `spec`, which must be of world `W`. An
+/// `oci://` reference is resolved from the policy store of `common`'s stateDir (checked
+/// against its `policyVerifyKey`), never from a registry.
 ///
 /// With a `store`, a path policy that loads is remembered as the last good version (once
 /// per new version), and one that fails to load for a reason a new file can cause is
@@ -26,11 +32,24 @@ use crate::state::{DecidedBy, Role, StateStore};
 /// failure is the answer.
 pub fn load<W: World>(
     runtime: &PolicyRuntime,
+    common: &CommonSettings,
     store: Option<&StateStore>,
     key: &'static str,
     spec: &str,
     role: Role,
 ) -> Result<(Policy<W>, DecidedBy), PlexusError> {
+    if OciRef::is_oci(spec) {
+        let (policy, stored) = stored_policy::load::<Policy<W>>(runtime, common, key, spec)?;
+        let decided = DecidedBy {
+            reference: spec.to_owned(),
+            sha256: stored.wasm_sha256,
+            manifest: Some(stored.manifest),
+            verified_by: stored.verified_by,
+            role,
+            degraded: false,
+        };
+        return Ok((policy, decided));
+    }
     check_policy_path(key, spec)?;
     let in_key = |source| PlexusError::PolicySpec { key, source };
     let source = PolicySource::parse(spec, &builtins::table()).map_err(in_key)?;

@@ -10,24 +10,26 @@ use plexus_policy::world::World;
 use plexus_policy::{Policy, PolicyRuntime, Selector};
 use serde_json::{Map, Value};
 
-use crate::config::PluginConfig;
+use crate::config::{CommonSettings, PluginConfig};
 use crate::error::PlexusError;
 use crate::networks::Network;
 use crate::policy_ref;
 use crate::state::{DecidedBy, Role, StateStore};
 
 /// Loads the policy configured under `key`, which must be of world `W` (a [`Selector`],
-/// `Merger` or `Ipam`), as the active policy, through [`policy_ref::load`] (with a
-/// `store`, a path policy that stops loading is served from its last good version).
+/// `Merger` or `Ipam`), as the active policy, through [`policy_ref::load`] (`oci://`
+/// policies from the policy store of `common`'s stateDir; with a `store`, a path policy
+/// that stops loading is served from its last good version).
 /// Policy keys are checked here, where a policy is used, not when the configuration is
 /// read: DEL never loads a policy and must not fail because a policy key became invalid.
 pub fn load_policy<W: World>(
     runtime: &PolicyRuntime,
+    common: &CommonSettings,
     store: Option<&StateStore>,
     key: &'static str,
     spec: &str,
 ) -> Result<(Policy<W>, DecidedBy), PlexusError> {
-    policy_ref::load(runtime, store, key, spec, Role::Active)
+    policy_ref::load(runtime, common, store, key, spec, Role::Active)
 }
 
 /// One chosen attachment, checked, with the network it names among those `N` offered.

@@ -21,6 +21,16 @@ pub enum PolicyError {
         source: io::Error,
     },
 
+    /// A stored component's bytes do not hash to the sha256 it is stored under.
+    #[error(
+        "policy {policy}: stored component sha256:{expected} is damaged (reads as sha256:{actual})"
+    )]
+    Damaged {
+        policy: String,
+        expected: String,
+        actual: String,
+    },
+
     /// `builtin:NAME` names no policy compiled into the binary.
     #[error("unknown policy builtin:{name}; the built-in policies are: {}", known.join(", "))]
     UnknownBuiltin { name: String, known: Vec<String> },

@@ -569,19 +569,18 @@ impl Wasm {
                     policy: name.clone(),
                     source,
                 })?;
-                let found = hex::encode(Sha256::digest(&bytes));
-                if found != *sha256 {
-                    return Err(PolicyError::Invalid {
+                let actual = hex::encode(Sha256::digest(&bytes));
+                if actual != *sha256 {
+                    return Err(PolicyError::Damaged {
                         policy: name,
-                        reason: format!(
-                            "stored component sha256:{sha256} is damaged (reads as sha256:{found})"
-                        ),
+                        expected: sha256.clone(),
+                        actual,
                     });
                 }
                 Self {
                     name,
                     bytes: Cow::Owned(bytes),
-                    sha256: Cow::Owned(found),
+                    sha256: Cow::Owned(actual),
                     stamp: None,
                 }
             }
@@ -819,8 +818,8 @@ mod tests {
         assert_eq!(
             damaged.to_string(),
             format!(
-                "policy /etc/plexus/select.wasm is not a valid Plexus policy: stored component \
-                 sha256:{} is damaged (reads as sha256:{actual})",
+                "policy /etc/plexus/select.wasm: stored component sha256:{} is damaged \
+                 (reads as sha256:{actual})",
                 "ab".repeat(32)
             )
         );

@@ -16,10 +16,11 @@ pub enum PolicySource {
     },
     /// A `.wasm` component on disk, read (and hashed) each time it is loaded.
     File(PathBuf),
-    /// A component kept by Plexus itself (a node's policy store: a pulled `oci://`
-    /// policy, or the last version of a path policy that loaded), whose bytes must hash
-    /// to `sha256` (hex): anything else there is damage, refused. Named `name` (the
-    /// reference it stands for) in errors and logs.
+    /// A component kept by content in a node's policy store: `name` is how errors and
+    /// logs call it (an `oci://` reference), `path` the blob, `sha256` (hex) what its
+    /// bytes must hash to. Its sha256 being known, a compiled copy in the cache is used
+    /// without reading the blob; a blob read that hashes otherwise is
+    /// [`PolicyError::Damaged`].
     Stored {
         name: String,
         path: PathBuf,
@@ -64,7 +65,7 @@ impl fmt::Display for PolicySource {
         match self {
             Self::Builtin { name, .. } => write!(f, "{BUILTIN_PREFIX}{name}"),
             Self::File(path) => write!(f, "{}", path.display()),
-            Self::Stored { name, .. } => write!(f, "{name}"),
+            Self::Stored { name, .. } => f.write_str(name),
         }
     }
 }
@@ -93,6 +94,16 @@ mod tests {
             "unknown policy builtin:nope; the built-in policies are: \
              builtin:annotations, builtin:merge-all"
         );
+    }
+
+    #[test]
+    fn a_stored_policy_is_named_by_its_reference() {
+        let source = PolicySource::Stored {
+            name: "oci://h/r:t".into(),
+            path: "/var/lib/plexus/policies/blobs/sha256/ab".into(),
+            sha256: "ab".into(),
+        };
+        assert_eq!(source.to_string(), "oci://h/r:t");
     }
 
     #[test]

@@ -49,7 +49,8 @@ pub fn run(args: &ExplainArgs) -> CliResult {
     let invocation = described_pod(args)?;
     let request = policy_io::select_request(&invocation, &config, &networks)?;
     let runtime = PolicyRuntime::new(None, config.common.policy_limits)?;
-    let (selector, _): (Selector, _) = load_policy(&runtime, None, "select", &config.select)?;
+    let (selector, _): (Selector, _) =
+        load_policy(&runtime, &config.common, None, "select", &config.select)?;
     let chosen = selector.select(&runtime, &request)?;
 
     networks.check_chosen(&chosen)?;

@@ -1,13 +1,19 @@
 //! `plexus` without `CNI_COMMAND`: tools for operators and policy authors.
 
+mod activate;
 mod agent;
+mod archive;
 pub mod cases;
 mod demo;
 mod dhcp;
 mod explain;
 mod install;
+mod policies;
 mod policy;
+mod pull;
+mod push;
 mod scaffold;
+mod sync;
 mod vm;
 
 use std::ffi::OsString;
@@ -38,6 +44,20 @@ enum CliCommand {
     /// The node agent: restores lost VM DHCP servers, serves metrics from the invocation
     /// trace; runs until killed.
     Agent(agent::AgentArgs),
+    /// The policies this node uses and where each stands: reference, kind, active digest,
+    /// verifying key, last-good, state (active, degraded, not pulled, unverified).
+    Policies {
+        /// The `stateDir` whose policy store to read.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// List exactly the policies this plexus configuration names (its stateDir and
+        /// policyVerifyKey apply).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the recorded network-status of a container's attachments and the policies
     /// that decided them.
     Status {
@@ -124,6 +144,11 @@ pub fn main() -> ExitCode {
             container_id,
             state_dir,
         } => status(&container_id, &state_dir),
+        CliCommand::Policies {
+            state_dir,
+            config,
+            json,
+        } => policies::run(&state_dir, config.as_deref(), json),
         CliCommand::Vm(VmCommand::Describe {
             container_id,
             state_dir,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 use plexus_ipam_store::MemoryStore;
+use plexus_oci::OciRef;
 use plexus_policy::types::{
     self as wit, Attachment, GcRequest, IpamRequest, MergeRequest, SelectRequest,
 };
@@ -18,13 +19,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::cases;
-use super::{CliError, CliResult, scaffold};
+use super::{CliError, CliResult, archive, pull, push, scaffold, sync};
 use crate::builtins;
 use crate::config::{DEFAULT_MAX_ATTACHMENTS, DEFAULT_STATE_DIR};
 use crate::error::PlexusError;
 use crate::recording::{self, Recording};
 use crate::state::StateLayout;
-use crate::{policy_io, selection};
+use crate::{policy_io, selection, stored_policy};
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {
@@ -38,6 +39,10 @@ pub enum PolicyCommand {
         /// and the store afterwards), as JSON.
         #[arg(long)]
         input: PathBuf,
+        /// The `stateDir` whose policy store an `oci://` POLICY is resolved from (as ADD
+        /// resolves it: never from a registry).
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
     },
     /// Run table-driven cases against a policy, or replay recorded calls through it;
     /// exits non-zero if any case fails or any replayed pod would change.
@@ -57,6 +62,9 @@ pub enum PolicyCommand {
         /// Print the outcome as one JSON document, for CI.
         #[arg(long)]
         json: bool,
+        /// The `stateDir` whose policy store `oci://` policies are resolved from.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
     },
     /// Create a new policy project (SDK and WIT included) that builds and passes its cases.
     New {
@@ -82,6 +90,86 @@ pub enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Publish a policy to an OCI registry (optionally signed as cosign signs); prints
+    /// the artifact's digest.
+    Push {
+        /// `builtin:NAME` or a path to a `.wasm` component.
+        policy: String,
+        /// `oci://HOST[:PORT]/REPO:TAG`.
+        reference: String,
+        /// Sign with this ECDSA P-256 private key (PEM, unencrypted).
+        #[arg(long, value_name = "PRIVATE.pem")]
+        key: Option<PathBuf>,
+        /// Case files that must pass, embedded in the artifact for every pull to run.
+        #[arg(long, value_name = "DIR")]
+        cases: Option<PathBuf>,
+        /// Speak plain HTTP to the registry (a test or loopback registry).
+        #[arg(long)]
+        plain_http: bool,
+    },
+    /// Bring a policy from a registry into this node's policy store: verified (with
+    /// `--verify-key`), checked, precompiled, its embedded cases run, then activated.
+    Pull {
+        /// `oci://HOST[:PORT]/REPO:TAG` or `oci://HOST[:PORT]/REPO@sha256:…`.
+        reference: String,
+        /// Refuse it unless a cosign signature by this P-256 public key (PEM) signs it.
+        #[arg(long, value_name = "PUB.pem")]
+        verify_key: Option<PathBuf>,
+        /// The `stateDir` of the plexus configuration.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Speak plain HTTP to the registry.
+        #[arg(long)]
+        plain_http: bool,
+    },
+    /// Keep this node's policy store in step with the `oci://` policies a plexus
+    /// configuration names (and its plexus-ipam delegates): pull what moved, verify,
+    /// check, activate; on failure keep the active version and say why.
+    Sync {
+        /// The plexus configuration (`.conflist` or the plugin's `.conf`).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Run a round every SECONDS (±10 %) until SIGTERM.
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            required_unless_present = "once",
+            conflicts_with = "once"
+        )]
+        interval: Option<u64>,
+        /// Run one round; exit non-zero if any reference could not be brought in step.
+        #[arg(long)]
+        once: bool,
+        /// Speak plain HTTP to the registries.
+        #[arg(long)]
+        plain_http: bool,
+    },
+    /// Write a stored policy (and its signatures) as an OCI layout tarball, for nodes
+    /// without a registry.
+    Save {
+        /// The `oci://` reference as it was pulled.
+        reference: String,
+        #[arg(short = 'o', long = "output", value_name = "FILE.tar")]
+        output: PathBuf,
+        /// The `stateDir` whose store holds it.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+    /// Bring the policies of an OCI layout tarball into this node's store, with the same
+    /// checks as a pull.
+    Load {
+        file: PathBuf,
+        /// Refuse it unless a cosign signature by this P-256 public key (PEM) signs it.
+        #[arg(long, value_name = "PUB.pem")]
+        verify_key: Option<PathBuf>,
+        /// The `stateDir` of the plexus configuration.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// The reference to store its one policy as, when the tarball names it by a tag
+        /// only (as `skopeo copy … oci-archive:` does).
+        #[arg(long = "as", value_name = "oci://HOST/REPO:TAG")]
+        as_ref: Option<String>,
+    },
     /// Precompile a policy into the node's cache.
     Compile {
         wasm: String,
@@ -93,8 +181,12 @@ pub enum PolicyCommand {
 
 pub fn run(command: PolicyCommand) -> CliResult {
     match command {
-        PolicyCommand::Run { policy, input } => {
-            let (runtime, policy) = load(&policy, None)?;
+        PolicyCommand::Run {
+            policy,
+            input,
+            state_dir,
+        } => {
+            let (runtime, policy) = load_named(&policy, &state_dir)?;
             let request = Request::shape(&policy, read_json(&input)?)
                 .map_err(|err| format!("{}: {err}", input.display()))?;
             let output = answer(&runtime, &policy, &request)?;
@@ -106,15 +198,17 @@ pub fn run(command: PolicyCommand) -> CliResult {
             cases,
             replay: None,
             json,
+            state_dir,
             ..
-        } => test(&policy, &cases, json),
+        } => test(&policy, &cases, json, &state_dir),
         PolicyCommand::Test {
             policy,
             replay: Some(dir),
             against,
             json,
+            state_dir,
             ..
-        } => replay(&policy, &dir, against.as_deref(), json),
+        } => replay(&policy, &dir, against.as_deref(), json, &state_dir),
         PolicyCommand::New {
             name,
             kind,
@@ -126,6 +220,42 @@ pub fn run(command: PolicyCommand) -> CliResult {
             state_dir,
             json,
         } => inspect(&policy, &state_dir, json),
+        PolicyCommand::Push {
+            policy,
+            reference,
+            key,
+            cases,
+            plain_http,
+        } => push::run(&push::PushArgs {
+            policy: &policy,
+            reference: &reference,
+            key: key.as_deref(),
+            cases: cases.as_deref(),
+            plain_http,
+        }),
+        PolicyCommand::Pull {
+            reference,
+            verify_key,
+            state_dir,
+            plain_http,
+        } => pull::run(&reference, verify_key.as_deref(), &state_dir, plain_http),
+        PolicyCommand::Sync {
+            config,
+            interval,
+            once: _,
+            plain_http,
+        } => sync::run(&config, interval, plain_http),
+        PolicyCommand::Save {
+            reference,
+            output,
+            state_dir,
+        } => archive::save(&reference, &output, &state_dir),
+        PolicyCommand::Load {
+            file,
+            verify_key,
+            state_dir,
+            as_ref,
+        } => archive::load(&file, verify_key.as_deref(), &state_dir, as_ref.as_deref()),
         PolicyCommand::Compile { wasm, state_dir } => {
             let source = source(&wasm)?;
             let runtime = PolicyRuntime::new(
@@ -147,6 +277,28 @@ fn source(spec: &str) -> Result<PolicySource, CliError> {
 fn load(spec: &str, cache: Option<PathBuf>) -> Result<(PolicyRuntime, AnyPolicy), CliError> {
     let runtime = PolicyRuntime::new(cache, Limits::default())?;
     let policy = runtime.load(&source(spec)?)?;
+    Ok((runtime, policy))
+}
+
+/// A policy as a command names it: an `oci://` reference from the policy store under
+/// `state_dir` (as ADD resolves it: never from a registry), else a built-in or a file.
+fn load_named(spec: &str, state_dir: &Path) -> Result<(PolicyRuntime, AnyPolicy), CliError> {
+    if OciRef::is_oci(spec) {
+        load_stored(spec, state_dir)
+    } else {
+        load(spec, None)
+    }
+}
+
+/// An `oci://` policy from a node's store, with the node's compile cache (the pull
+/// precompiled it there).
+fn load_stored(spec: &str, state_dir: &Path) -> Result<(PolicyRuntime, AnyPolicy), CliError> {
+    let stored = stored_policy::resolve(state_dir, None, "policy", spec)?;
+    let runtime = PolicyRuntime::new(
+        Some(StateLayout::new(state_dir).cache_dir()),
+        Limits::default(),
+    )?;
+    let policy = runtime.load(&stored.source)?;
     Ok((runtime, policy))
 }
 
@@ -354,39 +506,17 @@ fn to_json(answer: Answer) -> Result<Value, CallError> {
 
 /// One case's verdict.
 #[derive(Serialize)]
-struct Verdict {
-    name: String,
-    passed: bool,
+pub(super) struct Verdict {
+    pub name: String,
+    pub passed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
+    pub reason: Option<String>,
 }
 
-fn test(spec: &str, paths: &[PathBuf], json: bool) -> CliResult {
-    let (runtime, policy) = load(spec, None)?;
-    // Every case is read, and its input shaped, before any runs: a case file with a
-    // mistake is an error of the run, never a case that passes or fails for it.
-    let mut cases = Vec::new();
-    for file in case_files(paths)? {
-        let in_file = |err: String| format!("case file {}: {err}", file.display());
-        for (index, case) in cases::parse(read_json(&file)?)
-            .map_err(in_file)?
-            .into_iter()
-            .enumerate()
-        {
-            let label = match &case.name {
-                Some(name) => format!("case {} ({name})", index + 1),
-                None => format!("case {}", index + 1),
-            };
-            let request = Request::shape(&policy, case.input.clone())
-                .map_err(|err| in_file(format!("{label}: input: {err}")))?;
-            let name = case
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("{}#{}", file.display(), index + 1));
-            cases.push((name, case, request));
-        }
-    }
-    if cases.is_empty() {
+fn test(spec: &str, paths: &[PathBuf], json: bool, state_dir: &Path) -> CliResult {
+    let (runtime, policy) = load_named(spec, state_dir)?;
+    let values = case_values(paths)?;
+    if values.is_empty() {
         return Err(format!(
             "no cases: {} hold no case",
             paths
@@ -397,18 +527,7 @@ fn test(spec: &str, paths: &[PathBuf], json: bool) -> CliResult {
         )
         .into());
     }
-    let verdicts: Vec<Verdict> = cases
-        .into_iter()
-        .map(|(name, case, request)| {
-            let outcome = answer(&runtime, &policy, &request).map_err(|error| error.to_string());
-            let reason = case.judge(outcome).err();
-            Verdict {
-                name,
-                passed: reason.is_none(),
-                reason,
-            }
-        })
-        .collect();
+    let verdicts = run_cases(&runtime, &policy, &values)?;
     let failed = verdicts.iter().filter(|verdict| !verdict.passed).count();
     let passed = verdicts.len() - failed;
     if json {
@@ -425,13 +544,97 @@ fn test(spec: &str, paths: &[PathBuf], json: bool) -> CliResult {
     Ok(exit_code(failed == 0))
 }
 
+/// A case's JSON, with its `name`, and the file it came from.
+pub(super) struct NamedCase {
+    pub file: String,
+    pub case: Value,
+}
+
+/// The cases of case files (or directories of them), each one's JSON with its `name`
+/// (`FILE#N` when it has none), checked: a file with a mistake is an error naming it.
+/// `plexus policy push` embeds these in the artifact.
+pub(super) fn case_values(paths: &[PathBuf]) -> Result<Vec<NamedCase>, CliError> {
+    let mut values = Vec::new();
+    for file in case_files(paths)? {
+        let in_file = |err: String| format!("case file {}: {err}", file.display());
+        let document = read_json(&file)?;
+        cases::parse(document.clone()).map_err(in_file)?;
+        let listed = match document {
+            Value::Object(mut object) if object.contains_key("cases") => {
+                match object.remove("cases") {
+                    Some(Value::Array(list)) => list,
+                    _ => Vec::new(),
+                }
+            }
+            single => vec![single],
+        };
+        for (index, mut case) in listed.into_iter().enumerate() {
+            if let Value::Object(object) = &mut case
+                && !object.contains_key("name")
+            {
+                object.insert(
+                    "name".into(),
+                    Value::String(format!("{}#{}", file.display(), index + 1)),
+                );
+            }
+            values.push(NamedCase {
+                file: file.display().to_string(),
+                case,
+            });
+        }
+    }
+    Ok(values)
+}
+
+/// Runs named cases (as [`case_values`] gives them) against a policy. Every input is
+/// shaped before any runs: a case with a mistake is an error of the run, never a case
+/// that passes or fails for it.
+pub(super) fn run_cases(
+    runtime: &PolicyRuntime,
+    policy: &AnyPolicy,
+    values: &[NamedCase],
+) -> Result<Vec<Verdict>, CliError> {
+    let mut shaped = Vec::new();
+    for named in values {
+        let in_file = |err: String| format!("case file {}: {err}", named.file);
+        let case = cases::parse(named.case.clone())
+            .map_err(in_file)?
+            .pop()
+            .ok_or_else(|| in_file("no case".into()))?;
+        let name = case.name.clone().unwrap_or_default();
+        let request = Request::shape(policy, case.input.clone())
+            .map_err(|err| in_file(format!("case {name}: input: {err}")))?;
+        shaped.push((name, case, request));
+    }
+    Ok(shaped
+        .into_iter()
+        .map(|(name, case, request)| {
+            let outcome = answer(runtime, policy, &request).map_err(|error| error.to_string());
+            let reason = case.judge(outcome).err();
+            Verdict {
+                name,
+                passed: reason.is_none(),
+                reason,
+            }
+        })
+        .collect())
+}
+
 /// Runs the recorded calls of one kind through `spec` and prints, per pod (its latest
 /// recorded call), where the new policy's answer differs from the recorded one, or with
 /// `against` from what that policy answers to the same call. The recordings hold what
 /// the policy answered before the node checked it, so the answers are compared unchecked.
-fn replay(spec: &str, dir: &Path, against: Option<&str>, json: bool) -> CliResult {
-    let (runtime, policy) = load(spec, None)?;
-    let reference = against.map(|against| load(against, None)).transpose()?;
+fn replay(
+    spec: &str,
+    dir: &Path,
+    against: Option<&str>,
+    json: bool,
+    state_dir: &Path,
+) -> CliResult {
+    let (runtime, policy) = load_named(spec, state_dir)?;
+    let reference = against
+        .map(|against| load_named(against, state_dir))
+        .transpose()?;
     if let Some((_, reference)) = &reference
         && reference.kind() != policy.kind()
     {

@@ -77,6 +77,7 @@ fn run(invocation: Invocation, stdin: &[u8]) -> Result<Option<Value>, PlexusErro
         .ok();
     let (policy, decided_by): (Ipam, _) = selection::load_policy(
         &runtime,
+        &config.common,
         policy_store.as_ref(),
         "ipam.policy",
         &config.policy,

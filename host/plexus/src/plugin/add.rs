@@ -53,6 +53,7 @@ pub fn add(context: &Context) -> Result<Value, PlexusError> {
         // the pod before anything is made, not after.
         let merger: (Merger, _) = load_policy(
             &runtime,
+            &context.config.common,
             Some(&context.store),
             "merge",
             &context.config.merge,
@@ -192,6 +193,7 @@ pub(super) fn decide(
     if let Some(canary) = context.canary() {
         let tried = policy_ref::load(
             runtime,
+            &context.config.common,
             None,
             "selectCanary.policy",
             &canary.policy,

@@ -48,7 +48,13 @@ impl Context {
 
     /// The configured selection policy (`select`), and which it is.
     fn selector(&self, runtime: &PolicyRuntime) -> Result<(Selector, DecidedBy), PlexusError> {
-        load_policy(runtime, Some(&self.store), "select", &self.config.select)
+        load_policy(
+            runtime,
+            &self.config.common,
+            Some(&self.store),
+            "select",
+            &self.config.select,
+        )
     }
 
     /// `selectCanary`, when this pod is in its share (by pod UID): the same answer for

@@ -24,7 +24,14 @@ pub(super) fn run(
     spec: &str,
     request: &SelectRequest,
 ) -> Shadowed {
-    let loaded = policy_ref::load(runtime, None, "selectShadow", spec, Role::Active);
+    let loaded = policy_ref::load(
+        runtime,
+        &context.config.common,
+        None,
+        "selectShadow",
+        spec,
+        Role::Active,
+    );
     let (selector, decided_by): (Selector, DecidedBy) = match loaded {
         Ok(loaded) => loaded,
         Err(error) => {

@@ -74,7 +74,14 @@ fn loads<W: World>(
     key: &'static str,
     spec: &str,
 ) -> Result<(Policy<W>, DecidedBy), PlexusError> {
-    load_policy(runtime, Some(&context.store), key, spec).map_err(|error| {
+    load_policy(
+        runtime,
+        &context.config.common,
+        Some(&context.store),
+        key,
+        spec,
+    )
+    .map_err(|error| {
         PlexusError::NotAvailable(match error {
             PlexusError::PolicySpec { .. } => error.to_string(),
             other => format!("configuration key `{key}`: {other}"),

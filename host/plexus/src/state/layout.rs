@@ -10,9 +10,11 @@
 //! cache/                                     policies compiled for this node
 //! ipam/                                      plexus-ipam's file store
 //! trace/invocations.jsonl (+ .1)              one line per plugin invocation, for the agent
-//! policies/blobs/sha256/<hex>                policy components kept by content (0600)
-//! policies/files/<sha256(path)>.json         the last version of a path policy that loaded
-//! policies/state/<sha256(key)>.json          a policy's degraded mark (absent: not degraded)
+//! policies/blobs/sha256/<hex>                 policy artifacts' blobs, by content (0600)
+//! policies/refs/<sha256(ref)>.json            an oci:// reference's activation record
+//! policies/files/<sha256(path)>.json          the last version of a path policy that loaded
+//! policies/state/<sha256(key)>.json           a policy's degraded mark
+//! locks/policies.lock                         serialises the policy store's writers
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -123,29 +125,55 @@ impl StateLayout {
         self.trace_dir().join("invocations.jsonl")
     }
 
-    /// The node's policy store.
+    /// The node's policy store: what `plexus policy pull` activated, by content.
     pub fn policies_dir(&self) -> PathBuf {
         self.root.join("policies")
     }
 
-    /// A policy component kept by its sha256 (hex).
-    pub fn policy_blob(&self, sha256: &str) -> PathBuf {
-        self.policies_dir().join("blobs/sha256").join(sha256)
+    pub fn policy_blobs_dir(&self) -> PathBuf {
+        self.policies_dir().join("blobs/sha256")
     }
 
-    /// The record of the last version of the path policy `path` that loaded on this node.
+    /// The blob whose sha256 is `hex`.
+    pub fn policy_blob(&self, hex: &str) -> PathBuf {
+        self.policy_blobs_dir().join(hex)
+    }
+
+    pub fn policy_refs_dir(&self) -> PathBuf {
+        self.policies_dir().join("refs")
+    }
+
+    /// The activation record of an `oci://` reference (as written canonically).
+    pub fn policy_ref_record(&self, reference: &str) -> PathBuf {
+        self.policy_refs_dir()
+            .join(format!("{}.json", hashed_name(reference.as_bytes())))
+    }
+
+    pub fn policy_files_dir(&self) -> PathBuf {
+        self.policies_dir().join("files")
+    }
+
+    /// The last-good record of the path policy `path`.
     pub fn policy_file_record(&self, path: &Path) -> PathBuf {
-        self.policies_dir().join("files").join(format!(
+        self.policy_files_dir().join(format!(
             "{}.json",
             hashed_name(path.as_os_str().as_encoded_bytes())
         ))
     }
 
-    /// The degraded mark of the policy configured as `key` (a path or a reference).
+    pub fn policy_states_dir(&self) -> PathBuf {
+        self.policies_dir().join("state")
+    }
+
+    /// The degraded mark of the policy `key` (a path or an `oci://` reference).
     pub fn policy_state(&self, key: &str) -> PathBuf {
-        self.policies_dir()
-            .join("state")
+        self.policy_states_dir()
             .join(format!("{}.json", hashed_name(key.as_bytes())))
+    }
+
+    /// Taken by whoever writes the policy store; readers never take it.
+    pub fn policies_lock(&self) -> PathBuf {
+        self.locks_dir().join("policies.lock")
     }
 
     /// The trace file before the last rotation (replaced at the next one).
@@ -179,8 +207,10 @@ mod tests {
             layout.trace_file(),
             layout.trace_rotated(),
             layout.policy_blob("ab"),
-            layout.policy_file_record(Path::new("/etc/plexus/select.wasm")),
-            layout.policy_state("/etc/plexus/select.wasm"),
+            layout.policy_ref_record("oci://h/r:t"),
+            layout.policy_file_record(Path::new("/etc/p.wasm")),
+            layout.policy_state("/etc/p.wasm"),
+            layout.policies_lock(),
         ];
         for path in paths {
             assert!(path.starts_with(layout.root()), "{}", path.display());
@@ -188,6 +218,13 @@ mod tests {
         assert_eq!(
             layout.record("c1", "eth0"),
             Path::new("/var/lib/plexus/attachments/c1/eth0.json")
+        );
+        assert_eq!(
+            layout.policy_file_record(Path::new("/etc/p.wasm")),
+            Path::new("/var/lib/plexus/policies/files").join(format!(
+                "{}.json",
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"/etc/p.wasm"))
+            ))
         );
         assert_eq!(
             layout.ipam_network_lock("pods"),

@@ -4,6 +4,7 @@
 //! root-only.
 
 mod layout;
+pub mod policies;
 mod policy_files;
 mod record;
 
@@ -37,6 +38,8 @@ pub enum StateError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(transparent)]
+    PolicyStore(#[from] policies::PolicyStoreError),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {

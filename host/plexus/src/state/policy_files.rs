@@ -3,13 +3,14 @@
 //! being served from that last version because its file no longer loads.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
+use super::policies::PolicyStore;
 use super::{StateError, StateStore, create_private_dir, ignore_missing, io_error};
 
 /// `policies/files/<k>.json`: the last version of a path policy that loaded here; its
@@ -55,10 +56,7 @@ impl StateStore {
         bytes: &[u8],
         sha256: &str,
     ) -> Result<(), StateError> {
-        let blob = self.layout.policy_blob(sha256);
-        if !blob.exists() {
-            self.replace_bytes(&blob, bytes)?;
-        }
+        PolicyStore::new(self.layout.clone()).put_blob(bytes)?;
         let record = self.layout.policy_file_record(path);
         create_private_dir(record.parent().expect("a record is in a directory"))?;
         self.replace_json(
@@ -111,19 +109,6 @@ impl StateStore {
     pub fn clear_degraded(&self, key: &str) -> Result<(), StateError> {
         let path = self.layout.policy_state(key);
         ignore_missing(fs::remove_file(&path)).map_err(io_error(&path))
-    }
-
-    /// Writes `bytes` to `path` (0600) the way records are written: in `tmp/`, synced,
-    /// renamed into place.
-    fn replace_bytes(&self, path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-        create_private_dir(path.parent().expect("a blob is in a directory"))?;
-        let tmp = self.layout.tmp_dir();
-        let mut temp = tempfile::NamedTempFile::new_in(&tmp).map_err(io_error(&tmp))?;
-        temp.write_all(bytes).map_err(io_error(path))?;
-        temp.as_file().sync_all().map_err(io_error(path))?;
-        temp.persist(path)
-            .map_err(|err| io_error(path)(err.error))?;
-        Ok(())
     }
 }
 
