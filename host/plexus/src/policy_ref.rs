@@ -136,7 +136,7 @@ fn remember_good(store: &StateStore, path: &Path, sha256: &str) {
         // The file may have been replaced since it loaded: keep only the bytes that did.
         match fs::read(path) {
             Ok(bytes) if hex::encode(Sha256::digest(&bytes)) == sha256 => {
-                if let Err(error) = store.keep_last_good(path, &bytes, sha256) {
+                if let Err(error) = store.keep_last_good(path, &bytes) {
                     warn!(policy = %key, %error, "cannot keep the last good version of a policy");
                 }
             }

@@ -43,6 +43,18 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> PolicyStoreError + '_ {
     }
 }
 
+/// Creates `dirs` (and their parents) root-only where missing.
+fn create_private_dirs(dirs: &[std::path::PathBuf]) -> Result<(), PolicyStoreError> {
+    for dir in dirs {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_error(dir))?;
+    }
+    Ok(())
+}
+
 /// What a pull verified the signature with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifiedBy {
@@ -127,20 +139,14 @@ impl PolicyStore {
 
     /// Creates the store's directories (root-only) and takes the writers' lock.
     pub fn lock(&self) -> Result<PolicyStoreLock, PolicyStoreError> {
-        for dir in [
+        create_private_dirs(&[
             self.layout.root().to_path_buf(),
             self.layout.locks_dir(),
             self.layout.tmp_dir(),
             self.layout.policy_blobs_dir(),
             self.layout.policy_refs_dir(),
             self.layout.cache_dir(),
-        ] {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .map_err(io_error(&dir))?;
-        }
+        ])?;
         let path = self.layout.policies_lock();
         Ok(PolicyStoreLock {
             _held: lock_current(&path).map_err(io_error(&path))?,
@@ -170,6 +176,8 @@ impl PolicyStore {
         if sha256_of_file(&path).ok().as_deref() == Some(hex.as_str()) {
             return Ok(format!("sha256:{hex}"));
         }
+        // ADD keeps a path policy's last good version without the writers' lock.
+        create_private_dirs(&[self.layout.tmp_dir(), self.layout.policy_blobs_dir()])?;
         self.replace(&path, bytes)?;
         Ok(format!("sha256:{hex}"))
     }

@@ -47,16 +47,12 @@ impl StateStore {
             .filter(|last_good: &LastGood| last_good.path == path)
     }
 
-    /// Remembers that `bytes` (whose sha256 is `sha256`) is the version of `path` that
-    /// loaded last: the blob first, then the record that names it, so a record never
-    /// names a blob that is not there.
-    pub fn keep_last_good(
-        &self,
-        path: &Path,
-        bytes: &[u8],
-        sha256: &str,
-    ) -> Result<(), StateError> {
-        PolicyStore::new(self.layout.clone()).put_blob(bytes)?;
+    /// Remembers that `bytes` are the version of `path` that loaded last: the blob
+    /// first, then the record that names it, so a record never names a blob that is not
+    /// there.
+    pub fn keep_last_good(&self, path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+        let digest = PolicyStore::new(self.layout.clone()).put_blob(bytes)?;
+        let sha256 = digest.trim_start_matches("sha256:");
         let record = self.layout.policy_file_record(path);
         create_private_dir(record.parent().expect("a record is in a directory"))?;
         self.replace_json(
@@ -164,6 +160,8 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 mod tests {
     use std::time::Duration;
 
+    use sha2::{Digest, Sha256};
+
     use super::*;
 
     #[test]
@@ -184,16 +182,17 @@ mod tests {
         let store = StateStore::open(dir.path()).unwrap();
         let policy = Path::new("/etc/plexus/select.wasm");
         assert_eq!(store.last_good(policy), None);
-        store.keep_last_good(policy, b"\0asm", "aa").unwrap();
+        store.keep_last_good(policy, b"\0asm").unwrap();
+        let sha256 = hex::encode(Sha256::digest(b"\0asm"));
         assert_eq!(
             store.last_good(policy),
             Some(LastGood {
                 path: policy.into(),
-                sha256: "aa".into()
+                sha256: sha256.clone()
             })
         );
         assert_eq!(
-            fs::read(store.layout().policy_blob("aa")).unwrap(),
+            fs::read(store.layout().policy_blob(&sha256)).unwrap(),
             b"\0asm"
         );
 
