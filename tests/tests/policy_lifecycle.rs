@@ -473,6 +473,15 @@ fn pulled_policy_decides_add_and_registry_down_changes_nothing() {
         on_flannel(&addresses),
         "the pulled policy (pick-second) decided: {addresses:?}"
     );
+    // The attachment record, as `plexus status` shows it, names the version that decided.
+    let status: Value =
+        serde_json::from_str(&plexus_ok(&["status", "c1", "--state-dir", state])).unwrap();
+    let decided = &status["decided-by"]["select"];
+    assert_eq!(decided["ref"], reference, "{status}");
+    assert_eq!(decided["sha256"], wasm.trim_start_matches("sha256:"));
+    assert_eq!(decided["manifest"], digest);
+    assert_eq!(decided["verifiedBy"], key_id(&public));
+    assert_eq!(decided["role"], "active");
     let log = fs::read_to_string(bench.log_file()).unwrap();
     assert!(
         log.contains(&digest) && log.contains(wasm.trim_start_matches("sha256:")),
